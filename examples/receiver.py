@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""A demo webhook receiver (a customer's CRM) on loopback, with configurable answers.
+
+    examples/receiver.py [--port 18080] [--status 200] [--body '{"ok":true}']
+                         [--content-type application/json] [--key SECRET] [--delay 0]
+
+Every request is printed (method, path, headers, body). The answer is the given status and body;
+with --key, the body is {"key": SECRET} (what a receiver answers to verify a webhook). A request
+can override the answer for itself with the query string: ?status=500&body=oops&delay=2
+"""
+import argparse
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--body", default='{"ok":true}')
+    parser.add_argument("--content-type", default="application/json")
+    parser.add_argument("--key", default=None)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            print(f"\n--> {self.command} {self.path}", flush=True)
+            for name, value in self.headers.items():
+                print(f"    {name}: {value}")
+            print(f"    {body.decode('utf-8', 'replace')}", flush=True)
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            answer = json.dumps({"key": args.key}) if args.key else args.body
+            answer = query.get("body", answer).encode()
+            time.sleep(min(float(query.get("delay", args.delay)), 60.0))
+            self.send_response(int(query.get("status", args.status)))
+            self.send_header("content-type", query.get("content_type", args.content_type))
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_PUT = do_GET = do_POST
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"demo receiver on http://{args.host}:{args.port}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `make run`: Envoy + hookgate on :10000 (admin 127.0.0.1:9901) with envoy/run.yaml, and the demo
+# receiver on 127.0.0.1:18080. Foreground; Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+envoy=$(scripts/envoy.sh)
+python3 examples/receiver.py --port 18080 &
+receiver=$!
+trap 'kill $receiver 2>/dev/null || true' EXIT INT TERM
+echo "hookgate: listening on :10000, admin on 127.0.0.1:9901 (Ctrl-C stops)"
+# shellcheck disable=SC2086 # $envoy may be "func-e run"
+$envoy -c envoy/run.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info

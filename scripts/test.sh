@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make test`: lints, then every test (unit and end-to-end) inside a network namespace that has only
+# loopback, so that a policy bug can never put a packet on a real network (ENVOY-FACTS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== lint"
+cargo fmt --check
+cargo clippy --quiet --all-targets -- -D warnings
+python3 scripts/envoy-configs.py --check
+
+echo "== build (outside the namespace: nothing can be downloaded inside it)"
+ENVOY_BIN=$(scripts/envoy.sh)
+export ENVOY_BIN
+cargo test --quiet --no-run
+
+ns="hookgate-test-$$"
+cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; }
+trap cleanup EXIT
+ip netns add "$ns"
+mkdir -p "/etc/netns/$ns"
+# Names the end-to-end tests resolve: loopback, and one name with two loopback addresses.
+cat > "/etc/netns/$ns/hosts" <<'HOSTS'
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+127.0.0.1 receiver.test
+127.0.0.2 mixed.test
+127.0.0.1 mixed.test
+HOSTS
+ip netns exec "$ns" ip link set lo up
+
+echo "== test (in network namespace $ns: loopback only)"
+ip netns exec "$ns" cargo test --frozen "$@" 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+echo "== summary"
+grep -E '^test result:|FAILED|panicked' target/test-output.txt || true
+exit "$status"

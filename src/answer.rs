@@ -1,0 +1,123 @@
+//! Judging what came back from the receiver, or what Envoy answered in its place.
+
+use crate::error::Failure;
+
+/// The receiver's own answer (`code_details` = `via_upstream`): its body as text when the
+/// contract calls it a success, else the failure. `truncated` means the body went over
+/// `max_response_bytes` and was dropped.
+pub fn judge_receiver(status: u16, body: &[u8], truncated: Option<usize>) -> Result<&str, Failure> {
+    if !(200..300).contains(&status) {
+        return Err(Failure::ReceiverStatus(status));
+    }
+    if let Some(limit) = truncated {
+        return Err(Failure::ReceiverNotJson(format!(
+            "answer over {limit} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Failure::ReceiverNotJson("answer is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(Failure::ReceiverNotJson("empty answer".into()));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
+        Failure::ReceiverNotJson(format!("{:?} at column {}", e.classify(), e.column()))
+    })?;
+    Ok(text)
+}
+
+/// A reply Envoy made itself after hookgate let the webhook go (RBAC, the forward proxy, the
+/// router), judged from its `response.code_details`. Anything not known to have stopped before
+/// the request reached the receiver is `NoAnswer`: the slot stays used and the engine is told
+/// `unknown`, so no retry can send the webhook twice.
+pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
+    const NEVER_SENT: &[&str] = &[
+        "connection_failure",
+        "delayed_connect_error",
+        "dns_resolution_failure",
+        "no_healthy_upstream",
+        "overflow",
+        "cluster_not_found",
+        "route_not_found",
+        "direct_response",
+        "maintenance_mode",
+        "no_route",
+    ];
+    if code_details.starts_with("rbac_access_denied") {
+        return Failure::BlockedDestination(
+            "the resolved address is refused by Envoy's destination policy".into(),
+        );
+    }
+    if NEVER_SENT
+        .iter()
+        .any(|marker| code_details.contains(marker))
+    {
+        return Failure::NeverSent(format!("Envoy answered {status}: {code_details}"));
+    }
+    Failure::NoAnswer(format!("Envoy answered {status}: {code_details}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_hundreds_with_json_succeed_with_the_body_as_received() {
+        assert_eq!(judge_receiver(200, b" {\"a\":1} ", None), Ok(" {\"a\":1} "));
+        assert_eq!(judge_receiver(204, b"[]", None), Ok("[]"));
+        assert_eq!(judge_receiver(299, b"\"text\"", None), Ok("\"text\""));
+    }
+
+    #[test]
+    fn non_json_bodies_are_invalid_format() {
+        for body in [&b""[..], b"  ", b"ok", b"{\"a\":", b"\xff\xfe", b"{} {}"] {
+            assert_eq!(
+                judge_receiver(200, body, None).map_err(|f| f.code().number()),
+                Err(11110112),
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            judge_receiver(200, b"{}", Some(10)).map_err(|f| f.code().number()),
+            Err(11110112)
+        );
+    }
+
+    #[test]
+    fn non_two_hundreds_failed_whatever_the_body() {
+        for status in [100, 199, 300, 302, 404, 500, 503] {
+            assert_eq!(
+                judge_receiver(status, b"{}", None),
+                Err(Failure::ReceiverStatus(status))
+            );
+        }
+    }
+
+    #[test]
+    fn envoy_replies_are_told_apart() {
+        let refused = "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}";
+        assert_eq!(judge_envoy_reply(503, refused).http_status(), 502);
+        assert_eq!(
+            judge_envoy_reply(503, "dns_resolution_failure{x}").http_status(),
+            502
+        );
+        assert_eq!(
+            judge_envoy_reply(504, "upstream_response_timeout").http_status(),
+            504
+        );
+        assert_eq!(
+            judge_envoy_reply(
+                503,
+                "upstream_reset_before_response_started{connection_termination}"
+            )
+            .http_status(),
+            504
+        );
+        assert_eq!(
+            judge_envoy_reply(403, "rbac_access_denied_matched_policy[blocked]")
+                .code()
+                .number(),
+            11110114
+        );
+        assert_eq!(judge_envoy_reply(500, "").http_status(), 504);
+    }
+}

@@ -1,0 +1,173 @@
+//! The plugin configuration (JSON, from Envoy's StringValue or Struct), validated once in
+//! `on_configure`. Every error names the key at fault.
+
+use crate::destination::{DestinationConfig, DestinationPolicy};
+use crate::limit::{LimitConfig, Limiter};
+use std::collections::BTreeMap;
+
+/// Envoy's default connection buffer limit is 1 MiB; the filter's caps stay well below it so that
+/// an oversized body ends in an envelope, never in Envoy's bare overflow reply.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 512 * 1024;
+const MAX_BODY_CAP: usize = 64 * 1024 * 1024;
+
+#[derive(serde::Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Largest event body accepted from the engine (413 above).
+    pub max_event_bytes: usize,
+    /// Largest receiver answer read; a longer one is dropped and judged not JSON.
+    pub max_response_bytes: usize,
+    /// Longest webhook name accepted.
+    pub max_name_length: usize,
+    /// Headers added to every outbound webhook (lower-case names).
+    pub static_headers: BTreeMap<String, String>,
+    /// Where webhooks may go.
+    pub destination: DestinationConfig,
+    /// The hourly limit and the verification key.
+    pub limit: LimitConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_event_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_name_length: 64,
+            static_headers: BTreeMap::new(),
+            destination: DestinationConfig::default(),
+            limit: LimitConfig::default(),
+        }
+    }
+}
+
+/// The configuration with its policies built, ready for every request.
+pub struct Settings {
+    pub config: Config,
+    pub destinations: DestinationPolicy,
+    pub limiter: Limiter,
+}
+
+/// Headers hookgate sets itself or that would change how the request travels.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "expect",
+    "user-agent",
+];
+
+impl Settings {
+    /// Parses and validates the plugin configuration; an empty one means every default.
+    pub fn parse(bytes: &[u8]) -> Result<Settings, String> {
+        let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Config::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
+        };
+        for (key, value) in [
+            ("max_event_bytes", config.max_event_bytes),
+            ("max_response_bytes", config.max_response_bytes),
+        ] {
+            if value == 0 || value > MAX_BODY_CAP {
+                return Err(format!("{key}: must be 1..={MAX_BODY_CAP}, got {value}"));
+            }
+        }
+        if config.max_name_length == 0 || config.max_name_length > 1024 {
+            return Err(format!(
+                "max_name_length: must be 1..=1024, got {}",
+                config.max_name_length
+            ));
+        }
+        for (name, value) in &config.static_headers {
+            check_static_header(name, value)?;
+        }
+        let destinations = DestinationPolicy::new(&config.destination)?;
+        let limiter = Limiter::new(&config.limit)?;
+        Ok(Settings {
+            config,
+            destinations,
+            limiter,
+        })
+    }
+}
+
+fn check_static_header(name: &str, value: &str) -> Result<(), String> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !token {
+        return Err(format!(
+            "static_headers: {name:?} is not a lower-case header name"
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name)
+        || name.starts_with("x-envoy-")
+        || name.starts_with("x-hookgate-")
+    {
+        return Err(format!(
+            "static_headers: {name:?} is set by hookgate or Envoy"
+        ));
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(format!(
+            "static_headers.{name}: value has characters not allowed in a header"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(json: &str) -> String {
+        Settings::parse(json.as_bytes()).err().unwrap()
+    }
+
+    #[test]
+    fn empty_configuration_means_defaults() {
+        for empty in ["", "  ", "{}"] {
+            let settings = Settings::parse(empty.as_bytes()).unwrap();
+            assert_eq!(settings.config, Config::default());
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error(r#"{"max_event_bytes":0}"#).contains("max_event_bytes"));
+        assert!(error(r#"{"max_name_length":0}"#).contains("max_name_length"));
+        assert!(error(r#"{"surprise":1}"#).contains("surprise"));
+        assert!(
+            error(r#"{"max_event_bytes":"x"}"#).contains("max_event_bytes")
+                || error(r#"{"max_event_bytes":"x"}"#).contains("invalid type")
+        );
+        assert!(error(r#"{"static_headers":{"Host":"x"}}"#).contains("static_headers"));
+        assert!(error(r#"{"static_headers":{"host":"x"}}"#).contains("static_headers"));
+        assert!(error(r#"{"static_headers":{"x-a":"a\nb"}}"#).contains("static_headers.x-a"));
+        assert!(error("not json").contains("plugin configuration"));
+    }
+
+    #[test]
+    fn static_headers_are_accepted() {
+        let settings = Settings::parse(br#"{"static_headers":{"x-source":"sendpulse"}}"#).unwrap();
+        assert_eq!(
+            settings
+                .config
+                .static_headers
+                .get("x-source")
+                .map(String::as_str),
+            Some("sendpulse")
+        );
+    }
+}

@@ -1,0 +1,452 @@
+//! The inbound event (automation engine -> gateway) and the documented webhook it becomes.
+//!
+//! Values are carried as raw JSON text (`RawValue`): what the engine sent travels byte for byte,
+//! in its order, and nothing is parsed twice. Error details name fields, never their values, so
+//! that no personal data reaches a log line.
+
+use crate::clock::format_utc;
+use crate::envelope::push_json_string;
+use crate::error::Failure;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// The webhook the engine asked for: its name and the customer's URL as written.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+}
+
+/// A parsed event: where it goes and the exact body to send.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event {
+    pub webhook: Webhook,
+    pub payload: Vec<u8>,
+}
+
+/// Checks the document's rule: only Latin letters and digits, not empty, not too long.
+pub fn check_name(name: &str, max_length: usize) -> Result<(), Failure> {
+    if name.is_empty() {
+        return Err(Failure::InvalidName("empty".into()));
+    }
+    if name.len() > max_length {
+        return Err(Failure::InvalidName(format!(
+            "longer than {max_length} characters"
+        )));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Failure::InvalidName(
+            "only Latin letters and digits (A-Z a-z 0-9) are allowed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the engine's body (one event, or an array of events for one webhook) into the webhook
+/// to send. `now` is Unix seconds, for the defaults (`execution_date`, `timestamp`).
+pub fn parse(body: &[u8], now: u64, max_name_length: usize) -> Result<Event, Failure> {
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| {
+        Failure::InvalidEvent(format!(
+            "not JSON ({:?} at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let objects: Vec<Object> = if raw.get().starts_with('[') {
+        let items: Vec<&RawValue> = parse_raw(raw, "the event array")?;
+        if items.is_empty() {
+            return Err(Failure::InvalidEvent("empty event array".into()));
+        }
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| Object::parse(item, &format!("event [{i}]")))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![Object::parse(raw, "the event")?]
+    };
+
+    let webhook = common_webhook(&objects)?;
+    check_name(&webhook.name, max_name_length)?;
+
+    let mut payload = Vec::with_capacity(body.len());
+    payload.push(b'[');
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            payload.push(b',');
+        }
+        object.write_webhook(&mut payload, now)?;
+    }
+    payload.push(b']');
+    Ok(Event { webhook, payload })
+}
+
+/// Every event of one body must name the same webhook (at least one must name it).
+fn common_webhook(objects: &[Object]) -> Result<Webhook, Failure> {
+    let mut found: Option<Webhook> = None;
+    for object in objects {
+        let Some(raw) = object.get("webhook") else {
+            continue;
+        };
+        let webhook: Webhook = parse_raw(raw, "webhook (an object with string name and url)")?;
+        match &found {
+            Some(first) if *first != webhook => {
+                return Err(Failure::InvalidEvent(
+                    "events of one body name different webhooks".into(),
+                ))
+            }
+            _ => found = Some(webhook),
+        }
+    }
+    found.ok_or_else(|| Failure::InvalidEvent("missing webhook".into()))
+}
+
+fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, Failure> {
+    serde_json::from_str(raw.get())
+        .map_err(|_| Failure::InvalidEvent(format!("wrong shape for {what}")))
+}
+
+/// A JSON object with its fields in the order sent; values stay raw.
+struct Object<'a> {
+    fields: Vec<(String, &'a RawValue)>,
+}
+
+impl<'a> Object<'a> {
+    fn parse(raw: &'a RawValue, what: &str) -> Result<Self, Failure> {
+        let object: Object = parse_raw(raw, &format!("{what} (an object)"))?;
+        for (i, (key, _)) in object.fields.iter().enumerate() {
+            if object
+                .fields
+                .iter()
+                .skip(i + 1)
+                .any(|(other, _)| other == key)
+            {
+                return Err(Failure::InvalidEvent(format!(
+                    "duplicate field {key:?} in {what}"
+                )));
+            }
+        }
+        Ok(object)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The field if present and not null.
+    fn present(&self, key: &str) -> Option<&'a RawValue> {
+        self.get(key).filter(|v| v.get() != "null")
+    }
+
+    fn write_webhook(&self, out: &mut Vec<u8>, now: u64) -> Result<(), Failure> {
+        match self.get("event") {
+            Some(event) => self.write_event_webhook(out, event, now),
+            None => self.write_automation_webhook(out, now),
+        }
+    }
+
+    /// Unsubscribe and spam events travel as sent, without `webhook`; `source` and
+    /// `timestamp` are appended only when absent.
+    fn write_event_webhook(
+        &self,
+        out: &mut Vec<u8>,
+        event: &RawValue,
+        now: u64,
+    ) -> Result<(), Failure> {
+        let kind: String = parse_raw(event, "event (a string)")?;
+        if kind != "unsubscribe" && kind != "spam" {
+            return Err(Failure::InvalidEvent(
+                "event must be \"unsubscribe\" or \"spam\"".into(),
+            ));
+        }
+        out.push(b'{');
+        let mut first = true;
+        for (key, value) in self.fields.iter().filter(|(k, _)| k != "webhook") {
+            write_field(out, &mut first, key, value.get().as_bytes());
+        }
+        if self.get("source").is_none() {
+            write_field(out, &mut first, "source", b"\"automation360\"");
+        }
+        if self.get("timestamp").is_none() {
+            write_field(out, &mut first, "timestamp", now.to_string().as_bytes());
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The document's automation webhook, in the document's field order.
+    fn write_automation_webhook(&self, out: &mut Vec<u8>, now: u64) -> Result<(), Failure> {
+        let mut first = true;
+        out.push(b'{');
+        let automation_id = self
+            .present("automation_id")
+            .ok_or_else(|| Failure::InvalidEvent("missing automation_id".into()))?;
+        write_field(
+            out,
+            &mut first,
+            "automation_id",
+            &stringish(automation_id, "automation_id", true)?,
+        );
+        let title = self
+            .present("title")
+            .map(|v| stringish(v, "title", false))
+            .transpose()?;
+        write_field(
+            out,
+            &mut first,
+            "title",
+            title.as_deref().unwrap_or(b"\"\""),
+        );
+        let date = match self.present("execution_date") {
+            Some(v) => stringish(v, "execution_date", false)?,
+            None => quoted(&format_utc(now)),
+        };
+        write_field(out, &mut first, "execution_date", &date);
+        for key in ["email", "phone"] {
+            let value = self
+                .present(key)
+                .map(|v| stringish(v, key, true))
+                .transpose()?;
+            write_field(out, &mut first, key, value.as_deref().unwrap_or(b"\"\""));
+        }
+        out.extend_from_slice(b",\"variables\":");
+        self.write_variables(out)?;
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// `variables`: the documented array of one-key objects, or a flat object turned into it.
+    fn write_variables(&self, out: &mut Vec<u8>) -> Result<(), Failure> {
+        let Some(raw) = self.present("variables") else {
+            out.extend_from_slice(b"[]");
+            return Ok(());
+        };
+        const SHAPE: &str = "variables (an array of one-key objects, or an object)";
+        let pairs: Vec<(String, &RawValue)> = if raw.get().starts_with('[') {
+            let items: Vec<&RawValue> = parse_raw(raw, SHAPE)?;
+            let mut pairs = Vec::with_capacity(items.len());
+            for item in items {
+                let object: Object = parse_raw(item, SHAPE)?;
+                let mut fields = object.fields.into_iter();
+                match (fields.next(), fields.next()) {
+                    (Some(pair), None) => pairs.push(pair),
+                    _ => return Err(Failure::InvalidEvent(format!("wrong shape for {SHAPE}"))),
+                }
+            }
+            pairs
+        } else {
+            parse_raw::<Object>(raw, SHAPE)?.fields
+        };
+        out.push(b'[');
+        for (i, (key, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            push_json_string(out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+            out.push(b'}');
+        }
+        out.push(b']');
+        Ok(())
+    }
+}
+
+/// A string field as raw JSON; numbers (where allowed) become the string of their literal.
+fn stringish(value: &RawValue, field: &str, numbers: bool) -> Result<Vec<u8>, Failure> {
+    let text = value.get();
+    if text.starts_with('"') {
+        return Ok(text.as_bytes().to_vec());
+    }
+    if numbers && text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(quoted(text));
+    }
+    let expected = if numbers {
+        "a string or a number"
+    } else {
+        "a string"
+    };
+    Err(Failure::InvalidEvent(format!("{field} must be {expected}")))
+}
+
+fn quoted(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    out
+}
+
+fn write_field(out: &mut Vec<u8>, first: &mut bool, key: &str, raw_value: &[u8]) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    push_json_string(out, key);
+    out.push(b':');
+    out.extend_from_slice(raw_value);
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
+            type Value = Object<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Object<'a>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(Object { fields })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_641_286_959; // 2022-01-04 09:02:39
+
+    fn out(body: &str) -> String {
+        String::from_utf8(parse(body.as_bytes(), NOW, 64).unwrap().payload).unwrap()
+    }
+
+    fn refused(body: &str) -> Failure {
+        parse(body.as_bytes(), NOW, 64).unwrap_err()
+    }
+
+    #[test]
+    fn the_documents_automation_example_round_trips() {
+        let body = r#"{"webhook":{"name":"LeadCalled3","url":"https://crm.example.com/hooks/sendpulse"},
+            "automation_id":"123456789","title":"New Automation","execution_date":"2022-01-04 09:02:39",
+            "email":"example@example.com","phone":"+380631234567","variables":[{"name1":"value1"},{"name2":"value2"}]}"#;
+        let event = parse(body.as_bytes(), 0, 64).unwrap();
+        assert_eq!(
+            event.webhook,
+            Webhook {
+                name: "LeadCalled3".into(),
+                url: "https://crm.example.com/hooks/sendpulse".into()
+            }
+        );
+        assert_eq!(
+            String::from_utf8(event.payload).unwrap(),
+            r#"[{"automation_id":"123456789","title":"New Automation","execution_date":"2022-01-04 09:02:39","email":"example@example.com","phone":"+380631234567","variables":[{"name1":"value1"},{"name2":"value2"}]}]"#
+        );
+    }
+
+    #[test]
+    fn defaults_and_conversions() {
+        let body = r#"{"phone":null,"variables":{"a":1,"b":{"c":[true]}},"automation_id":42,"webhook":{"url":"http://x.example/","name":"A1"}}"#;
+        assert_eq!(
+            out(body),
+            r#"[{"automation_id":"42","title":"","execution_date":"2022-01-04 09:02:39","email":"","phone":"","variables":[{"a":1},{"b":{"c":[true]}}]}]"#
+        );
+    }
+
+    #[test]
+    fn the_documents_event_examples_come_out_identical() {
+        let spam = r#"{"timestamp":1496827422,"event":"spam","task_id":3668141,"email":"john.doe@sendpulse.com","source":"automation360","automation_id":"123456789"}"#;
+        let unsubscribe = r#"{"task_id":"3668141","timestamp":"1496827872","from_all":1,"email":"john.doe@sendpulse.com","reason":null,"book_id":490686,"event":"unsubscribe","categories":"","source":"automation360","automation_id":"123456789"}"#;
+        for event in [spam, unsubscribe] {
+            let with_webhook = format!(
+                "{},\"webhook\":{{\"name\":\"Unsub1\",\"url\":\"https://crm.example.com/\"}}}}",
+                &event[..event.len() - 1]
+            );
+            assert_eq!(out(&with_webhook), format!("[{event}]"));
+        }
+    }
+
+    #[test]
+    fn events_get_source_and_timestamp_when_absent() {
+        let body =
+            r#"{"webhook":{"name":"S","url":"https://x.example/"},"event":"spam","email":"a@b.c"}"#;
+        assert_eq!(
+            out(body),
+            r#"[{"event":"spam","email":"a@b.c","source":"automation360","timestamp":1641286959}]"#
+        );
+    }
+
+    #[test]
+    fn an_array_of_events_goes_as_one_delivery() {
+        let body = r#"[{"webhook":{"name":"S","url":"https://x.example/"},"automation_id":"1"},{"automation_id":"2","variables":[]}]"#;
+        let event = parse(body.as_bytes(), NOW, 64).unwrap();
+        assert_eq!(event.webhook.name, "S");
+        assert_eq!(
+            String::from_utf8(event.payload).unwrap(),
+            r#"[{"automation_id":"1","title":"","execution_date":"2022-01-04 09:02:39","email":"","phone":"","variables":[]},{"automation_id":"2","title":"","execution_date":"2022-01-04 09:02:39","email":"","phone":"","variables":[]}]"#
+        );
+    }
+
+    #[test]
+    fn wrong_events_are_refused_with_400() {
+        let bad = [
+            "",
+            "not json",
+            "{",
+            "[]",
+            "3",
+            r#"{"automation_id":"1"}"#,
+            r#"{"webhook":{"name":"A"},"automation_id":"1"}"#,
+            r#"{"webhook":"x","automation_id":"1"}"#,
+            r#"{"webhook":{"name":"A","url":"u"}}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":true}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","title":5}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":{}}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":"x"}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":[{"a":1,"b":2}]}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":[{}]}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":[1]}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"event":"open"}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"event":1}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","automation_id":"2"}"#,
+            r#"[{"webhook":{"name":"A","url":"u"},"automation_id":"1"},{"webhook":{"name":"B","url":"u"},"automation_id":"1"}]"#,
+            r#"[{"webhook":{"name":"A","url":"u"},"automation_id":"1"},7]"#,
+        ];
+        for body in bad {
+            let failure = refused(body);
+            assert_eq!(failure.http_status(), 400, "{body}: {failure:?}");
+            assert_eq!(failure.code().number(), 21111011, "{body}");
+        }
+    }
+
+    #[test]
+    fn names_are_latin_letters_and_digits_only() {
+        for good in ["A", "LeadCalled3", "z9", &"a".repeat(64)] {
+            assert_eq!(check_name(good, 64), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "Lead Called",
+            "Lead-1",
+            "Лид",
+            "naïve",
+            "a_b",
+            "a\u{0}",
+            "１",
+            &"a".repeat(65),
+        ] {
+            assert!(
+                matches!(check_name(bad, 64), Err(Failure::InvalidName(_))),
+                "{bad}"
+            );
+        }
+        let body =
+            r#"{"webhook":{"name":"bad name","url":"https://x.example/"},"automation_id":"1"}"#;
+        assert!(matches!(refused(body), Failure::InvalidName(_)));
+    }
+
+    #[test]
+    fn details_never_echo_values() {
+        let body =
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":{"secret@x":1}}"#;
+        assert!(!refused(body).to_string().contains("secret"));
+        assert!(!refused("{\"secret@x\" 1}").to_string().contains("secret"));
+    }
+}

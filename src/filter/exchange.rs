@@ -1,0 +1,496 @@
+//! One engine request: the event in, the webhook out, the envelope back.
+
+use super::{host, HostClock, HostStore};
+use crate::answer::{judge_envoy_reply, judge_receiver};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::destination::Destination;
+use crate::envelope;
+use crate::error::{Delivered, Failure};
+use crate::event::{self, Webhook};
+use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
+use crate::report::{ReceivedResponse, Report, SentRequest};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::rc::Rc;
+
+/// The route in Envoy only accepts requests that carry this header, which hookgate sets after
+/// removing every header the caller sent: nothing but a rewritten webhook reaches the forward proxy.
+const ROUTE_MARKER: &str = "x-hookgate-route";
+const TEST_HEADER: &str = "x-hookgate-test";
+const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
+
+enum Phase {
+    /// Reading the engine's request.
+    Receiving,
+    /// hookgate answered itself; its reply passes back through untouched.
+    Replied,
+    /// The webhook went towards the receiver.
+    Sent,
+}
+
+/// What the response headers told: the receiver answered, or Envoy answered in its place.
+enum Upstream {
+    Receiver { status: u16 },
+    Envoy(Failure),
+}
+
+pub struct Exchange {
+    settings: Option<Rc<Settings>>,
+    phase: Phase,
+    test: bool,
+    webhook: Option<Webhook>,
+    destination: Option<Destination>,
+    ticket: Option<Ticket>,
+    sent: Option<SentRequest>,
+    upstream: Option<Upstream>,
+    received_headers: Vec<(String, String)>,
+    receiver_status: Option<u16>,
+    /// Set when the receiver's answer went over `max_response_bytes` and was dropped.
+    truncated: bool,
+}
+
+impl Exchange {
+    pub fn new(settings: Option<Rc<Settings>>) -> Self {
+        Exchange {
+            settings,
+            phase: Phase::Receiving,
+            test: false,
+            webhook: None,
+            destination: None,
+            ticket: None,
+            sent: None,
+            upstream: None,
+            received_headers: Vec::new(),
+            receiver_status: None,
+            truncated: false,
+        }
+    }
+
+    fn settings(&self) -> Result<Rc<Settings>, Failure> {
+        self.settings
+            .clone()
+            .ok_or_else(|| Failure::Internal("no valid configuration".into()))
+    }
+
+    /// Checks what the request headers can tell; Ok(true) when a body must follow.
+    fn check_request_headers(&mut self, end_of_stream: bool) -> Result<(), Failure> {
+        let settings = self.settings()?;
+        let header = |name| host::get_header_text(MapType::HttpRequestHeaders, name);
+        let internal =
+            |e: host::HostError| Failure::Internal(format!("request header read failed ({})", e.0));
+        self.test = header(TEST_HEADER)
+            .map_err(internal)?
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let method = header(":method").map_err(internal)?.unwrap_or_default();
+        if method != "POST" {
+            return Err(Failure::MethodNotAllowed(method));
+        }
+        let content_type = header("content-type")
+            .map_err(internal)?
+            .unwrap_or_default();
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case("application/json") {
+            return Err(Failure::UnsupportedMediaType(content_type));
+        }
+        let limit = settings.config.max_event_bytes;
+        let declared = header("content-length").map_err(internal)?;
+        if declared
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > limit as u64)
+        {
+            return Err(Failure::EventTooLarge(limit));
+        }
+        if end_of_stream {
+            return Err(Failure::InvalidEvent("empty body".into()));
+        }
+        Ok(())
+    }
+
+    /// The whole event is here: parse it, apply every policy, rewrite the request.
+    fn forward(&mut self, body_size: usize) -> Result<(), Failure> {
+        let settings = self.settings()?;
+        let body = host::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+            .map_err(|e| Failure::Internal(format!("request body read failed ({})", e.0)))?;
+        let now = HostClock.now();
+        let event = event::parse(&body, now, settings.config.max_name_length)?;
+        self.webhook = Some(event.webhook.clone());
+        let destination = settings.destinations.check(&event.webhook.url)?;
+        self.destination = Some(destination.clone());
+        let mut headers: Vec<(&str, &str)> =
+            Vec::with_capacity(8 + settings.config.static_headers.len());
+        let length = event.payload.len().to_string();
+        headers.extend([
+            (":method", "POST"),
+            (":scheme", if destination.https { "https" } else { "http" }),
+            (":authority", destination.authority.as_str()),
+            (":path", destination.path_and_query.as_str()),
+            ("content-type", "application/json"),
+            ("content-length", length.as_str()),
+            ("user-agent", USER_AGENT),
+        ]);
+        headers.extend(
+            settings
+                .config
+                .static_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        if self.test {
+            self.sent = Some(SentRequest {
+                url: destination.url.clone(),
+                headers: headers
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(':'))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: event.payload.clone(),
+            });
+        }
+        let id = WebhookId {
+            name: &event.webhook.name,
+            url: &destination.url,
+        };
+        let ticket = settings.limiter.acquire(&HostStore, &HostClock, &id)?;
+        self.ticket = Some(ticket);
+        let scheme = if destination.https { "https" } else { "http" };
+        // Envoy matches no route without x-forwarded-proto; the route removes it (and the
+        // marker) before the request leaves.
+        headers.extend([(ROUTE_MARKER, scheme), ("x-forwarded-proto", scheme)]);
+        let rewritten = host::set_headers(MapType::HttpRequestHeaders, &headers).and_then(|()| {
+            host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &event.payload)
+        });
+        if let Err(e) = rewritten {
+            self.give_back();
+            return Err(Failure::Internal(format!(
+                "request rewrite failed ({})",
+                e.0
+            )));
+        }
+        self.phase = Phase::Sent;
+        Ok(())
+    }
+
+    fn give_back(&mut self) {
+        if let (Some(settings), Some(ticket)) = (&self.settings, self.ticket.take()) {
+            if let Err(failure) = settings.limiter.give_back(&HostStore, &ticket) {
+                log::warn!("hookgate: could not give back a limit slot: {failure}");
+            }
+        }
+    }
+
+    /// Answers the engine locally (a refusal, or an answer that has no body to write into).
+    fn reply(
+        &mut self,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> Action {
+        let answer = self.build_answer(outcome, response);
+        self.phase = Phase::Replied;
+        let headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        if let Err(e) = host::send_local_response(answer.status, &headers, &answer.body) {
+            log::error!("hookgate: local reply failed (host status {})", e.0);
+        }
+        Action::Pause
+    }
+
+    fn refuse(&mut self, failure: Failure) -> Action {
+        self.reply(Err(&failure), None)
+    }
+
+    /// Writes the engine's answer over the upstream one, whose headers are still paused.
+    fn rewrite_answer(
+        &mut self,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+        body_size: usize,
+    ) {
+        let answer = self.build_answer(outcome, response);
+        let status = answer.status.to_string();
+        let length = answer.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":status", status.as_str()),
+            ("content-length", length.as_str()),
+        ];
+        headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let written = host::set_headers(MapType::HttpResponseHeaders, &headers).and_then(|()| {
+            host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &answer.body)
+        });
+        if let Err(e) = written {
+            log::error!("hookgate: could not write the answer (host status {})", e.0);
+        }
+    }
+
+    /// The engine's answer for an outcome, logged: status, headers and the envelope (or report).
+    fn build_answer(
+        &self,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> EngineAnswer {
+        self.log_decision(outcome.map(|_| ()));
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        let status = match outcome {
+            Ok(_) => {
+                headers.push(("x-hookgate-delivered", Delivered::Yes.as_str().to_string()));
+                200
+            }
+            Err(failure) => {
+                headers.push((
+                    "x-hookgate-delivered",
+                    failure.delivered().as_str().to_string(),
+                ));
+                headers.push(("x-hookgate-detail", header_safe(&failure.to_string())));
+                if let Some(seconds) = failure.retry_after() {
+                    headers.push(("retry-after", seconds.to_string()));
+                }
+                failure.http_status()
+            }
+        };
+        if let Some(receiver_status) = self.receiver_status {
+            headers.push(("x-hookgate-upstream-status", receiver_status.to_string()));
+        }
+        EngineAnswer {
+            status,
+            headers,
+            body: self.render(outcome, response),
+        }
+    }
+
+    /// The envelope, or the test report around it.
+    fn render(
+        &self,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> Vec<u8> {
+        let envelope = match outcome {
+            Ok(body) => envelope::success(body),
+            Err(failure) => envelope::failure(failure),
+        };
+        if !self.test {
+            return envelope;
+        }
+        let limit = self.limit_state();
+        Report {
+            webhook: self.webhook.as_ref(),
+            request: self.sent.as_ref(),
+            response,
+            envelope: &envelope,
+            limit: limit.as_ref(),
+        }
+        .render()
+    }
+
+    fn limit_state(&self) -> Option<LimitState> {
+        let settings = self.settings.as_ref()?;
+        let (webhook, destination) = (self.webhook.as_ref()?, self.destination.as_ref()?);
+        let id = WebhookId {
+            name: &webhook.name,
+            url: &destination.url,
+        };
+        settings.limiter.state(&HostStore, &HostClock, &id).ok()
+    }
+
+    /// One line per decision, without personal data (no email, phone or variables).
+    fn log_decision(&self, outcome: Result<(), &Failure>) {
+        let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
+        let host = self.destination.as_ref().map_or("-", |d| d.host.as_str());
+        match outcome {
+            Ok(()) => log::info!("hookgate: webhook={name} host={host} outcome=delivered code=1"),
+            Err(f) => log::info!(
+                "hookgate: webhook={name} host={host} outcome={} code={} status={} detail={:?}",
+                f.reason(),
+                f.code().number(),
+                f.http_status(),
+                f.to_string()
+            ),
+        }
+    }
+
+    /// The response headers of a webhook that was sent: who answered, and how.
+    fn read_upstream(&mut self) -> Result<Upstream, Failure> {
+        let status = host::get_header_text(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let details = host::get_property(&["response", "code_details"])
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        if details == "via_upstream" {
+            if self.test {
+                self.received_headers =
+                    host::get_headers(MapType::HttpResponseHeaders).unwrap_or_default();
+            }
+            self.receiver_status = Some(status);
+            return Ok(Upstream::Receiver { status });
+        }
+        let failure = judge_envoy_reply(status, &details);
+        if failure.delivered() == Delivered::No {
+            self.give_back();
+        }
+        Ok(Upstream::Envoy(failure))
+    }
+
+    /// The final outcome once the whole answer is here.
+    fn conclude(&mut self, body: &[u8]) -> (Result<String, Failure>, Option<ReceivedResponse>) {
+        let Some(upstream) = self.upstream.take() else {
+            return (
+                Err(Failure::Internal("response without a request".into())),
+                None,
+            );
+        };
+        let status = match upstream {
+            Upstream::Receiver { status } => status,
+            Upstream::Envoy(failure) => return (Err(failure), None),
+        };
+        let limit = self
+            .settings
+            .as_ref()
+            .map_or(0, |s| s.config.max_response_bytes);
+        let response = self.test.then(|| ReceivedResponse {
+            status,
+            headers: std::mem::take(&mut self.received_headers),
+            body: body.to_vec(),
+        });
+        let judged =
+            judge_receiver(status, body, self.truncated.then_some(limit)).map(str::to_owned);
+        let outcome = match judged {
+            Ok(text) => self.verify_key(body).map(|()| text),
+            Err(failure) => Err(failure),
+        };
+        (outcome, response)
+    }
+
+    /// A right key verifies the webhook; a wrong one is the document's 11110113.
+    fn verify_key(&self, body: &[u8]) -> Result<(), Failure> {
+        let (Some(settings), Some(ticket)) = (&self.settings, &self.ticket) else {
+            return Ok(());
+        };
+        match settings.limiter.observe_answer(&HostStore, ticket, body)? {
+            KeyVerdict::WrongKey => Err(Failure::WrongKey),
+            KeyVerdict::Verified | KeyVerdict::NoKey => Ok(()),
+        }
+    }
+}
+
+/// What the engine gets back.
+struct EngineAnswer {
+    status: u32,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+/// Header values carry only printable ASCII, bounded.
+fn header_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(300)
+        .collect()
+}
+
+impl Context for Exchange {}
+
+impl HttpContext for Exchange {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.check_request_headers(end_of_stream) {
+            Ok(()) => Action::Pause,
+            Err(failure) => self.refuse(failure),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !matches!(self.phase, Phase::Receiving) {
+            return Action::Continue;
+        }
+        let limit = self
+            .settings
+            .as_ref()
+            .map_or(0, |s| s.config.max_event_bytes);
+        if body_size > limit {
+            return self.refuse(Failure::EventTooLarge(limit));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        match self.forward(body_size) {
+            Ok(()) => Action::Continue,
+            Err(failure) => self.refuse(failure),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.phase {
+            Phase::Replied => return Action::Continue,
+            Phase::Receiving => {
+                // Envoy answered before hookgate let anything go (a filter before it, or its
+                // own limits): still an envelope.
+                let details = host::get_property(&["response", "code_details"])
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let details = String::from_utf8_lossy(&details);
+                let failure = if details.starts_with("rbac_access_denied") {
+                    Failure::CallerRefused("source refused by Envoy's RBAC".into())
+                } else if details.contains("request_payload_too_large") {
+                    Failure::EventTooLarge(
+                        self.settings
+                            .as_ref()
+                            .map_or(0, |s| s.config.max_event_bytes),
+                    )
+                } else {
+                    Failure::Internal(format!(
+                        "Envoy answered before the event was read: {details}"
+                    ))
+                };
+                self.upstream = Some(Upstream::Envoy(failure));
+            }
+            Phase::Sent => match self.read_upstream() {
+                Ok(upstream) => self.upstream = Some(upstream),
+                Err(failure) => self.upstream = Some(Upstream::Envoy(failure)),
+            },
+        }
+        if end_of_stream {
+            // No body to write into: answer with a local reply instead.
+            let (outcome, response) = self.conclude(&[]);
+            return self.reply(outcome.as_deref(), response.as_ref());
+        }
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.phase, Phase::Replied) {
+            return Action::Continue;
+        }
+        let limit = self
+            .settings
+            .as_ref()
+            .map_or(0, |s| s.config.max_response_bytes);
+        if body_size > limit {
+            // Drop what is buffered so Envoy's own limit is never reached; judge it at the end.
+            self.truncated = true;
+            if let Err(e) = host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &[]) {
+                log::warn!(
+                    "hookgate: could not drop an oversized answer (host status {})",
+                    e.0
+                );
+            }
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = if self.truncated {
+            Vec::new()
+        } else {
+            host::get_buffer(BufferType::HttpResponseBody, 0, body_size).unwrap_or_default()
+        };
+        let (outcome, response) = self.conclude(&body);
+        self.rewrite_answer(outcome.as_deref(), response.as_ref(), body_size);
+        Action::Continue
+    }
+}

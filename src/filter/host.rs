@@ -1,0 +1,220 @@
+//! Host calls that never panic. The SDK's `hostcalls` panic on any status they do not expect
+//! (and on a header that is not UTF-8), which would kill the VM; these wrappers return the status
+//! instead, so every failure becomes an envelope.
+
+use crate::abi::{deserialize_map, serialize_map};
+use proxy_wasm::types::{BufferType, MapType};
+use std::ptr::{null, null_mut};
+
+/// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8 CasMismatch...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
+
+pub type HostResult<T> = Result<T, HostError>;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+fn check(status: u32) -> HostResult<()> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostError(status))
+    }
+}
+
+/// Takes ownership of memory the host allocated through the SDK's `proxy_on_memory_allocate`.
+fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: the host filled `size` bytes it allocated with the SDK allocator (a boxed slice of
+    // exactly `size` bytes), and hands us ownership.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Calls a host function that returns bytes, mapping NotFound to None.
+fn get_bytes(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> HostResult<Option<Vec<u8>>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    match call(&mut data, &mut size) {
+        OK => Ok(take(data, size)),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
+pub fn log(level: u32, message: &str) {
+    // SAFETY: pointer and length of a live &str.
+    unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+pub fn now_unix_seconds() -> HostResult<u64> {
+    let mut nanos: u64 = 0;
+    // SAFETY: the host writes one u64.
+    check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    Ok(nanos / 1_000_000_000)
+}
+
+pub fn get_buffer(buffer: BufferType, start: usize, max_size: usize) -> HostResult<Vec<u8>> {
+    // SAFETY: out-pointers are valid for the call.
+    get_bytes(|data, size| unsafe {
+        proxy_get_buffer_bytes(buffer as u32, start, max_size, data, size)
+    })
+    .map(Option::unwrap_or_default)
+}
+
+pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -> HostResult<()> {
+    // SAFETY: pointer and length of a live slice.
+    check(unsafe {
+        proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len())
+    })
+}
+
+pub fn get_header(map: MapType, name: &str) -> HostResult<Option<Vec<u8>>> {
+    // SAFETY: key slice live; out-pointers valid.
+    get_bytes(|data, size| unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), data, size)
+    })
+}
+
+/// A header as text (lossy for bytes that are not UTF-8).
+pub fn get_header_text(map: MapType, name: &str) -> HostResult<Option<String>> {
+    Ok(get_header(map, name)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// All headers, names and values as text (lossy for bytes that are not UTF-8).
+pub fn get_headers(map: MapType) -> HostResult<Vec<(String, String)>> {
+    // SAFETY: out-pointers valid.
+    let bytes =
+        get_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map as u32, data, size) })?;
+    Ok(bytes.map(|b| deserialize_map(&b)).unwrap_or_default())
+}
+
+/// Replaces the whole header map (pseudo-headers included) in one host call.
+pub fn set_headers(map: MapType, headers: &[(&str, &str)]) -> HostResult<()> {
+    let data = serialize_map(headers);
+    // SAFETY: pointer and length of a live Vec.
+    check(unsafe { proxy_set_header_map_pairs(map as u32, data.as_ptr(), data.len()) })
+}
+
+pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    let data = serialize_map(headers);
+    // SAFETY: pointers and lengths of live slices; null details with size 0.
+    check(unsafe {
+        proxy_send_local_response(
+            status,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            data.as_ptr(),
+            data.len(),
+            -1,
+        )
+    })
+}
+
+pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+    let serialized = path.join("\0");
+    // SAFETY: path slice live; out-pointers valid.
+    get_bytes(|data, size| unsafe {
+        proxy_get_property(serialized.as_ptr(), serialized.len(), data, size)
+    })
+}
+
+/// Shared data of this vm_id: the value (None when missing) and its CAS token.
+pub fn get_shared_data(key: &str) -> HostResult<(Option<Vec<u8>>, Option<u32>)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: key slice live; out-pointers valid.
+    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
+    {
+        OK => Ok((take(data, size), Some(cas))),
+        NOT_FOUND => Ok((None, None)),
+        status => Err(HostError(status)),
+    }
+}
+
+/// Ok(true) stored, Ok(false) the CAS token did not match.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> HostResult<bool> {
+    // SAFETY: key and value slices live.
+    match unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    } {
+        OK => Ok(true),
+        CAS_MISMATCH => Ok(false),
+        status => Err(HostError(status)),
+    }
+}

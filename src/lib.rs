@@ -1,0 +1,21 @@
+//! hookgate: a webhook egress gateway for Envoy.
+//!
+//! The pure core (event, destination, limit, answer, envelope, report, config) knows nothing of
+//! the host and is unit-tested natively; `filter` is the thin proxy-wasm layer that moves bytes
+//! between Envoy and the core.
+
+pub mod abi;
+pub mod answer;
+pub mod clock;
+pub mod config;
+pub mod destination;
+pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod limit;
+pub mod report;
+
+// The proxy-wasm layer calls host functions that only exist inside Envoy; unit tests of the
+// core do not link it.
+#[cfg(not(test))]
+mod filter;

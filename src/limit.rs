@@ -1,0 +1,791 @@
+//! The hourly limit for unverified webhooks and their verification by key (SendPulse: "the
+//! service allows you to send one webhook per hour" until the receiver answers the first
+//! webhook with the configured key).
+//!
+//! A webhook is its name plus its normalised URL (`url::Url::parse`, fragment dropped; a URL
+//! that does not parse is used as written). Its state lives in proxy-wasm shared data, which
+//! every Envoy worker of one `vm_id` sees, behind the [`SharedStore`] trait.
+//!
+//! # The table
+//! Shared data can neither delete a key nor expire one, and CAS does not protect creating a key.
+//! So the state is a fixed table created up front, never a key per webhook:
+//!
+//! * `hookgate/<namespace>/meta`: the layout (`hookgate-limit v1 bucket_entries=8
+//!   max_tracked=N`). `prepare` refuses a configuration whose layout differs from the one
+//!   already in the `vm_id` (changing `max_tracked` would move every webhook to another bucket
+//!   and forget verifications): keep the value or choose another `namespace`.
+//! * `hookgate/<namespace>/bucket/<i>` for `i` in `0..ceil(max_tracked / 8)`: each bucket holds
+//!   up to 8 webhooks (the last one the remainder, so the table holds exactly `max_tracked`),
+//!   encoded as in [`codec`]. A bucket is one key, so every change to it is one atomic
+//!   read-CAS-write (at most [`MAX_CAS_ATTEMPTS`] tries, then `LimitUnavailable`).
+//! * `hookgate/<namespace>/cas-probe`: written to obtain a CAS value that belongs to this key
+//!   and so can never be the CAS of a bucket: buckets are created with that value, which makes
+//!   creation create-if-absent (a concurrent creator never overwrites a live bucket). The host's
+//!   CAS counter is a `u32` shared by all keys; only after 2^32 writes could it come round.
+//!
+//! A webhook's home bucket is FNV-1a 64 of (name length, name, URL) modulo the bucket count
+//! (stable across builds and reloads). It lives in its home bucket, or in the next one only
+//! when the home bucket is *permanently* full: as many verified entries as it has places
+//! (verification never reverts, so every worker draws the same conclusion whatever its clock).
+//! Up to [`MAX_PROBE_BUCKETS`] buckets are probed. This rule, not "first free place in a probe
+//! sequence of single-entry slots", is what keeps two workers from ever recording the same
+//! webhook in two places: with one key per slot an entry that expires (or is given back)
+//! between two workers' scans lets both claim different slots for the same "first" webhook.
+//!
+//! Unverified entries whose sends are all older than an hour are dropped whenever their bucket
+//! is written, freeing their place. Verified entries stay for the life of the `vm_id`.
+//! Webhooks listed in `verified` need no entry when `verified_per_hour` is unset.
+//!
+//! # The ceiling
+//! When a new webhook finds no place (its home bucket full, with at least one live unverified
+//! entry, or all probed buckets permanently full) the send is refused with
+//! `LimitUnavailable("webhook table full ...")` (503): never let through unlimited. Places of
+//! unverified webhooks come free an hour after their last send.
+//!
+//! # Memory
+//! One tracked webhook takes `name + url + 9` bytes in its bucket value for an unverified
+//! webhook with one send (1 flag, 1+1 lengths, 1 count, 5 for the send time), each further send
+//! in the window 1 to 2 bytes, a verified unlimited webhook `name + url + 4`. Each bucket adds
+//! its key (about 30 bytes), 2 bytes of header and the host's map node (roughly 100 bytes) for
+//! up to 8 webhooks: about `name + url + 30` bytes per tracked webhook in all, e.g. about 1.4 MB
+//! for 10000 webhooks with 100-byte URLs, once per `vm_id` (not per worker). An update copies
+//! one bucket (up to 8 entries) out of and back into the host.
+//!
+//! # Undecodable values
+//! A bucket value that does not decode (another format version, garbage) is treated as
+//! occupied by something unknown: webhooks whose probe reaches it are refused with
+//! `LimitUnavailable` and it is never overwritten (not even by `prepare`). An empty value is an
+//! empty bucket. Recovery: a new `namespace` (or `vm_id`).
+
+mod codec;
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::clock::Clock;
+use crate::error::Failure;
+use codec::Entry;
+
+/// The rolling window, in seconds.
+pub const WINDOW_SECS: u64 = 3600;
+/// Webhooks per bucket (part of the table layout recorded in the meta key).
+pub const BUCKET_ENTRIES: u32 = 8;
+/// Buckets looked at for one webhook: its home and the ones after it.
+pub const MAX_PROBE_BUCKETS: u32 = 8;
+/// Read-CAS-write attempts on one bucket before giving up with `LimitUnavailable`.
+pub const MAX_CAS_ATTEMPTS: u32 = 64;
+
+const MAX_UNVERIFIED_PER_HOUR: u32 = 1000;
+const MAX_VERIFIED_PER_HOUR: u32 = 10_000;
+const MAX_TRACKED: u32 = 1_000_000;
+const MAX_NAMESPACE_LEN: usize = 64;
+
+/// Proxy-wasm shared data as the limiter needs it. The host adapter must map
+/// `Status::CasMismatch` to `Ok(false)` and `NotFound` to `Ok((None, None))`; a present key with
+/// an empty value may come back as `(None, Some(cas))` (the SDK does that) or as an empty vector.
+pub trait SharedStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String>;
+    /// Ok(true) stored, Ok(false) CAS mismatch, Err(host failure)
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
+}
+
+/// The `limit` section of the configuration.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Sends allowed in any rolling hour before verification: 1..=1000, default 1.
+    pub unverified_per_hour: u32,
+    /// Sends allowed in any rolling hour once verified: 1..=10000; unset = unlimited.
+    pub verified_per_hour: Option<u32>,
+    /// Expected verification key per webhook name.
+    pub keys: BTreeMap<String, String>,
+    /// Expected key for names not in `keys`.
+    pub default_key: Option<String>,
+    /// Top-level field of the receiver's JSON answer that carries the key, default "key".
+    pub key_field: String,
+    /// Webhooks verified before this configuration (e.g. restored after a `vm_id` change).
+    pub verified: Vec<VerifiedWebhook>,
+    /// Webhooks the table can track: 1..=1000000, default 10000.
+    pub max_tracked: u32,
+    /// Two configurations in one `vm_id` share state iff they have the same namespace.
+    pub namespace: String,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            unverified_per_hour: 1,
+            verified_per_hour: None,
+            keys: BTreeMap::new(),
+            default_key: None,
+            key_field: "key".to_string(),
+            verified: Vec::new(),
+            max_tracked: 10_000,
+            namespace: "default".to_string(),
+        }
+    }
+}
+
+/// A webhook known to be verified; `url` is compared after normalisation.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedWebhook {
+    pub name: String,
+    pub url: String,
+}
+
+/// The webhook a request is about (the URL as the event gave it; normalised here).
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookId<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+}
+
+/// What `acquire` took, for `give_back` and `observe_answer`.
+#[derive(Debug)]
+pub struct Ticket {
+    name: String,
+    url: String,
+    /// The time of the acquire (also the time reference of later updates made for it).
+    at: u64,
+    /// The send time recorded, None when nothing was counted (verified and unlimited).
+    taken: Option<u64>,
+    /// Verified when acquired: its answers are no longer checked.
+    verified: bool,
+    given_back: Cell<bool>,
+}
+
+impl Ticket {
+    /// The send time counted for this delivery, if one was.
+    pub fn taken(&self) -> Option<u64> {
+        self.taken
+    }
+
+    /// Whether the webhook was already verified when the send was allowed.
+    pub fn verified(&self) -> bool {
+        self.verified
+    }
+
+    /// The normalised URL the webhook is tracked under.
+    pub fn tracked_url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// What the receiver's answer said about verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// The right key: the webhook is verified from now on.
+    Verified,
+    /// A key that does not match: report `Failure::WrongKey`; the webhook stays unverified.
+    WrongKey,
+    /// Nothing to judge (no key field, not JSON, no expected key configured, or the webhook
+    /// was already verified, whose answers are not checked any more). Nothing changes.
+    NoKey,
+}
+
+/// The limit state of one webhook, for the test report.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct LimitState {
+    pub verified: bool,
+    pub sends_in_window: u32,
+    /// None = unlimited.
+    pub allowed_per_hour: Option<u32>,
+    /// Seconds until the next send is allowed, when one would be refused now.
+    pub retry_after: Option<u64>,
+}
+
+pub struct Limiter {
+    unverified_per_hour: u32,
+    verified_per_hour: Option<u32>,
+    keys: BTreeMap<String, String>,
+    default_key: Option<String>,
+    key_field: String,
+    pre_verified: BTreeSet<(String, String)>,
+    max_tracked: u32,
+    buckets: u32,
+    namespace: String,
+}
+
+struct Ident {
+    name: String,
+    url: String,
+}
+
+enum Step<T> {
+    /// Finished without writing.
+    Done(T),
+    /// Write the bucket back (CAS); on success finish with this value, on mismatch run again.
+    Write(T),
+    /// Not here and this bucket is permanently full: look at the next one.
+    Next,
+}
+
+enum Placement {
+    Placed,
+    Next,
+    Full,
+}
+
+enum Answer {
+    Absent,
+    Match,
+    Mismatch,
+}
+
+impl Limiter {
+    pub fn new(config: &LimitConfig) -> Result<Self, String> {
+        if !(1..=MAX_UNVERIFIED_PER_HOUR).contains(&config.unverified_per_hour) {
+            return Err(format!(
+                "limit.unverified_per_hour: must be 1..={MAX_UNVERIFIED_PER_HOUR}"
+            ));
+        }
+        if let Some(v) = config.verified_per_hour {
+            if !(1..=MAX_VERIFIED_PER_HOUR).contains(&v) {
+                return Err(format!(
+                    "limit.verified_per_hour: must be 1..={MAX_VERIFIED_PER_HOUR}, or absent for unlimited"
+                ));
+            }
+        }
+        if !(1..=MAX_TRACKED).contains(&config.max_tracked) {
+            return Err(format!("limit.max_tracked: must be 1..={MAX_TRACKED}"));
+        }
+        if config.key_field.is_empty() {
+            return Err("limit.key_field: must not be empty".to_string());
+        }
+        for (name, key) in &config.keys {
+            if name.is_empty() {
+                return Err("limit.keys: a webhook name must not be empty".to_string());
+            }
+            if key.is_empty() {
+                return Err(format!("limit.keys.{name}: the key must not be empty"));
+            }
+        }
+        if config.default_key.as_deref() == Some("") {
+            return Err("limit.default_key: must not be empty".to_string());
+        }
+        let ns = &config.namespace;
+        if ns.is_empty()
+            || ns.len() > MAX_NAMESPACE_LEN
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(format!(
+                "limit.namespace: must be 1..={MAX_NAMESPACE_LEN} characters of A-Z a-z 0-9 . _ -"
+            ));
+        }
+        let mut pre_verified = BTreeSet::new();
+        for (index, webhook) in config.verified.iter().enumerate() {
+            if webhook.name.is_empty() {
+                return Err(format!("limit.verified[{index}].name: must not be empty"));
+            }
+            let mut url = url::Url::parse(&webhook.url)
+                .map_err(|e| format!("limit.verified[{index}].url: {e}"))?;
+            url.set_fragment(None);
+            pre_verified.insert((webhook.name.clone(), String::from(url)));
+        }
+        Ok(Limiter {
+            unverified_per_hour: config.unverified_per_hour,
+            verified_per_hour: config.verified_per_hour,
+            keys: config.keys.clone(),
+            default_key: config.default_key.clone(),
+            key_field: config.key_field.clone(),
+            pre_verified,
+            max_tracked: config.max_tracked,
+            buckets: config.max_tracked.div_ceil(BUCKET_ENTRIES),
+            namespace: config.namespace.clone(),
+        })
+    }
+
+    /// Creates the table if absent and checks that an existing one has this layout. Call from
+    /// `on_configure` (safe to run concurrently with itself and with `acquire`: it never
+    /// overwrites an existing key; `acquire` also creates a missing bucket the same way).
+    pub fn prepare(&self, store: &dyn SharedStore) -> Result<(), String> {
+        let fail = |e: String| format!("limit: shared data unavailable: {e}");
+        let cas = self.unmatchable_cas(store).map_err(fail)?;
+        let meta_key = format!("hookgate/{}/meta", self.namespace);
+        let layout = self.layout();
+        store
+            .set(&meta_key, layout.as_bytes(), Some(cas))
+            .map_err(fail)?;
+        let (existing, _) = store.get(&meta_key).map_err(fail)?;
+        let existing = existing.unwrap_or_default();
+        if existing != layout.as_bytes() {
+            let shown: String = String::from_utf8_lossy(&existing)
+                .chars()
+                .take(80)
+                .collect();
+            return Err(format!(
+                "limit.max_tracked: namespace {:?} already holds a table with layout {shown:?} in \
+                 this vm_id, not {layout:?}; keep the old max_tracked or choose another \
+                 limit.namespace",
+                self.namespace
+            ));
+        }
+        let empty = codec::empty_bucket();
+        for bucket in 0..self.buckets {
+            store
+                .set(&self.bucket_key(bucket), &empty, Some(cas))
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a send for this webhook now, or refuses: `OverLimit(retry_after)` when its hourly
+    /// allowance is used, `LimitUnavailable` when the table is full or the store fails.
+    pub fn acquire(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        id: &WebhookId,
+    ) -> Result<Ticket, Failure> {
+        let now = clock.now();
+        let ident = Ident::new(id);
+        let pre = self.is_pre_verified(&ident);
+        let ticket = |taken: Option<u64>, verified: bool| Ticket {
+            name: ident.name.clone(),
+            url: ident.url.clone(),
+            at: now,
+            taken,
+            verified,
+            given_back: Cell::new(false),
+        };
+        if pre && self.verified_per_hour.is_none() {
+            return Ok(ticket(None, true));
+        }
+        let found = self.walk(store, &ident, true, |capacity, entries| {
+            self.compact(entries, now);
+            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
+                entry.verified |= pre;
+                let Some(limit) = self.allowed(entry.verified) else {
+                    return Ok(Step::Done(ticket(None, true)));
+                };
+                if let Some(retry) = retry_after(&entry.sends, limit, now) {
+                    return Err(Failure::OverLimit(retry));
+                }
+                let at = entry.sends.partition_point(|&s| s <= now);
+                entry.sends.insert(at, now);
+                return Ok(Step::Write(ticket(Some(now), entry.verified)));
+            }
+            let entry = Entry {
+                name: ident.name.clone(),
+                url: ident.url.clone(),
+                verified: pre,
+                sends: vec![now],
+            };
+            match place(entries, capacity, entry) {
+                Placement::Placed => Ok(Step::Write(ticket(Some(now), pre))),
+                Placement::Next => Ok(Step::Next),
+                Placement::Full => Err(self.table_full()),
+            }
+        })?;
+        found.ok_or_else(|| self.table_full())
+    }
+
+    /// Gives back the send this ticket took, when the request never reached the receiver.
+    /// Only this delivery's send; a second call with the same ticket does nothing.
+    pub fn give_back(&self, store: &dyn SharedStore, ticket: &Ticket) -> Result<(), Failure> {
+        let Some(taken) = ticket.taken else {
+            return Ok(());
+        };
+        if ticket.given_back.get() {
+            return Ok(());
+        }
+        let ident = ticket.ident();
+        self.walk(store, &ident, false, |capacity, entries| {
+            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
+                return Ok(match entry.sends.iter().position(|&s| s == taken) {
+                    Some(index) => {
+                        entry.sends.remove(index);
+                        Step::Write(())
+                    }
+                    None => Step::Done(()),
+                });
+            }
+            if permanently_full(entries, capacity) {
+                Ok(Step::Next)
+            } else {
+                Ok(Step::Done(()))
+            }
+        })?;
+        ticket.given_back.set(true);
+        Ok(())
+    }
+
+    /// Judges the receiver's answer for the verification key and records a verification.
+    pub fn observe_answer(
+        &self,
+        store: &dyn SharedStore,
+        ticket: &Ticket,
+        answer_body: &[u8],
+    ) -> Result<KeyVerdict, Failure> {
+        if ticket.verified {
+            return Ok(KeyVerdict::NoKey);
+        }
+        let Some(expected) = self.keys.get(&ticket.name).or(self.default_key.as_ref()) else {
+            return Ok(KeyVerdict::NoKey);
+        };
+        match judge_answer(answer_body, &self.key_field, expected) {
+            Answer::Absent => return Ok(KeyVerdict::NoKey),
+            Answer::Mismatch => return Ok(KeyVerdict::WrongKey),
+            Answer::Match => {}
+        }
+        let ident = ticket.ident();
+        let now = ticket.at;
+        let done = self.walk(store, &ident, true, |capacity, entries| {
+            self.compact(entries, now);
+            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
+                if entry.verified {
+                    return Ok(Step::Done(()));
+                }
+                entry.verified = true;
+                if self.verified_per_hour.is_none() {
+                    entry.sends.clear();
+                }
+                return Ok(Step::Write(()));
+            }
+            // The entry went away (answer after more than an hour): record it afresh.
+            let sends = match (self.verified_per_hour, ticket.taken) {
+                (Some(_), Some(taken)) if !ticket.given_back.get() => vec![taken],
+                _ => Vec::new(),
+            };
+            let entry = Entry {
+                name: ident.name.clone(),
+                url: ident.url.clone(),
+                verified: true,
+                sends,
+            };
+            match place(entries, capacity, entry) {
+                Placement::Placed => Ok(Step::Write(())),
+                Placement::Next => Ok(Step::Next),
+                Placement::Full => Err(self.table_full()),
+            }
+        })?;
+        match done {
+            Some(()) => Ok(KeyVerdict::Verified),
+            None => Err(self.table_full()),
+        }
+    }
+
+    /// The webhook's state now, read only.
+    pub fn state(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        id: &WebhookId,
+    ) -> Result<LimitState, Failure> {
+        let now = clock.now();
+        let ident = Ident::new(id);
+        let pre = self.is_pre_verified(&ident);
+        let fresh = LimitState {
+            verified: pre,
+            sends_in_window: 0,
+            allowed_per_hour: self.allowed(pre),
+            retry_after: None,
+        };
+        if pre && self.verified_per_hour.is_none() {
+            return Ok(fresh);
+        }
+        let found = self.walk(store, &ident, false, |capacity, entries| {
+            match entries.iter().find(|e| ident.is(e)) {
+                Some(entry) => {
+                    let verified = entry.verified || pre;
+                    let mut sends = entry.sends.clone();
+                    prune(&mut sends, now);
+                    let allowed = self.allowed(verified);
+                    Ok(Step::Done(LimitState {
+                        verified,
+                        sends_in_window: u32::try_from(sends.len()).unwrap_or(u32::MAX),
+                        allowed_per_hour: allowed,
+                        retry_after: allowed.and_then(|limit| retry_after(&sends, limit, now)),
+                    }))
+                }
+                None if permanently_full(entries, capacity) => Ok(Step::Next),
+                None => Ok(Step::Done(fresh.clone())),
+            }
+        })?;
+        Ok(found.unwrap_or(fresh))
+    }
+
+    /// Runs `visit` on the webhook's home bucket and, while it answers `Next`, on the following
+    /// ones; `Ok(None)` when every probed bucket said `Next`.
+    fn walk<T>(
+        &self,
+        store: &dyn SharedStore,
+        ident: &Ident,
+        create_missing: bool,
+        mut visit: impl FnMut(u32, &mut Vec<Entry>) -> Result<Step<T>, Failure>,
+    ) -> Result<Option<T>, Failure> {
+        let home = self.home_bucket(ident);
+        for probe in 0..MAX_PROBE_BUCKETS.min(self.buckets) {
+            let bucket = (home + probe) % self.buckets;
+            let key = self.bucket_key(bucket);
+            let capacity = self.capacity(bucket);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                if attempts > MAX_CAS_ATTEMPTS {
+                    return Err(Failure::LimitUnavailable(format!(
+                        "limit bucket {bucket} still contended after {MAX_CAS_ATTEMPTS} attempts"
+                    )));
+                }
+                let (value, cas) = store.get(&key).map_err(unavailable)?;
+                let (mut entries, cas) = match (value, cas) {
+                    (None, None) if create_missing => {
+                        self.create_if_absent(store, &key).map_err(unavailable)?;
+                        continue;
+                    }
+                    (None, None) => (Vec::new(), None),
+                    (Some(_), None) => {
+                        return Err(Failure::LimitUnavailable(format!(
+                            "limit bucket {bucket} has no CAS value"
+                        )))
+                    }
+                    (value, Some(cas)) => {
+                        let entries =
+                            codec::decode(value.as_deref().unwrap_or_default()).map_err(|e| {
+                                Failure::LimitUnavailable(format!(
+                                    "limit bucket {bucket} holds state this version cannot \
+                                     read ({e}); use another limit.namespace"
+                                ))
+                            })?;
+                        (entries, Some(cas))
+                    }
+                };
+                match visit(capacity, &mut entries)? {
+                    Step::Done(value) => return Ok(Some(value)),
+                    Step::Next => break,
+                    Step::Write(value) => {
+                        let Some(cas) = cas else {
+                            return Err(Failure::LimitUnavailable(format!(
+                                "limit bucket {bucket} is missing"
+                            )));
+                        };
+                        let stored = store
+                            .set(&key, &codec::encode(&entries), Some(cas))
+                            .map_err(unavailable)?;
+                        if stored {
+                            return Ok(Some(value));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A CAS value that belongs to the probe key and so matches no bucket.
+    fn unmatchable_cas(&self, store: &dyn SharedStore) -> Result<u32, String> {
+        let key = format!("hookgate/{}/cas-probe", self.namespace);
+        store.set(&key, b"p", None)?;
+        match store.get(&key)? {
+            (_, Some(cas)) => Ok(cas),
+            (_, None) => Err(format!("{key} has no CAS value")),
+        }
+    }
+
+    fn create_if_absent(&self, store: &dyn SharedStore, key: &str) -> Result<(), String> {
+        let cas = self.unmatchable_cas(store)?;
+        store.set(key, &codec::empty_bucket(), Some(cas))?;
+        Ok(())
+    }
+
+    /// Drops sends out of the window and unverified entries with no send left; clears the
+    /// sends of verified entries when they are unlimited.
+    fn compact(&self, entries: &mut Vec<Entry>, now: u64) {
+        for entry in entries.iter_mut() {
+            if entry.verified && self.verified_per_hour.is_none() {
+                entry.sends.clear();
+            } else {
+                prune(&mut entry.sends, now);
+            }
+        }
+        entries.retain(|e| e.verified || !e.sends.is_empty());
+    }
+
+    fn allowed(&self, verified: bool) -> Option<u32> {
+        if verified {
+            self.verified_per_hour
+        } else {
+            Some(self.unverified_per_hour)
+        }
+    }
+
+    fn is_pre_verified(&self, ident: &Ident) -> bool {
+        self.pre_verified
+            .contains(&(ident.name.clone(), ident.url.clone()))
+    }
+
+    fn layout(&self) -> String {
+        format!(
+            "hookgate-limit v{} bucket_entries={BUCKET_ENTRIES} max_tracked={}",
+            codec::VERSION,
+            self.max_tracked
+        )
+    }
+
+    fn bucket_key(&self, bucket: u32) -> String {
+        format!("hookgate/{}/bucket/{bucket}", self.namespace)
+    }
+
+    fn capacity(&self, bucket: u32) -> u32 {
+        if bucket + 1 == self.buckets {
+            self.max_tracked - BUCKET_ENTRIES * bucket
+        } else {
+            BUCKET_ENTRIES
+        }
+    }
+
+    fn home_bucket(&self, ident: &Ident) -> u32 {
+        let hash = fnv1a64(&[
+            &(ident.name.len() as u64).to_le_bytes(),
+            ident.name.as_bytes(),
+            ident.url.as_bytes(),
+        ]);
+        u32::try_from(hash % u64::from(self.buckets)).unwrap_or(0)
+    }
+
+    fn table_full(&self) -> Failure {
+        Failure::LimitUnavailable(format!(
+            "webhook table full: no free place for a new webhook (limit.max_tracked = {}); \
+             places of unverified webhooks come free an hour after their last send",
+            self.max_tracked
+        ))
+    }
+}
+
+impl Ident {
+    fn new(id: &WebhookId) -> Self {
+        Ident {
+            name: id.name.to_string(),
+            url: normalise_url(id.url),
+        }
+    }
+
+    fn is(&self, entry: &Entry) -> bool {
+        entry.name == self.name && entry.url == self.url
+    }
+}
+
+impl Ticket {
+    fn ident(&self) -> Ident {
+        Ident {
+            name: self.name.clone(),
+            url: self.url.clone(),
+        }
+    }
+}
+
+/// The URL a webhook is tracked under: parsed and serialised by `url` (scheme and host lower
+/// case, default port dropped, path normalised), without its fragment; as written when it
+/// does not parse.
+pub fn normalise_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            url.set_fragment(None);
+            url.into()
+        }
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// FNV-1a 64 over the parts in order: stable across builds, platforms and reloads.
+fn fnv1a64(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+fn unavailable(e: String) -> Failure {
+    Failure::LimitUnavailable(format!("shared data: {e}"))
+}
+
+/// Keeps the sends within the window ending at `now`, sorted. After the clock went back, a
+/// send up to an hour "in the future" still counts (until an hour after its own time); one
+/// further ahead is taken for a clock error and dropped, so that no jump of the clock can
+/// block a webhook for longer than two hours.
+fn prune(sends: &mut Vec<u64>, now: u64) {
+    sends.sort_unstable();
+    sends.retain(|&s| s.saturating_add(WINDOW_SECS) > now && s <= now.saturating_add(WINDOW_SECS));
+}
+
+/// Seconds until one more send fits, when `sends` (pruned, ascending) already hold `limit`.
+fn retry_after(sends: &[u64], limit: u32, now: u64) -> Option<u64> {
+    let excess = sends.len().checked_sub(limit as usize)?;
+    let oldest_to_expire = sends.get(excess)?;
+    Some(
+        oldest_to_expire
+            .saturating_add(WINDOW_SECS)
+            .saturating_sub(now)
+            .max(1),
+    )
+}
+
+/// A bucket whose verified entries fill it stays full for ever: the only state in which a
+/// webhook may live further along its probe sequence.
+fn permanently_full(entries: &[Entry], capacity: u32) -> bool {
+    entries.iter().filter(|e| e.verified).count() >= capacity as usize
+}
+
+/// Adds a new entry to a compacted bucket when there is room.
+fn place(entries: &mut Vec<Entry>, capacity: u32, entry: Entry) -> Placement {
+    if entries.len() < capacity as usize {
+        entries.push(entry);
+        Placement::Placed
+    } else if permanently_full(entries, capacity) {
+        Placement::Next
+    } else {
+        Placement::Full
+    }
+}
+
+/// Finds the key field in a JSON object answer, or in the first element of an array answer.
+/// A string matches when equal to `expected`; a number when its literal text is; `null` counts
+/// as absent; any other value is a mismatch.
+fn judge_answer(body: &[u8], field: &str, expected: &str) -> Answer {
+    let Ok(raw) = serde_json::from_slice::<&RawValue>(body) else {
+        return Answer::Absent;
+    };
+    let text = raw.get().trim_start();
+    let object = if text.starts_with('{') {
+        text
+    } else if text.starts_with('[') {
+        let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+            return Answer::Absent;
+        };
+        match elements.first() {
+            Some(first) if first.get().trim_start().starts_with('{') => first.get(),
+            _ => return Answer::Absent,
+        }
+    } else {
+        return Answer::Absent;
+    };
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(object) else {
+        return Answer::Absent;
+    };
+    let Some(value) = fields.get(field) else {
+        return Answer::Absent;
+    };
+    let literal = value.get().trim();
+    match literal.chars().next() {
+        Some('"') => match serde_json::from_str::<String>(literal) {
+            Ok(key) if key == expected => Answer::Match,
+            _ => Answer::Mismatch,
+        },
+        Some('-' | '0'..='9') if literal == expected => Answer::Match,
+        Some('n') => Answer::Absent,
+        _ => Answer::Mismatch,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! End-to-end test support: a real Envoy with a shipped configuration, real HTTP receivers on
+//! loopback, and a raw HTTP client. Every socket has a timeout; every loop is bounded.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod receiver;
+
+pub use http::Reply;
+pub use receiver::{Behaviour, Receiver};
+
+use serde_yaml::Value as Yaml;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port (bound, then released for the process that will use it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
+
+/// The command that runs Envoy, as `scripts/envoy.sh` finds it (may be `func-e run`).
+pub fn envoy_command() -> Vec<String> {
+    let out = Command::new(repo().join("scripts/envoy.sh")).output().expect("scripts/envoy.sh");
+    assert!(out.status.success(), "scripts/envoy.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().split_whitespace().map(str::to_owned).collect()
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory for one test.
+pub fn scratch(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hookgate-{label}-{}-{}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A shipped Envoy configuration, loaded for a test: ports and the wasm path made local.
+pub struct EnvoyConfig {
+    pub yaml: Yaml,
+}
+
+impl EnvoyConfig {
+    pub fn load(relative: &str) -> EnvoyConfig {
+        let text = std::fs::read_to_string(repo().join(relative)).unwrap();
+        EnvoyConfig { yaml: serde_yaml::from_str(&text).unwrap() }
+    }
+
+    /// Every wasm filter named hookgate in the configuration.
+    pub fn hookgate_filters(&mut self) -> Vec<&mut Yaml> {
+        let mut found = Vec::new();
+        collect(&mut self.yaml, &mut |v| {
+            v.get("name").and_then(Yaml::as_str) == Some("hookgate")
+                && v.get("typed_config").is_some()
+        }, &mut found);
+        found
+    }
+
+    /// Replaces the plugin configuration (JSON) of every hookgate filter.
+    pub fn plugin_config(mut self, json: &str) -> Self {
+        for filter in self.hookgate_filters() {
+            filter["typed_config"]["config"]["configuration"]["value"] = Yaml::String(json.into());
+        }
+        self
+    }
+
+    /// The plugin configuration of the first hookgate filter.
+    pub fn plugin_config_text(&mut self) -> String {
+        let filters = self.hookgate_filters();
+        let first = filters.into_iter().next().expect("a hookgate filter");
+        first["typed_config"]["config"]["configuration"]["value"].as_str().unwrap().to_string()
+    }
+
+    /// Sets the timeout of every route.
+    pub fn route_timeout(mut self, timeout: &str) -> Self {
+        let mut routes = Vec::new();
+        collect(&mut self.yaml, &mut |v| v.get("route").and_then(|r| r.get("cluster")).is_some(), &mut routes);
+        for route in routes {
+            route["route"]["timeout"] = Yaml::String(timeout.into());
+        }
+        self
+    }
+
+    pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
+        f(&mut self.yaml);
+        self
+    }
+}
+
+fn collect<'a>(value: &'a mut Yaml, pick: &mut dyn FnMut(&Yaml) -> bool, found: &mut Vec<&'a mut Yaml>) {
+    if pick(value) {
+        found.push(value);
+        return;
+    }
+    match value {
+        Yaml::Mapping(map) => map.values_mut().for_each(|v| collect(v, pick, found)),
+        Yaml::Sequence(seq) => seq.iter_mut().for_each(|v| collect(v, pick, found)),
+        _ => {}
+    }
+}
+
+/// A running Envoy; stopped when dropped.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: PathBuf,
+}
+
+impl Gateway {
+    /// Starts Envoy with the configuration (listener and admin ports replaced by free ones).
+    pub fn start(config: EnvoyConfig) -> Gateway {
+        Self::start_with(config, 1, &[])
+    }
+
+    pub fn start_with(mut config: EnvoyConfig, concurrency: u32, extra_args: &[&str]) -> Gateway {
+        let dir = scratch("envoy");
+        let wasm = repo().join("hookgate.wasm");
+        assert!(wasm.exists(), "hookgate.wasm missing: run `make wasm` (make test does)");
+        for filter in config.hookgate_filters() {
+            filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+                Yaml::String(wasm.display().to_string());
+        }
+        let admin_port = free_port();
+        config.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
+        let mut ports = Vec::new();
+        if let Some(listeners) = config.yaml["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                let port = free_port();
+                listener["address"]["socket_address"]["port_value"] = port.into();
+                ports.push(port);
+            }
+        }
+        let path = dir.join("envoy.yaml");
+        std::fs::write(&path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+        let mut command = envoy_command();
+        let program = command.remove(0);
+        let child = Command::new(program)
+            .args(command)
+            .arg("-c")
+            .arg(&path)
+            .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "-l", "info"])
+            .args(extra_args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start envoy");
+        let mut gateway = Gateway { child, port: ports.first().copied().unwrap_or(0), admin_port, dir };
+        gateway.wait_ready();
+        gateway
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("envoy exited ({status}) during start:\n{}", self.logs());
+            }
+            if let Ok(reply) = http::get(self.admin_port, "/ready") {
+                if reply.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("envoy not ready in 30 s:\n{}", self.logs());
+    }
+
+    /// Posts an event to the gateway.
+    pub fn post(&self, body: &str) -> Reply {
+        self.post_with(body, &[])
+    }
+
+    pub fn post_with(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
+        http::post(self.port, "/", body.as_bytes(), headers).unwrap()
+    }
+
+    /// Sends raw bytes and reads one HTTP answer.
+    pub fn raw(&self, request: &[u8]) -> Reply {
+        http::raw(self.port, request).unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// A counter or gauge from the admin endpoint.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let reply = http::get(self.admin_port, &format!("/stats?filter=^{name}$")).ok()?;
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("envoy log kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// An event for `name` and `url` with the document's fields.
+pub fn event(name: &str, url: &str) -> String {
+    format!(
+        r#"{{"webhook":{{"name":"{name}","url":"{url}"}},"automation_id":"123456789","title":"New Automation","execution_date":"2022-01-04 09:02:39","email":"example@example.com","phone":"+380631234567","variables":[{{"name1":"value1"}},{{"name2":"value2"}}]}}"#
+    )
+}
+
+/// A webhook name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Writes a file (for configs generated by a test).
+pub fn write(path: &Path, text: &str) {
+    std::fs::File::create(path).and_then(|mut f| f.write_all(text.as_bytes())).unwrap();
+}
