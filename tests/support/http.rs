@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.1 client and parser over std sockets (timeouts on every read).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -13,7 +13,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -21,8 +24,13 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): status {} body {:?}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
     }
 }
 
@@ -40,12 +48,18 @@ pub fn raw(port: u16, request: &[u8]) -> io::Result<Reply> {
 }
 
 pub fn get(port: u16, path: &str) -> io::Result<Reply> {
-    raw(port, format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes())
+    raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 pub fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> io::Result<Reply> {
     let mut request = format!("POST {path} HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         request.push_str("content-type: application/json\r\n");
     }
     for (k, v) in headers {
@@ -61,7 +75,10 @@ pub fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> io:
 pub fn read_head(reader: &mut impl BufRead) -> io::Result<(String, Vec<(String, String)>)> {
     let mut first = String::new();
     if reader.read_line(&mut first)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     let mut headers = Vec::new();
     for _ in 0..200 {
@@ -75,12 +92,24 @@ pub fn read_head(reader: &mut impl BufRead) -> io::Result<(String, Vec<(String, 
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "too many headers"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "too many headers",
+    ))
 }
 
 /// Reads a body framed by content-length or chunked encoding (or to the end, for replies).
-pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_end: bool) -> io::Result<Vec<u8>> {
-    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn read_body(
+    reader: &mut impl BufRead,
+    headers: &[(String, String)],
+    to_end: bool,
+) -> io::Result<Vec<u8>> {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
         for _ in 0..100_000 {
@@ -96,7 +125,10 @@ pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)], to_end
                 return Ok(body);
             }
         }
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many chunks"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "too many chunks",
+        ));
     }
     if let Some(length) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         let mut body = vec![0; length];
@@ -118,5 +150,9 @@ pub fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, status_line.clone()))?;
     let body = read_body(reader, &headers, true)?;
-    Ok(Reply { status, headers, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }

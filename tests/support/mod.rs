@@ -22,14 +22,27 @@ pub fn repo() -> PathBuf {
 
 /// A free loopback port (bound, then released for the process that will use it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// The command that runs Envoy, as `scripts/envoy.sh` finds it (may be `func-e run`).
 pub fn envoy_command() -> Vec<String> {
-    let out = Command::new(repo().join("scripts/envoy.sh")).output().expect("scripts/envoy.sh");
-    assert!(out.status.success(), "scripts/envoy.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split_whitespace().map(str::to_owned).collect()
+    let out = Command::new(repo().join("scripts/envoy.sh"))
+        .output()
+        .expect("scripts/envoy.sh");
+    assert!(
+        out.status.success(),
+        "scripts/envoy.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
@@ -54,16 +67,22 @@ pub struct EnvoyConfig {
 impl EnvoyConfig {
     pub fn load(relative: &str) -> EnvoyConfig {
         let text = std::fs::read_to_string(repo().join(relative)).unwrap();
-        EnvoyConfig { yaml: serde_yaml::from_str(&text).unwrap() }
+        EnvoyConfig {
+            yaml: serde_yaml::from_str(&text).unwrap(),
+        }
     }
 
     /// Every wasm filter named hookgate in the configuration.
     pub fn hookgate_filters(&mut self) -> Vec<&mut Yaml> {
         let mut found = Vec::new();
-        collect(&mut self.yaml, &mut |v| {
-            v.get("name").and_then(Yaml::as_str) == Some("hookgate")
-                && v.get("typed_config").is_some()
-        }, &mut found);
+        collect(
+            &mut self.yaml,
+            &mut |v| {
+                v.get("name").and_then(Yaml::as_str) == Some("hookgate")
+                    && v.get("typed_config").is_some()
+            },
+            &mut found,
+        );
         found
     }
 
@@ -79,17 +98,49 @@ impl EnvoyConfig {
     pub fn plugin_config_text(&mut self) -> String {
         let filters = self.hookgate_filters();
         let first = filters.into_iter().next().expect("a hookgate filter");
-        first["typed_config"]["config"]["configuration"]["value"].as_str().unwrap().to_string()
+        first["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Sets the timeout of every route.
     pub fn route_timeout(mut self, timeout: &str) -> Self {
         let mut routes = Vec::new();
-        collect(&mut self.yaml, &mut |v| v.get("route").and_then(|r| r.get("cluster")).is_some(), &mut routes);
+        collect(
+            &mut self.yaml,
+            &mut |v| v.get("route").and_then(|r| r.get("cluster")).is_some(),
+            &mut routes,
+        );
         for route in routes {
             route["route"]["timeout"] = Yaml::String(timeout.into());
         }
         self
+    }
+
+    /// Carves loopback (127.0.0.1, any port) out of the destination RBAC, as a test rig's
+    /// exception; the plugin configuration must allow it as well.
+    pub fn allow_loopback_receivers(self) -> Self {
+        self.edit(|yaml| {
+            let mut policies = Vec::new();
+            collect(yaml, &mut |v| v.get("blocked-destinations").is_some(), &mut policies);
+            for policies in policies {
+                let policy = &mut policies["blocked-destinations"];
+                let deny = policy["permissions"].clone();
+                let loopback: Yaml = serde_yaml::from_str(&format!(
+                    r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.1", prefix_len: 32}}}}}}}}}}"#,
+                    "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
+                ))
+                .unwrap();
+                let mut or_rules = serde_yaml::Mapping::new();
+                or_rules.insert("rules".into(), deny);
+                let mut any_blocked = serde_yaml::Mapping::new();
+                any_blocked.insert("or_rules".into(), Yaml::Mapping(or_rules));
+                let rules = vec![Yaml::Mapping(any_blocked), loopback];
+                policy["permissions"] = serde_yaml::from_str("[{and_rules: {rules: []}}]").unwrap();
+                policy["permissions"][0]["and_rules"]["rules"] = Yaml::Sequence(rules);
+            }
+        })
     }
 
     pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
@@ -98,7 +149,11 @@ impl EnvoyConfig {
     }
 }
 
-fn collect<'a>(value: &'a mut Yaml, pick: &mut dyn FnMut(&Yaml) -> bool, found: &mut Vec<&'a mut Yaml>) {
+fn collect<'a>(
+    value: &'a mut Yaml,
+    pick: &mut dyn FnMut(&Yaml) -> bool,
+    found: &mut Vec<&'a mut Yaml>,
+) {
     if pick(value) {
         found.push(value);
         return;
@@ -127,7 +182,10 @@ impl Gateway {
     pub fn start_with(mut config: EnvoyConfig, concurrency: u32, extra_args: &[&str]) -> Gateway {
         let dir = scratch("envoy");
         let wasm = repo().join("hookgate.wasm");
-        assert!(wasm.exists(), "hookgate.wasm missing: run `make wasm` (make test does)");
+        assert!(
+            wasm.exists(),
+            "hookgate.wasm missing: run `make wasm` (make test does)"
+        );
         for filter in config.hookgate_filters() {
             filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
                 Yaml::String(wasm.display().to_string());
@@ -151,14 +209,25 @@ impl Gateway {
             .args(command)
             .arg("-c")
             .arg(&path)
-            .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "-l", "info"])
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--disable-hot-restart",
+                "-l",
+                "info",
+            ])
             .args(extra_args)
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start envoy");
-        let mut gateway = Gateway { child, port: ports.first().copied().unwrap_or(0), admin_port, dir };
+        let mut gateway = Gateway {
+            child,
+            port: ports.first().copied().unwrap_or(0),
+            admin_port,
+            dir,
+        };
         gateway.wait_ready();
         gateway
     }
@@ -201,7 +270,10 @@ impl Gateway {
     pub fn stat(&self, name: &str) -> Option<u64> {
         let reply = http::get(self.admin_port, &format!("/stats?filter=^{name}$")).ok()?;
         let text = String::from_utf8_lossy(&reply.body).into_owned();
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 }
 
@@ -226,10 +298,16 @@ pub fn event(name: &str, url: &str) -> String {
 
 /// A webhook name no other test uses.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Writes a file (for configs generated by a test).
 pub fn write(path: &Path, text: &str) {
-    std::fs::File::create(path).and_then(|mut f| f.write_all(text.as_bytes())).unwrap();
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap();
 }

@@ -10,7 +10,11 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub enum Behaviour {
     /// Answer with this status, these headers and this body.
-    Answer { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Wait, then answer.
     Delay(Duration, Box<Behaviour>),
     /// Read the request, then close the connection without answering.
@@ -41,7 +45,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -67,8 +74,11 @@ impl Receiver {
             behaviour: Arc::new(Mutex::new(behaviour)),
             connections: Arc::default(),
         };
-        let (records, behaviour, connections) =
-            (receiver.records.clone(), receiver.behaviour.clone(), receiver.connections.clone());
+        let (records, behaviour, connections) = (
+            receiver.records.clone(),
+            receiver.behaviour.clone(),
+            receiver.connections.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 *connections.lock().unwrap() += 1;
@@ -94,12 +104,22 @@ impl Receiver {
 
 fn serve(stream: TcpStream, records: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Behaviour>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(write_half) = stream.try_clone() else { return };
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     for _ in 0..10_000 {
-        let Ok((request_line, headers)) = read_head(&mut reader) else { return };
-        let Ok(body) = read_body(&mut reader, &headers, false) else { return };
-        records.lock().unwrap().push(Recorded { request_line, headers, body });
+        let Ok((request_line, headers)) = read_head(&mut reader) else {
+            return;
+        };
+        let Ok(body) = read_body(&mut reader, &headers, false) else {
+            return;
+        };
+        records.lock().unwrap().push(Recorded {
+            request_line,
+            headers,
+            body,
+        });
         let behaviour = behaviour.lock().unwrap().clone();
         if !answer(&write_half, &behaviour) {
             return;
@@ -110,7 +130,11 @@ fn serve(stream: TcpStream, records: &Mutex<Vec<Recorded>>, behaviour: &Mutex<Be
 /// Answers one request; false when the connection is closed.
 fn answer(mut stream: &TcpStream, behaviour: &Behaviour) -> bool {
     match behaviour {
-        Behaviour::Answer { status, headers, body } => {
+        Behaviour::Answer {
+            status,
+            headers,
+            body,
+        } => {
             let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
             for (k, v) in headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
