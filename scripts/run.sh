@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 envoy=$(scripts/envoy.sh)
-python3 examples/receiver.py --port 18080 &
+python3 examples/receiver.py --port 18080 --key demo-key &
 receiver=$!
 trap 'kill $receiver 2>/dev/null || true' EXIT INT TERM
 echo "hookgate: listening on :10000, admin on 127.0.0.1:9901 (Ctrl-C stops)"
