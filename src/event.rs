@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use std::fmt;
 
 /// The webhook the engine asked for: its name and the customer's URL as written.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Webhook {
     pub name: String,
     pub url: String,

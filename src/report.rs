@@ -2,7 +2,9 @@
 
 use crate::event::Webhook;
 use crate::limit::LimitState;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 /// The request hookgate sent (or would have sent) to the receiver.
 #[derive(Clone, Debug, Default)]
@@ -30,39 +32,82 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
+    /// The report, fields in the documented order; the bodies hookgate wrote are embedded as the
+    /// exact JSON that was sent.
     pub fn render(&self) -> Vec<u8> {
-        let report = json!({
-            "request": self.request.map(|r| json!({
-                "method": "POST",
-                "url": r.url,
-                "headers": headers(&r.headers),
-                "body": serde_json::from_slice::<Value>(&r.body)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into_owned())),
-            })),
-            "webhook": self.webhook.map(|w| json!({"name": w.name, "url": w.url})),
-            "response": self.response.map(|r| json!({
-                "status": r.status,
-                "headers": headers(&r.headers),
-                "body": String::from_utf8_lossy(&r.body),
-            })),
-            "envelope": serde_json::from_slice::<Value>(self.envelope).unwrap_or(Value::Null),
-            "limit": self.limit.map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
-        });
+        let report = Rendered {
+            request: self.request.map(|r| RenderedRequest {
+                method: "POST",
+                url: &r.url,
+                headers: headers(&r.headers),
+                body: raw_or_text(&r.body),
+            }),
+            webhook: self.webhook,
+            response: self.response.map(|r| RenderedResponse {
+                status: r.status,
+                headers: headers(&r.headers),
+                body: String::from_utf8_lossy(&r.body),
+            }),
+            envelope: raw_or_text(self.envelope),
+            limit: self.limit,
+        };
         serde_json::to_vec(&report).unwrap_or_else(|_| self.envelope.to_vec())
     }
 }
 
-fn headers(pairs: &[(String, String)]) -> Value {
-    let mut map = Map::new();
-    for (name, value) in pairs {
-        map.insert(name.clone(), Value::String(value.clone()));
+#[derive(Serialize)]
+struct Rendered<'a> {
+    request: Option<RenderedRequest<'a>>,
+    webhook: Option<&'a Webhook>,
+    response: Option<RenderedResponse<'a>>,
+    envelope: Body,
+    limit: Option<&'a LimitState>,
+}
+
+#[derive(Serialize)]
+struct RenderedRequest<'a> {
+    method: &'static str,
+    url: &'a str,
+    headers: Map<String, Value>,
+    body: Body,
+}
+
+#[derive(Serialize)]
+struct RenderedResponse<'a> {
+    status: u16,
+    headers: Map<String, Value>,
+    body: std::borrow::Cow<'a, str>,
+}
+
+/// JSON text kept as written (field order included), or a string when it is not JSON.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body {
+    Json(Box<RawValue>),
+    Text(String),
+}
+
+fn raw_or_text(bytes: &[u8]) -> Body {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    match RawValue::from_string(text.clone()) {
+        Ok(raw) => Body::Json(raw),
+        Err(_) => Body::Text(text),
     }
-    Value::Object(map)
+}
+
+/// Headers as an object, pseudo-headers left out.
+fn headers(pairs: &[(String, String)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':'))
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn report_has_the_documented_parts() {
@@ -89,5 +134,11 @@ mod tests {
         assert_eq!(value["webhook"]["name"], "A");
         assert_eq!(value["response"], Value::Null);
         assert_eq!(value["envelope"][0]["code"], 1);
+        let text = String::from_utf8(report.render()).unwrap();
+        assert!(
+            text.starts_with(r#"{"request":{"method":"POST","url":"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""body":[{"a":1}]"#), "{text}");
     }
 }
