@@ -3,13 +3,16 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WASM_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: help wasm envoy run test lint clean
+.PHONY: help wasm envoy run demo test lint bench fuzz clean
 
 help:
 	@echo "make run    - build what is missing, start Envoy + hookgate on :10000 with a demo receiver"
 	@echo "make test   - every test (unit and end-to-end through a real Envoy)"
 	@echo "make wasm   - build hookgate.wasm"
+	@echo "make demo   - start the gateway and demo receivers, walk through every outcome, stop"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
+	@echo "make bench  - benchmark hookgate against plain Envoy and the floor (BENCHMARKS.md)"
+	@echo "make fuzz   - run every fuzz target for a bounded time (RELIABILITY.md)"
 
 hookgate.wasm: $(WASM_SOURCES)
 	scripts/build-wasm.sh
@@ -21,6 +24,15 @@ envoy:
 
 run: hookgate.wasm
 	scripts/run.sh
+
+demo: hookgate.wasm
+	scripts/demo.sh
+
+bench: hookgate.wasm
+	bench/run.sh
+
+fuzz:
+	fuzz/run.sh
 
 lint:
 	cargo fmt --check

@@ -3,11 +3,14 @@
 # Prefers rustup's target; where rustup cannot download it (offline machines), installs Debian's
 # rustc-web + rust-web-src + lld-16 and builds std from source (see ../shared/ENVOY-FACTS.md).
 set -euo pipefail
+# HOOKGATE_WASM_ROUTE=debian forces the fallback (to test it on a machine where rustup works).
+if [ "${HOOKGATE_WASM_ROUTE:-}" != debian ]; then
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   echo "export HOOKGATE_WASM_ROUTE=rustup"; exit 0
 fi
 if command -v rustup >/dev/null && timeout 60 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
   echo "export HOOKGATE_WASM_ROUTE=rustup"; exit 0
+fi
 fi
 if ! { [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust ] && command -v wasm-ld-16 >/dev/null; }; then
   echo "installing Debian's wasm toolchain (rustc-web, rust-web-src, lld-16)" >&2
