@@ -3,23 +3,26 @@
 
 mod exchange;
 mod host;
+mod metrics;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::limit::SharedStore;
 use exchange::Exchange;
+use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     host_logger::install();
-    proxy_wasm::set_root_context(|_| Box::new(Root { settings: None }));
+    proxy_wasm::set_root_context(|_| Box::new(Root { settings: None, metrics: Rc::default() }));
 }}
 
 /// One per worker (and one on the main thread): holds the validated configuration.
 struct Root {
     settings: Option<Rc<Settings>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for Root {}
@@ -57,7 +60,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None; a context without settings answers every request with 500.
-        Some(Box::new(Exchange::new(self.settings.clone())))
+        Some(Box::new(Exchange::new(
+            self.settings.clone(),
+            self.metrics.clone(),
+        )))
     }
 }
 
@@ -81,7 +87,7 @@ struct HostClock;
 
 impl Clock for HostClock {
     fn now(&self) -> u64 {
-        host::now_unix_seconds().unwrap_or(0)
+        host::now_unix_nanos().map_or(0, |nanos| nanos / 1_000_000_000)
     }
 }
 

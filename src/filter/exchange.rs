@@ -1,6 +1,6 @@
 //! One engine request: the event in, the webhook out, the envelope back.
 
-use super::{host, HostClock, HostStore};
+use super::{host, HostClock, HostStore, Metrics};
 use crate::answer::{judge_envoy_reply, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -37,6 +37,9 @@ enum Upstream {
 
 pub struct Exchange {
     settings: Option<Rc<Settings>>,
+    metrics: Rc<Metrics>,
+    /// When the webhook was let go (host nanoseconds), for the latency histogram.
+    sent_at: Option<u64>,
     phase: Phase,
     test: bool,
     webhook: Option<Webhook>,
@@ -51,9 +54,11 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(settings: Option<Rc<Settings>>) -> Self {
+    pub fn new(settings: Option<Rc<Settings>>, metrics: Rc<Metrics>) -> Self {
         Exchange {
             settings,
+            metrics,
+            sent_at: None,
             phase: Phase::Receiving,
             test: false,
             webhook: None,
@@ -76,6 +81,11 @@ impl Exchange {
     /// Checks what the request headers can tell; Ok(true) when a body must follow.
     fn check_request_headers(&mut self, end_of_stream: bool) -> Result<(), Failure> {
         let settings = self.settings()?;
+        crate::caller::check(settings.config.caller_token.as_ref(), |name| {
+            host::get_header_text(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+        })?;
         let header = |name| host::get_header_text(MapType::HttpRequestHeaders, name);
         let internal =
             |e: host::HostError| Failure::Internal(format!("request header read failed ({})", e.0));
@@ -168,6 +178,8 @@ impl Exchange {
             )));
         }
         self.phase = Phase::Sent;
+        self.sent_at = host::now_unix_nanos().ok();
+        self.metrics.count("hookgate.sent");
         Ok(())
     }
 
@@ -294,8 +306,15 @@ impl Exchange {
         settings.limiter.state(&HostStore, &HostClock, &id).ok()
     }
 
-    /// One line per decision, without personal data (no email, phone or variables).
+    /// One log line and the outcome counters per decision; no personal data (email, phone,
+    /// variables) in the log.
     fn log_decision(&self, outcome: Result<(), &Failure>) {
+        let (reason, code) = match outcome {
+            Ok(()) => ("delivered", 1),
+            Err(f) => (f.reason(), f.code().number()),
+        };
+        self.metrics.count(&format!("hookgate.outcome.{reason}"));
+        self.metrics.count(&format!("hookgate.code.{code}"));
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         let host = self.destination.as_ref().map_or("-", |d| d.host.as_str());
         match outcome {
@@ -328,6 +347,12 @@ impl Exchange {
                     host::get_headers(MapType::HttpResponseHeaders).unwrap_or_default();
             }
             self.receiver_status = Some(status);
+            if let (Some(sent), Ok(now)) = (self.sent_at, host::now_unix_nanos()) {
+                self.metrics.record(
+                    "hookgate.receiver_latency_ms",
+                    now.saturating_sub(sent) / 1_000_000,
+                );
+            }
             return Ok(Upstream::Receiver { status });
         }
         let failure = judge_envoy_reply(status, &details);

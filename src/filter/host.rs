@@ -113,11 +113,11 @@ pub fn log(level: u32, message: &str) {
     unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
-pub fn now_unix_seconds() -> HostResult<u64> {
+pub fn now_unix_nanos() -> HostResult<u64> {
     let mut nanos: u64 = 0;
     // SAFETY: the host writes one u64.
     check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
-    Ok(nanos / 1_000_000_000)
+    Ok(nanos)
 }
 
 pub fn get_buffer(buffer: BufferType, start: usize, max_size: usize) -> HostResult<Vec<u8>> {
