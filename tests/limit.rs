@@ -11,11 +11,13 @@
 mod support;
 
 use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::http::{self, read_body, read_head};
 use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
 
@@ -456,4 +458,239 @@ fn ceiling_refuses_new_webhooks_never_lets_them_through() {
     assert_eq!(got(&receiver, "/c"), 0);
     // Tracked webhooks keep their own state.
     assert_over_limit(&gw.post(&event("Ceiling", &receiver.url("/a"))));
+}
+
+/// The hookgate filters under `value`.
+fn hookgate_filters(value: &mut Yaml) -> Vec<&mut Yaml> {
+    if value.get("name").and_then(Yaml::as_str) == Some("hookgate")
+        && value.get("typed_config").is_some()
+    {
+        return vec![value];
+    }
+    match value {
+        Yaml::Mapping(map) => map.values_mut().flat_map(hookgate_filters).collect(),
+        Yaml::Sequence(seq) => seq.iter_mut().flat_map(hookgate_filters).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Sets the plugin configuration of the hookgate filters under `value`.
+fn set_plugin_config(value: &mut Yaml, plugin: &Value) {
+    let filters = hookgate_filters(value);
+    assert!(!filters.is_empty());
+    for filter in filters {
+        filter["typed_config"]["config"]["configuration"]["value"] =
+            Yaml::String(plugin.to_string());
+    }
+}
+
+fn plugin_with(limit: &Value, extra: &[(&str, Value)]) -> Value {
+    let mut plugin = json!({
+        "destination": serde_json::from_str::<Value>(ALLOW_LOOPBACK).unwrap(),
+        "limit": limit,
+    });
+    for (key, value) in extra {
+        plugin[*key] = value.clone();
+    }
+    plugin
+}
+
+/// Listener name -> port, from the admin endpoint.
+fn listener_ports(gw: &Gateway) -> Vec<(String, u16)> {
+    let reply = http::get(gw.admin_port, "/listeners?format=json").unwrap();
+    reply.json()["listener_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let port = l["local_address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap();
+            (
+                l["name"].as_str().unwrap().to_string(),
+                u16::try_from(port).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn post_to(port: u16, body: &str) -> Reply {
+    http::post(port, "/", body.as_bytes(), &[]).unwrap()
+}
+
+#[test]
+fn filters_in_one_vm_id_share_state_by_namespace() {
+    let name = unique_name("Ns");
+    // Three listeners, one vm_id: A and C in the default namespace (C with another plugin
+    // configuration: a key for the name), B in its own namespace.
+    let listeners = [
+        ("hookgate-a", plugin_with(&json!({}), &[])),
+        (
+            "hookgate-b",
+            plugin_with(&json!({"namespace": "tenant-b"}), &[]),
+        ),
+        (
+            "hookgate-c",
+            plugin_with(&json!({"keys": {name.clone(): "s3cret"}}), &[]),
+        ),
+    ];
+    let config = config(&json!({})).edit(|yaml| {
+        let all = yaml["static_resources"]["listeners"]
+            .as_sequence_mut()
+            .unwrap();
+        let template = all[0].clone();
+        all.clear();
+        for (listener_name, plugin) in &listeners {
+            let mut listener = template.clone();
+            listener["name"] = Yaml::String((*listener_name).to_string());
+            set_plugin_config(&mut listener, plugin);
+            all.push(listener);
+        }
+    });
+    let gw = Gateway::start_with(config, 2, &[]);
+    let ports = listener_ports(&gw);
+    let port = |wanted: &str| ports.iter().find(|(n, _)| n == wanted).unwrap().1;
+    let (a, b, c) = (port("hookgate-a"), port("hookgate-b"), port("hookgate-c"));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+
+    let body = event(&name, &receiver.url("/ns"));
+    assert_delivered(&post_to(a, &body), "{}");
+    assert_over_limit(&post_to(a, &body));
+    // C shares A's namespace: its hour is used.
+    assert_over_limit(&post_to(c, &body));
+    // B has its own table.
+    assert_delivered(&post_to(b, &body), "{}");
+    assert_over_limit(&post_to(b, &body));
+    assert_eq!(got(&receiver, "/ns"), 2);
+
+    // Verified through C (which knows the key), the webhook is verified in A too, not in B.
+    let body = event(&name, &receiver.url("/ns-key"));
+    receiver.set(Behaviour::json(200, r#"{"key":"s3cret"}"#));
+    assert_delivered(&post_to(c, &body), r#"{"key":"s3cret"}"#);
+    for _ in 0..3 {
+        assert_delivered(&post_to(a, &body), r#"{"key":"s3cret"}"#);
+    }
+    assert_delivered(&post_to(b, &body), r#"{"key":"s3cret"}"#);
+    assert_over_limit(&post_to(b, &body));
+    assert_eq!(got(&receiver, "/ns-key"), 5);
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The listener served from a file (LDS), so that a test can reload it as an operator would.
+struct FileListener {
+    path: PathBuf,
+    listener: Yaml,
+    port: u16,
+}
+
+impl FileListener {
+    /// Moves the first listener of `config` into a file watched by Envoy.
+    fn split(mut config: EnvoyConfig, dir: &Path) -> (EnvoyConfig, FileListener) {
+        let mut listener = config.yaml["static_resources"]["listeners"][0].clone();
+        config.yaml["static_resources"]
+            .as_mapping_mut()
+            .unwrap()
+            .remove("listeners");
+        let port = support::free_port();
+        listener["address"]["socket_address"]["port_value"] = port.into();
+        let wasm = support::repo().join("hookgate.wasm");
+        for filter in hookgate_filters(&mut listener) {
+            filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+                Yaml::String(wasm.display().to_string());
+        }
+        let path = dir.join("lds.yaml");
+        config.yaml["node"] =
+            serde_yaml::from_str("{id: hookgate-test, cluster: hookgate}").unwrap();
+        config.yaml["dynamic_resources"]["lds_config"] = serde_yaml::from_str(&format!(
+            "{{resource_api_version: V3, path_config_source: {{path: {:?}}}}}",
+            path.display().to_string()
+        ))
+        .unwrap();
+        let file = FileListener {
+            path,
+            listener,
+            port,
+        };
+        (config, file)
+    }
+
+    /// Writes the listener with this plugin configuration (renamed into place, as Envoy expects).
+    fn write(&mut self, plugin: &Value) {
+        set_plugin_config(&mut self.listener, plugin);
+        let mut resource = self.listener.clone();
+        resource["@type"] =
+            Yaml::String("type.googleapis.com/envoy.config.listener.v3.Listener".into());
+        let mut document = serde_yaml::Mapping::new();
+        document.insert("resources".into(), Yaml::Sequence(vec![resource]));
+        let staged = self.path.with_extension("staged");
+        support::write(&staged, &serde_yaml::to_string(&document).unwrap());
+        std::fs::rename(&staged, &self.path).unwrap();
+    }
+}
+
+#[test]
+fn configuration_reload_keeps_limit_and_verification_state() {
+    let name = unique_name("Reload");
+    let dir = support::scratch("lds");
+    let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
+    let limit = json!({"keys": {name.clone(): "s3cret"}});
+    file.write(&plugin_with(&limit, &[]));
+    let gw = Gateway::start_with(bootstrap, 2, &[]);
+    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let limited = event(&name, &receiver.url("/limited"));
+    let verified = event(&name, &receiver.url("/verified"));
+    assert_delivered(&post_to(file.port, &limited), "{}");
+    receiver.set(Behaviour::json(200, r#"{"key":"s3cret"}"#));
+    assert_delivered(&post_to(file.port, &verified), r#"{"key":"s3cret"}"#);
+
+    // Reload: another plugin configuration (a header marks it), same vm_id and namespace.
+    file.write(&plugin_with(
+        &limit,
+        &[("static_headers", json!({"x-config": "2"}))],
+    ));
+    eventually("the reloaded listener", || {
+        gw.stat("listener_manager.lds.update_success") == Some(2)
+    });
+    let marked = |receiver: &Receiver| {
+        receiver
+            .records()
+            .iter()
+            .any(|r| r.header("x-config") == Some("2"))
+    };
+    let mut sends = 0;
+    eventually("a webhook sent with the new configuration", || {
+        sends += 1;
+        assert_delivered(&post_to(file.port, &verified), r#"{"key":"s3cret"}"#);
+        marked(&receiver)
+    });
+    // The verification survived (every send above went through) and so did the used hour.
+    assert_over_limit(&post_to(file.port, &limited));
+    assert_eq!(got(&receiver, "/limited"), 1);
+    assert_eq!(got(&receiver, "/verified"), 1 + sends);
+
+    // A reload into another namespace starts from an empty table.
+    file.write(&plugin_with(&json!({"namespace": "fresh"}), &[]));
+    eventually("the second reload", || {
+        gw.stat("listener_manager.lds.update_success") == Some(3)
+    });
+    eventually("the fresh namespace", || {
+        let reply = post_to(file.port, &limited);
+        reply.status == 200
+    });
+    assert_over_limit(&post_to(file.port, &limited));
+    assert_eq!(got(&receiver, "/limited"), 2);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
 }
