@@ -691,6 +691,19 @@ fn configuration_reload_keeps_limit_and_verification_state() {
     });
     assert_over_limit(&post_to(file.port, &limited));
     assert_eq!(got(&receiver, "/limited"), 2);
+
+    // Another table layout in a namespace that already has one: the new configuration is
+    // refused (on_configure fails) and the running one keeps serving with its state.
+    file.write(&plugin_with(
+        &json!({"namespace": "fresh", "max_tracked": 20}),
+        &[],
+    ));
+    eventually("the refused reload", || {
+        gw.stat("listener_manager.lds.update_rejected") == Some(1)
+    });
+    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(3));
+    assert!(gw.logs().contains("already holds a table"));
+    assert_over_limit(&post_to(file.port, &limited));
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
