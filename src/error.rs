@@ -185,7 +185,7 @@ impl fmt::Display for Failure {
             Failure::OverLimit(retry) => {
                 write!(
                     f,
-                    "hourly limit reached for unverified webhook, retry in {retry} s"
+                    "hourly limit reached for this webhook, retry in {retry} s"
                 )
             }
             Failure::LimitUnavailable(why) => write!(f, "limit state unavailable: {why}"),
