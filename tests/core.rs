@@ -282,13 +282,28 @@ fn method_media_type_and_size_are_checked() {
     assert_eq!(receiver.records().len(), 1);
 }
 
+/// Answers over max_response_bytes (512 KiB), up to 16 times Envoy's buffer limit, streamed as
+/// fast as loopback allows: always an envelope, never Envoy's bare overflow reply.
 #[test]
 fn an_oversized_answer_still_ends_in_an_envelope() {
     let gw = gateway();
-    let big = format!("{{\"a\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let receiver = Receiver::start(Behaviour::json(200, &big));
-    let reply = gw.post(&event(&unique_name("BigAnswer"), &receiver.url("/")));
-    assert_answer(&reply, 200, "yes", 11110112, NOT_JSON);
+    for size in [600 * 1024, 2 << 20, 16 << 20, 2 << 20, 2 << 20] {
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(size));
+        let receiver = Receiver::start(Behaviour::json(200, &big));
+        let reply = gw.post(&event(&unique_name("BigAnswer"), &receiver.url("/")));
+        assert_answer(&reply, 200, "yes", 11110112, NOT_JSON);
+        let failing = Receiver::start(Behaviour::json(500, &big));
+        let reply = gw.post(&event(&unique_name("BigError"), &failing.url("/")));
+        assert_answer(&reply, 200, "yes", 11110111, FAILED);
+    }
+    // Just under the cap is read whole.
+    let fits = format!("{{\"a\":\"{}\"}}", "x".repeat(500 * 1024));
+    let receiver = Receiver::start(Behaviour::json(200, &fits));
+    let reply = gw.post(&event(&unique_name("FitsAnswer"), &receiver.url("/")));
+    assert_eq!(
+        reply.json()[0]["message"].as_str().map(str::len),
+        Some(fits.len())
+    );
 }
 
 #[test]

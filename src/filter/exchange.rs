@@ -51,6 +51,8 @@ pub struct Exchange {
     receiver_status: Option<u16>,
     /// Set when the receiver's answer went over `max_response_bytes` and was dropped.
     truncated: bool,
+    /// The receiver's answer so far (at most max_response_bytes).
+    answer_body: Vec<u8>,
 }
 
 impl Exchange {
@@ -69,6 +71,7 @@ impl Exchange {
             received_headers: Vec::new(),
             receiver_status: None,
             truncated: false,
+            answer_body: Vec::new(),
         }
     }
 
@@ -487,28 +490,31 @@ impl HttpContext for Exchange {
         if matches!(self.phase, Phase::Replied) {
             return Action::Continue;
         }
+        // The answer is kept here, not in Envoy: every chunk is moved out of Envoy's buffer, so
+        // Envoy's own limit is never reached however large the answer; past max_response_bytes
+        // the rest is dropped and judged at the end.
         let limit = self
             .settings
             .as_ref()
             .map_or(0, |s| s.config.max_response_bytes);
-        if body_size > limit {
-            // Drop what is buffered so Envoy's own limit is never reached; judge it at the end.
+        let chunk =
+            host::get_buffer(BufferType::HttpResponseBody, 0, body_size).unwrap_or_default();
+        if self.truncated || self.answer_body.len() + chunk.len() > limit {
             self.truncated = true;
+            self.answer_body = Vec::new();
+        } else {
+            self.answer_body.extend_from_slice(&chunk);
+        }
+        if !end_of_stream {
             if let Err(e) = host::set_buffer(BufferType::HttpResponseBody, 0, body_size, &[]) {
                 log::warn!(
-                    "hookgate: could not drop an oversized answer (host status {})",
+                    "hookgate: could not move an answer chunk (host status {})",
                     e.0
                 );
             }
-        }
-        if !end_of_stream {
             return Action::Pause;
         }
-        let body = if self.truncated {
-            Vec::new()
-        } else {
-            host::get_buffer(BufferType::HttpResponseBody, 0, body_size).unwrap_or_default()
-        };
+        let body = std::mem::take(&mut self.answer_body);
         let (outcome, response) = self.conclude(&body);
         self.rewrite_answer(outcome.as_deref(), response.as_ref(), body_size);
         Action::Continue
