@@ -19,30 +19,48 @@ DENY_CIDRS = """
 192.0.2.0/24 192.88.99.0/24 192.168.0.0/16 198.18.0.0/15 198.51.100.0/24 203.0.113.0/24
 224.0.0.0/4 240.0.0.0/4 255.255.255.255/32
 ::/128 ::1/128 fc00::/7 fe80::/10 ff00::/8 2001:db8::/32 3fff::/20 100::/64 5f00::/16 2001::/32
-::ffff:0:0/96 ::/96 64:ff9b::/96 64:ff9b:1::/48 2002::/16
+64:ff9b:1::/48 ::ffff:0:0/96 ::/96 64:ff9b::/96 2002::/16
 """.split()
+
+# Source networks allowed to post events (Envoy's RBAC on the downstream peer address, before
+# hookgate). Loopback only by default: widen it here for the engine's network, then regenerate.
+CALLER_CIDRS = ["127.0.0.0/8", "::1/128"]
+
+# hookgate's envelope for a refused caller (src/envelope.rs, code 21111011); a test compares it
+# with what hookgate itself answers to a caller with a wrong token.
+CALLER_REFUSED_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
 
 MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
 
 
-def upstream(cidr, port=None, indent=20):
+def upstream(cidr, port=None):
+    """One upstream_ip_port matcher, as a flow mapping. Envoy's port range is inclusive at both
+    ends (measured: {start: 18080, end: 18081} lets 18081 through), so one port is start == end."""
     address, length = cidr.split("/")
-    ports = f", upstream_port_range: {{start: {port}, end: {port + 1}}}" if port else ""
+    ports = f", upstream_port_range: {{start: {port}, end: {port}}}" if port else ""
     return (
-        " " * indent
-        + f'- {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{MATCHER}", '
+        f'{{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{MATCHER}", '
         + f'upstream_ip: {{address_prefix: "{address}", prefix_len: {length}}}{ports}}}}}}}'
     )
 
 
-def permissions(exceptions):
-    """Deny every listed range; an exception (cidr, port) is carved out of the whole list."""
-    if not exceptions:
-        return "\n".join(upstream(c) for c in DENY_CIDRS)
-    lines = [" " * 20 + "- and_rules:", " " * 24 + "rules:", " " * 24 + "- or_rules:", " " * 28 + "rules:"]
-    lines += [upstream(c, indent=28) for c in DENY_CIDRS]
-    for cidr, port in exceptions:
-        lines += [" " * 24 + "- not_rule:", " " * 28 + "or_rules:", " " * 30 + "rules:", upstream(cidr, port, indent=30)]
+def destination_permissions(exceptions, indent=24):
+    """and(any deny range, not exception 1, not exception 2, ...): an exception (cidr, port) is
+    carved out of the whole list and widens nothing else. Always this shape, so tests (and
+    operators) add an exception by appending one `not_rule` to `and_rules.rules`."""
+    pad = " " * indent
+    lines = [pad + "- and_rules:", pad + "    rules:", pad + "    - or_rules:", pad + "        rules:"]
+    lines += [pad + "        - " + upstream(c) for c in DENY_CIDRS]
+    lines += [pad + "    - not_rule: " + upstream(cidr, port) for cidr, port in exceptions]
+    return "\n".join(lines)
+
+
+def caller_principals(indent=26):
+    pad = " " * indent
+    lines = []
+    for cidr in CALLER_CIDRS:
+        address, length = cidr.split("/")
+        lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
     return "\n".join(lines)
 
 
@@ -52,9 +70,11 @@ def plugin_config(config):
 
 
 TEMPLATE = """{header}#
-# The engine posts events to :10000. hookgate (wasm) validates and reshapes each event and rewrites
-# the request towards the customer's URL; the dynamic forward proxy resolves and connects; the
-# destination RBAC refuses resolved addresses that are blocked or local before any connection.
+# The engine posts events to :10000. Envoy's RBAC first refuses callers from other networks; hookgate
+# (wasm) validates and reshapes each event and rewrites the request towards the customer's URL;
+# the dynamic forward proxy resolves the host into a sub-cluster with one host per resolved
+# address; the router's upstream RBAC refuses the very host it is about to connect to when its
+# address is blocked. Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
 static_resources:
@@ -72,6 +92,28 @@ static_resources:
           stat_prefix: hookgate
           codec_type: AUTO
           request_timeout: 30s
+          # A caller refused by the RBAC filter below gets hookgate's 21111011 envelope.
+          local_reply_config:
+            mappers:
+            - filter:
+                extension_filter:
+                  name: envoy.access_loggers.extension_filters.cel
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                    expression: "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'"
+              status_code: 403
+              headers_to_add:
+              # "no". Written with an empty request-header operator in front so that no YAML 1.1
+              # reader (yaml-cpp in Envoy, after a re-serialisation) turns it into a boolean;
+              # raw_value is ignored by local reply mappers (measured).
+              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              - header: {{key: x-hookgate-detail, value: "caller refused: source network not allowed"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              body: {{inline_string: '{caller_refused_envelope}'}}
+              body_format_override:
+                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
+                content_type: application/json
           route_config:
             name: webhooks
             virtual_hosts:
@@ -79,16 +121,35 @@ static_resources:
               domains: ["*"]
               routes:
               # Only requests that hookgate rewrote carry x-hookgate-route (it removes any copy the
-              # caller sent): the forward proxy is never an open proxy.
+              # caller sent): the forward proxy is never an open proxy. Both schemes go to the one
+              # forward-proxy cluster; the transport (TLS or not) is chosen per request below.
               - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: https}}}}]}}
                 request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
-                route: {{cluster: webhooks_https, timeout: 10s}}
+                route: {{cluster: webhooks, timeout: 10s}}
               - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: http}}}}]}}
                 request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
-                route: {{cluster: webhooks_http, timeout: 10s}}
+                route: {{cluster: webhooks, timeout: 10s}}
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:
+          # Who may post events: the peer address of the connection (not X-Forwarded-For), before
+          # hookgate reads anything. A refused caller gets 403 (hookgate turns it into the
+          # 21111011 envelope) and nothing is sent.
+          # Its 403 never passes through hookgate (a local reply only goes through the filters
+          # before the one that sent it), so the local reply mapper above writes the envelope.
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: DENY
+                policies:
+                  refused-callers:
+                    permissions: [{{any: true}}]
+                    principals:
+                    - not_id:
+                        or_ids:
+                          ids:
+{caller_principals}
           - name: hookgate
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -107,57 +168,76 @@ static_resources:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: |
 {plugin_config}
+          # The scheme hookgate chose, for the cluster's transport socket matcher: "http" selects
+          # plain TCP, anything else (or nothing) the default, TLS. Shared with the upstream
+          # connection and hashable, so it is part of the connection pool key: a plaintext
+          # connection is never reused for an https webhook, nor the other way round. (With
+          # `envoy.string`, which is not hashable, a kept-alive plaintext connection carried the
+          # next https webhook: measured, see tests/destination.rs.)
+          - name: envoy.filters.http.set_filter_state
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config
+              on_request_headers:
+              - object_key: hookgate.transport
+                factory_key: envoy.hashable_string
+                format_string: {{text_format_source: {{inline_string: "%REQ(x-hookgate-route)%"}}}}
+                shared_with_upstream: ONCE
+          # Sub-cluster mode: each host:port becomes a STRICT_DNS cluster whose hosts are the
+          # resolved addresses, one host each, so no connection attempt fails over from an allowed
+          # address to a blocked one (the logical-host trap). No save_upstream_address: only the
+          # upstream RBAC below is the control.
           - name: envoy.filters.http.dynamic_forward_proxy
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig
-              dns_cache_config: &dns_cache
-                name: webhooks
-                dns_lookup_family: V4_ONLY
-                max_hosts: 1024
-              # The destination RBAC below reads the resolved address from here.
-              save_upstream_address: true
-          # Refuses a resolved address that is blocked or local, before any connection to it.
-          # Same list as hookgate's DEFAULT_DENY_CIDRS (a test fails when they drift apart).
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  blocked-destinations:
-                    principals: [{{any: true}}]
-                    permissions:
-{destination_permissions}
+              sub_cluster_config: {{cluster_init_timeout: 5s}}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
               # No x-envoy-* headers towards the customer.
               suppress_envoy_headers: true
+              upstream_http_filters:
+              # Refuses the host the load balancer picked, before any connection to it, when its
+              # address is blocked. Same list as hookgate's DEFAULT_DENY_CIDRS (a test fails when
+              # they drift apart); exceptions are `not_rule`s after the list.
+              - name: envoy.filters.http.upstream_rbac
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+                  rules:
+                    action: DENY
+                    policies:
+                      blocked-destinations:
+                        principals: [{{any: true}}]
+                        permissions:
+{destination_permissions}
+              - name: envoy.filters.http.upstream_codec
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
   clusters:
-  - name: webhooks_http
+  # The one forward-proxy cluster. Its sub-clusters ("DFPCluster:<host>:<port>") are copies of it,
+  # so every DNS and transport option is set here. One parent only: Envoy names sub-clusters by
+  # host:port alone, and a second parent (say, one per scheme) would replace the other's
+  # sub-cluster for the same host:port, sending https webhooks in plaintext.
+  # No health checks and no preconnect: they would open connections no request (and so no
+  # upstream RBAC) asked for.
+  - name: webhooks
     connect_timeout: 5s
     lb_policy: CLUSTER_PROVIDED
     per_connection_buffer_limit_bytes: 1048576
+    # IPv4 only: no IPv6 address is ever connected to (IPv6 literals and AAAA-only names fail as
+    # DNS failures). See docs/security.md before changing it.
+    dns_lookup_family: V4_ONLY
     cluster_type:
       name: envoy.clusters.dynamic_forward_proxy
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
-        dns_cache_config: *dns_cache
-  - name: webhooks_https
-    connect_timeout: 5s
-    lb_policy: CLUSTER_PROVIDED
-    per_connection_buffer_limit_bytes: 1048576
-    cluster_type:
-      name: envoy.clusters.dynamic_forward_proxy
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
-        dns_cache_config: *dns_cache
+        sub_clusters_config: {{lb_policy: ROUND_ROBIN, max_sub_clusters: 1024, sub_cluster_ttl: 300s}}
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        # SNI and certificate name from the webhook's host.
+        # SNI and certificate name from the webhook's host (ignored by plain TCP).
         upstream_http_protocol_options: {{auto_sni: true, auto_san_validation: true}}
         explicit_http_config: {{http_protocol_options: {{}}}}
+    # The default transport is TLS; only the scheme hookgate marked "http" gets plain TCP.
     transport_socket:
       name: envoy.transport_sockets.tls
       typed_config:
@@ -165,6 +245,31 @@ static_resources:
         common_tls_context:
           validation_context:
             trusted_ca: {{filename: /etc/ssl/certs/ca-certificates.crt}}
+    transport_socket_matches:
+    # Chosen by name only (the matcher below). Its `match` names endpoint metadata that no
+    # forward-proxy host ever has: an empty `match` would match every host and make plaintext
+    # the transport of every webhook, https included (measured).
+    - name: plaintext
+      match: {{hookgate-never-matches-endpoint-metadata: true}}
+      transport_socket:
+        name: envoy.transport_sockets.raw_buffer
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer
+    transport_socket_matcher:
+      matcher_tree:
+        input:
+          name: envoy.matching.inputs.transport_socket_filter_state
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.matching.common_inputs.transport_socket.v3.FilterStateInput
+            key: hookgate.transport
+        exact_match_map:
+          map:
+            http:
+              action:
+                name: envoy.matching.action.transport_socket.name
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.matching.common_inputs.transport_socket.v3.TransportSocketNameAction
+                  name: plaintext
 """
 
 CONFIGS = {
@@ -192,7 +297,9 @@ def render(spec):
     return TEMPLATE.format(
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"]),
-        destination_permissions=permissions(spec["exceptions"]),
+        caller_principals=caller_principals(),
+        caller_refused_envelope=CALLER_REFUSED_ENVELOPE,
+        destination_permissions=destination_permissions(spec["exceptions"]),
     )
 
 

@@ -28,13 +28,20 @@ pub fn judge_receiver(status: u16, body: &[u8], truncated: Option<usize>) -> Res
 /// A reply Envoy made itself after hookgate let the webhook go (RBAC, the forward proxy, the
 /// router), judged from its `response.code_details`. Anything not known to have stopped before
 /// the request reached the receiver is `NoAnswer`: the slot stays used and the engine is told
-/// `unknown`, so no retry can send the webhook twice.
+/// `unknown`, so no retry can send the webhook twice. Envoy's RBAC refusal (the router's upstream
+/// RBAC on the host picked, before any connection) is final: the destination is blocked.
 pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
     const NEVER_SENT: &[&str] = &[
         "connection_failure",
         "delayed_connect_error",
         "dns_resolution_failure",
+        // Sub-cluster mode: the name resolved to nothing (NXDOMAIN, or only addresses of the
+        // family not looked up), DNS did not answer in time, or too many hosts.
         "no_healthy_upstream",
+        "sub_cluster_warming_timeout",
+        "sub_cluster_overflow",
+        "dns_cache_overflow",
+        "dynamic_forward_proxy_pending_request_overflow",
         "overflow",
         "cluster_not_found",
         "route_not_found",
@@ -59,6 +66,7 @@ pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Delivered;
 
     #[test]
     fn two_hundreds_with_json_succeed_with_the_body_as_received() {
@@ -119,5 +127,31 @@ mod tests {
             11110114
         );
         assert_eq!(judge_envoy_reply(500, "").http_status(), 504);
+    }
+
+    #[test]
+    fn sub_cluster_dns_failures_were_never_sent() {
+        for details in [
+            "no_healthy_upstream",
+            "sub_cluster_warming_timeout",
+            "sub_cluster_overflow",
+            "dns_resolution_failure{cares_norecords:Domain_name_not_found}",
+        ] {
+            let failure = judge_envoy_reply(503, details);
+            assert_eq!(failure.http_status(), 502, "{details}");
+            assert_eq!(failure.code().number(), 11110111, "{details}");
+            assert_eq!(failure.delivered(), Delivered::No, "{details}");
+        }
+    }
+
+    #[test]
+    fn upstream_rbac_refusal_is_a_blocked_destination() {
+        let failure = judge_envoy_reply(
+            403,
+            "rbac_access_denied_matched_policy[blocked-destinations]",
+        );
+        assert_eq!(failure.http_status(), 403);
+        assert_eq!(failure.code().number(), 11110114);
+        assert_eq!(failure.delivered(), Delivered::No);
     }
 }

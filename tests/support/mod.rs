@@ -118,27 +118,24 @@ impl EnvoyConfig {
         self
     }
 
-    /// Carves loopback (127.0.0.1, any port) out of the destination RBAC, as a test rig's
-    /// exception; the plugin configuration must allow it as well.
+    /// Carves loopback (127.0.0.1, any port) out of the destination RBAC (the router's upstream
+    /// RBAC), as a test rig's exception; the plugin configuration must allow it as well. The
+    /// generated policy is `and(or(deny list), not(exception)...)`: this appends one `not_rule`.
     pub fn allow_loopback_receivers(self) -> Self {
         self.edit(|yaml| {
             let mut policies = Vec::new();
             collect(yaml, &mut |v| v.get("blocked-destinations").is_some(), &mut policies);
+            assert!(!policies.is_empty(), "no blocked-destinations policy");
             for policies in policies {
-                let policy = &mut policies["blocked-destinations"];
-                let deny = policy["permissions"].clone();
                 let loopback: Yaml = serde_yaml::from_str(&format!(
                     r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.1", prefix_len: 32}}}}}}}}}}"#,
                     "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
                 ))
                 .unwrap();
-                let mut or_rules = serde_yaml::Mapping::new();
-                or_rules.insert("rules".into(), deny);
-                let mut any_blocked = serde_yaml::Mapping::new();
-                any_blocked.insert("or_rules".into(), Yaml::Mapping(or_rules));
-                let rules = vec![Yaml::Mapping(any_blocked), loopback];
-                policy["permissions"] = serde_yaml::from_str("[{and_rules: {rules: []}}]").unwrap();
-                policy["permissions"][0]["and_rules"]["rules"] = Yaml::Sequence(rules);
+                let rules = policies["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
+                    .as_sequence_mut()
+                    .expect("blocked-destinations: and_rules.rules");
+                rules.push(loopback);
             }
         })
     }
