@@ -14,6 +14,7 @@ fi
 echo "== build (outside the namespace: nothing can be downloaded inside it)"
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
+scripts/ensure-docker-compose.sh  # tests/operators.rs validates the compose rig with it
 cargo test --quiet --no-run
 
 ns="hookgate-test-$$"
@@ -21,19 +22,27 @@ cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "/etc/netns/$ns"; }
 trap cleanup EXIT
 ip netns add "$ns"
 mkdir -p "/etc/netns/$ns"
-# Names the end-to-end tests resolve: loopback, and one name with two loopback addresses.
+# Names the end-to-end tests resolve: loopback, one name with two loopback addresses, and one
+# blocked loopback address no test rig excepts. c-ares reads only the first hosts line of a name,
+# so names with several addresses are served by the DNS server tests/destination.rs runs on
+# 127.0.0.1:53 inside this namespace (other names get "connection refused" from it: fast failure).
 cat > "/etc/netns/$ns/hosts" <<'HOSTS'
 127.0.0.1 localhost
 ::1 localhost ip6-localhost ip6-loopback
 127.0.0.1 receiver.test
 127.0.0.2 mixed.test
 127.0.0.1 mixed.test
+127.0.0.3 blocked.test
 HOSTS
+cat > "/etc/netns/$ns/resolv.conf" <<'RESOLV'
+nameserver 127.0.0.1
+options timeout:1 attempts:1
+RESOLV
 ip netns exec "$ns" ip link set lo up
 
 echo "== test (in network namespace $ns: loopback only)"
 ip netns exec "$ns" cargo test --frozen "$@" 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 echo "== summary"
-grep -E '^test result:|FAILED|panicked' target/test-output.txt || true
+grep -aE '^test result:|FAILED|panicked' target/test-output.txt || true
 exit "$status"

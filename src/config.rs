@@ -1,6 +1,7 @@
 //! The plugin configuration (JSON, from Envoy's StringValue or Struct), validated once in
 //! `on_configure`. Every error names the key at fault.
 
+use crate::caller::CallerToken;
 use crate::destination::{DestinationConfig, DestinationPolicy};
 use crate::limit::{LimitConfig, Limiter};
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ pub struct Config {
     pub destination: DestinationConfig,
     /// The hourly limit and the verification key.
     pub limit: LimitConfig,
+    /// A shared token every caller must send in a header (see `caller`); none by default.
+    pub caller_token: Option<CallerToken>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             static_headers: BTreeMap::new(),
             destination: DestinationConfig::default(),
             limit: LimitConfig::default(),
+            caller_token: None,
         }
     }
 }
@@ -87,6 +91,9 @@ impl Settings {
         }
         for (name, value) in &config.static_headers {
             check_static_header(name, value)?;
+        }
+        if let Some(token) = &config.caller_token {
+            token.validate()?;
         }
         let destinations = DestinationPolicy::new(&config.destination)?;
         let limiter = Limiter::new(&config.limit)?;
@@ -156,6 +163,29 @@ mod tests {
         assert!(error(r#"{"static_headers":{"host":"x"}}"#).contains("static_headers"));
         assert!(error(r#"{"static_headers":{"x-a":"a\nb"}}"#).contains("static_headers.x-a"));
         assert!(error("not json").contains("plugin configuration"));
+    }
+
+    #[test]
+    fn caller_token_is_validated_and_never_echoed() {
+        let settings = Settings::parse(
+            br#"{"caller_token":{"header":"x-hookgate-token","token":"0123456789abcdef"}}"#,
+        )
+        .unwrap();
+        let token = settings.config.caller_token.unwrap();
+        assert_eq!(token.header, "x-hookgate-token");
+        assert_eq!(token.token, "0123456789abcdef");
+        let short = error(r#"{"caller_token":{"header":"x-hookgate-token","token":"tooshort"}}"#);
+        assert!(short.starts_with("caller_token.token"), "{short}");
+        assert!(!short.contains("tooshort"), "{short}");
+        assert!(
+            error(r#"{"caller_token":{"header":"Host","token":"0123456789abcdef"}}"#)
+                .starts_with("caller_token.header")
+        );
+        assert!(error(r#"{"caller_token":{"header":"x-a"}}"#).contains("token"));
+        assert!(
+            error(r#"{"caller_token":{"header":"x-a","token":"0123456789abcdef","x":1}}"#)
+                .contains("x")
+        );
     }
 
     #[test]

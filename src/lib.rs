@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod answer;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod destination;

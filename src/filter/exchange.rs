@@ -84,6 +84,11 @@ impl Exchange {
     /// Checks what the request headers can tell; Ok(true) when a body must follow.
     fn check_request_headers(&mut self, end_of_stream: bool) -> Result<(), Failure> {
         let settings = self.settings()?;
+        crate::caller::check(settings.config.caller_token.as_ref(), |name| {
+            host::get_header_text(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+        })?;
         let header = |name| host::get_header_text(MapType::HttpRequestHeaders, name);
         let internal =
             |e: host::HostError| Failure::Internal(format!("request header read failed ({})", e.0));
