@@ -41,8 +41,10 @@ RESOLV
 ip netns exec "$ns" ip link set lo up
 
 echo "== test (in network namespace $ns: loopback only)"
-ip netns exec "$ns" cargo test --frozen "$@" 2>&1 | tee target/test-output.txt
+output=$(mktemp)
+ip netns exec "$ns" cargo test --frozen "$@" 2>&1 | tee "$output"
 status=${PIPESTATUS[0]}
-echo "== summary"
-grep -aE '^test result:|FAILED|panicked' target/test-output.txt || true
+echo "== summary (one line per test binary: unit tests, then each file in tests/)"
+grep -aE '^test result:|FAILED|panicked' "$output" || true
+rm -f "$output"
 exit "$status"
