@@ -198,6 +198,26 @@ pub struct LimitState {
     pub retry_after: Option<u64>,
 }
 
+/// One webhook's state, whatever stores it (a bucket entry in shared data, a value in etcd):
+/// what the decisions below read and change. The core decides; the backends only store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub verified: bool,
+    /// Unix seconds of the sends still counted, ascending.
+    pub sends: Vec<u64>,
+}
+
+/// What the core decided for one send of a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Allowed, and counted at this time: the changed record must be stored.
+    Counted(u64),
+    /// Allowed without counting (verified and unlimited): nothing to store.
+    Free,
+    /// Over the limit: the seconds until the next send fits (Retry-After).
+    Refused(u64),
+}
+
 pub struct Limiter {
     unverified_per_hour: u32,
     verified_per_hour: Option<u32>,
@@ -360,25 +380,29 @@ impl Limiter {
         let found = self.walk(store, &ident, true, |capacity, entries| {
             self.compact(entries, now);
             if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                entry.verified |= pre;
-                let Some(limit) = self.allowed(entry.verified) else {
-                    return Ok(Step::Done(ticket(None, true)));
+                let mut record = entry.take_record();
+                let admission = self.admit(&mut record, pre, now);
+                let verified = record.verified;
+                entry.put_record(record);
+                return match admission {
+                    Admission::Free => Ok(Step::Done(ticket(None, true))),
+                    Admission::Refused(retry) => Err(Failure::OverLimit(retry)),
+                    Admission::Counted(at) => Ok(Step::Write(ticket(Some(at), verified))),
                 };
-                if let Some(retry) = retry_after(&entry.sends, limit, now) {
-                    return Err(Failure::OverLimit(retry));
-                }
-                let at = entry.sends.partition_point(|&s| s <= now);
-                entry.sends.insert(at, now);
-                return Ok(Step::Write(ticket(Some(now), entry.verified)));
             }
+            let mut record = Record::default();
+            let Admission::Counted(at) = self.admit(&mut record, pre, now) else {
+                // A fresh record of an unlimited verified webhook returned above.
+                return Ok(Step::Done(ticket(None, true)));
+            };
             let entry = Entry {
                 name: ident.name.clone(),
                 url: ident.url.clone(),
-                verified: pre,
-                sends: vec![now],
+                verified: record.verified,
+                sends: record.sends,
             };
             match place(entries, capacity, entry) {
-                Placement::Placed => Ok(Step::Write(ticket(Some(now), pre))),
+                Placement::Placed => Ok(Step::Write(ticket(Some(at), pre))),
                 Placement::Next => Ok(Step::Next),
                 Placement::Full => Err(self.table_full()),
             }
@@ -398,12 +422,13 @@ impl Limiter {
         let ident = ticket.ident();
         self.walk(store, &ident, false, |capacity, entries| {
             if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                return Ok(match entry.sends.iter().position(|&s| s == taken) {
-                    Some(index) => {
-                        entry.sends.remove(index);
-                        Step::Write(())
-                    }
-                    None => Step::Done(()),
+                let mut record = entry.take_record();
+                let changed = give_back_send(&mut record, taken);
+                entry.put_record(record);
+                return Ok(if changed {
+                    Step::Write(())
+                } else {
+                    Step::Done(())
                 });
             }
             if permanently_full(entries, capacity) {
@@ -423,30 +448,23 @@ impl Limiter {
         ticket: &Ticket,
         answer_body: &[u8],
     ) -> Result<KeyVerdict, Failure> {
-        if ticket.verified {
-            return Ok(KeyVerdict::NoKey);
-        }
-        let Some(expected) = self.keys.get(&ticket.name).or(self.default_key.as_ref()) else {
-            return Ok(KeyVerdict::NoKey);
-        };
-        match judge_answer(answer_body, &self.key_field, expected) {
-            Answer::Absent => return Ok(KeyVerdict::NoKey),
-            Answer::Mismatch => return Ok(KeyVerdict::WrongKey),
-            Answer::Match => {}
+        match self.judge_key(ticket, answer_body) {
+            KeyVerdict::Verified => {}
+            other => return Ok(other),
         }
         let ident = ticket.ident();
         let now = ticket.at;
         let done = self.walk(store, &ident, true, |capacity, entries| {
             self.compact(entries, now);
             if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                if entry.verified {
-                    return Ok(Step::Done(()));
-                }
-                entry.verified = true;
-                if self.verified_per_hour.is_none() {
-                    entry.sends.clear();
-                }
-                return Ok(Step::Write(()));
+                let mut record = entry.take_record();
+                let changed = self.verify_record(&mut record);
+                entry.put_record(record);
+                return Ok(if changed {
+                    Step::Write(())
+                } else {
+                    Step::Done(())
+                });
             }
             // The entry went away (answer after more than an hour): record it afresh.
             let sends = match (self.verified_per_hour, ticket.taken) {
@@ -493,16 +511,11 @@ impl Limiter {
         let found = self.walk(store, &ident, false, |capacity, entries| {
             match entries.iter().find(|e| ident.is(e)) {
                 Some(entry) => {
-                    let verified = entry.verified || pre;
-                    let mut sends = entry.sends.clone();
-                    prune(&mut sends, now);
-                    let allowed = self.allowed(verified);
-                    Ok(Step::Done(LimitState {
-                        verified,
-                        sends_in_window: u32::try_from(sends.len()).unwrap_or(u32::MAX),
-                        allowed_per_hour: allowed,
-                        retry_after: allowed.and_then(|limit| retry_after(&sends, limit, now)),
-                    }))
+                    let record = Record {
+                        verified: entry.verified,
+                        sends: entry.sends.clone(),
+                    };
+                    Ok(Step::Done(self.record_state(&record, pre, now)))
                 }
                 None if permanently_full(entries, capacity) => Ok(Step::Next),
                 None => Ok(Step::Done(fresh.clone())),
@@ -598,13 +611,92 @@ impl Limiter {
     /// sends of verified entries when they are unlimited.
     fn compact(&self, entries: &mut Vec<Entry>, now: u64) {
         for entry in entries.iter_mut() {
-            if entry.verified && self.verified_per_hour.is_none() {
-                entry.sends.clear();
-            } else {
-                prune(&mut entry.sends, now);
-            }
+            let mut record = entry.take_record();
+            self.compact_record(&mut record, now);
+            entry.put_record(record);
         }
         entries.retain(|e| e.verified || !e.sends.is_empty());
+    }
+
+    // ---- The decisions, pure: the same for every backend ----
+
+    /// Brings a record to `now`: sends out of the window dropped, sends of a verified unlimited
+    /// webhook cleared. A record left unverified with no send carries nothing any more.
+    pub fn compact_record(&self, record: &mut Record, now: u64) {
+        if record.verified && self.verified_per_hour.is_none() {
+            record.sends.clear();
+        } else {
+            prune(&mut record.sends, now);
+        }
+    }
+
+    /// Decides one send now for a webhook with this record (`Record::default()` when none is
+    /// stored; `pre`: listed in `verified`), and changes the record accordingly: compacted,
+    /// verified when pre-verified, and with the send added when counted.
+    pub fn admit(&self, record: &mut Record, pre: bool, now: u64) -> Admission {
+        self.compact_record(record, now);
+        record.verified |= pre;
+        let Some(limit) = self.allowed(record.verified) else {
+            return Admission::Free;
+        };
+        if let Some(retry) = retry_after(&record.sends, limit, now) {
+            return Admission::Refused(retry);
+        }
+        let at = record.sends.partition_point(|&s| s <= now);
+        record.sends.insert(at, now);
+        Admission::Counted(now)
+    }
+
+    /// Marks a record verified (for ever); false when it already was.
+    pub fn verify_record(&self, record: &mut Record) -> bool {
+        if record.verified {
+            return false;
+        }
+        record.verified = true;
+        if self.verified_per_hour.is_none() {
+            record.sends.clear();
+        }
+        true
+    }
+
+    /// The limit state a record gives now, for the test report.
+    pub fn record_state(&self, record: &Record, pre: bool, now: u64) -> LimitState {
+        let verified = record.verified || pre;
+        let mut sends = record.sends.clone();
+        prune(&mut sends, now);
+        let allowed = self.allowed(verified);
+        LimitState {
+            verified,
+            sends_in_window: u32::try_from(sends.len()).unwrap_or(u32::MAX),
+            allowed_per_hour: allowed,
+            retry_after: allowed.and_then(|limit| retry_after(&sends, limit, now)),
+        }
+    }
+
+    /// What the receiver's answer says about the key for this ticket's webhook (no store
+    /// touched): `Verified` means the backend must now record the verification.
+    pub fn judge_key(&self, ticket: &Ticket, answer_body: &[u8]) -> KeyVerdict {
+        if ticket.verified {
+            return KeyVerdict::NoKey;
+        }
+        let Some(expected) = self.keys.get(&ticket.name).or(self.default_key.as_ref()) else {
+            return KeyVerdict::NoKey;
+        };
+        match judge_answer(answer_body, &self.key_field, expected) {
+            Answer::Absent => KeyVerdict::NoKey,
+            Answer::Mismatch => KeyVerdict::WrongKey,
+            Answer::Match => KeyVerdict::Verified,
+        }
+    }
+
+    /// Whether the webhook is listed in `verified` (normalised URL).
+    pub fn pre_verified(&self, id: &WebhookId) -> bool {
+        self.is_pre_verified(&Ident::new(id))
+    }
+
+    /// Sends allowed per hour once verified (None = unlimited).
+    pub fn verified_per_hour(&self) -> Option<u32> {
+        self.verified_per_hour
     }
 
     fn allowed(&self, verified: bool) -> Option<u32> {
@@ -716,6 +808,18 @@ fn unavailable(e: String) -> Failure {
 fn prune(sends: &mut Vec<u64>, now: u64) {
     sends.sort_unstable();
     sends.retain(|&s| s.saturating_add(WINDOW_SECS) > now && s <= now.saturating_add(WINDOW_SECS));
+}
+
+/// Removes one send at `taken` (this delivery's) from the record; false when it is not there
+/// (already given back, or out of the window and compacted away).
+pub fn give_back_send(record: &mut Record, taken: u64) -> bool {
+    match record.sends.iter().position(|&s| s == taken) {
+        Some(index) => {
+            record.sends.remove(index);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Seconds until one more send fits, when `sends` (pruned, ascending) already hold `limit`.

@@ -30,6 +30,21 @@ pub struct Entry {
     pub sends: Vec<u64>,
 }
 
+impl Entry {
+    /// Moves the state out of the entry (name and URL stay).
+    pub fn take_record(&mut self) -> super::Record {
+        super::Record {
+            verified: self.verified,
+            sends: std::mem::take(&mut self.sends),
+        }
+    }
+
+    pub fn put_record(&mut self, record: super::Record) {
+        self.verified = record.verified;
+        self.sends = record.sends;
+    }
+}
+
 /// The value of a bucket with no entries (what `prepare` writes).
 pub fn empty_bucket() -> Vec<u8> {
     vec![VERSION, 0]
