@@ -86,6 +86,18 @@ impl EnvoyConfig {
         found
     }
 
+    /// Edits the plugin configuration (JSON) of every hookgate filter.
+    pub fn edit_plugin_configs(mut self, edit: impl Fn(&mut serde_json::Value)) -> Self {
+        for filter in self.hookgate_filters() {
+            let value = &mut filter["typed_config"]["config"]["configuration"]["value"];
+            let mut json: serde_json::Value =
+                serde_json::from_str(value.as_str().unwrap()).unwrap();
+            edit(&mut json);
+            *value = Yaml::String(json.to_string());
+        }
+        self
+    }
+
     /// Replaces the plugin configuration (JSON) of every hookgate filter.
     pub fn plugin_config(mut self, json: &str) -> Self {
         for filter in self.hookgate_filters() {
@@ -165,7 +177,9 @@ fn collect<'a>(
 /// A running Envoy; stopped when dropped.
 pub struct Gateway {
     child: Child,
+    /// The first listener's port, and every listener's in configuration order.
     pub port: u16,
+    pub ports: Vec<u16>,
     pub admin_port: u16,
     pub dir: PathBuf,
 }
@@ -219,9 +233,11 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("start envoy");
+        let port = ports.first().copied().unwrap_or(0);
         let mut gateway = Gateway {
             child,
-            port: ports.first().copied().unwrap_or(0),
+            port,
+            ports,
             admin_port,
             dir,
         };
