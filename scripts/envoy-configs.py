@@ -77,6 +77,13 @@ TEMPLATE = """{header}#
 # address is blocked. Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
+# A bound on engine connections (Envoy warns when there is none); raise it with the engine's pool.
+overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 10000
 static_resources:
   listeners:
   - name: hookgate
@@ -231,6 +238,12 @@ static_resources:
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
         sub_clusters_config: {{lb_policy: ROUND_ROBIN, max_sub_clusters: 1024, sub_cluster_ttl: 300s}}
+    # Per sub-cluster (one per customer host:port). These are Envoy's defaults, written out so the
+    # bound is visible: past it Envoy answers 503 (overflow), which hookgate reports as 502, never
+    # sent (the webhook did not leave and its hourly slot is given back).
+    circuit_breakers:
+      thresholds:
+      - {{max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3}}
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
