@@ -14,6 +14,7 @@
 //! the first difference is. The token never appears in a log line, a `Debug` output or a failure
 //! detail, and it never reaches a receiver (hookgate replaces every header the caller sent).
 
+use crate::config::{is_lowercase_header_name, is_reserved_header};
 use crate::error::Failure;
 
 /// Shortest token accepted: 16 characters (e.g. 128 bits of hex would be 32).
@@ -41,45 +42,16 @@ impl std::fmt::Debug for CallerToken {
     }
 }
 
-/// Headers that cannot carry the token: pseudo-headers, what hookgate or Envoy set or read.
-const UNUSABLE_HEADERS: &[&str] = &[
-    "host",
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "cookie",
-    "user-agent",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-request-id",
-];
-
 impl CallerToken {
     /// Checks the configuration; the error names the key at fault, never the token.
     pub fn validate(&self) -> Result<(), String> {
-        let name_ok = !self.header.is_empty()
-            && self.header.len() <= 100
-            && self
-                .header
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !name_ok {
+        if !is_lowercase_header_name(&self.header) {
             return Err(format!(
                 "caller_token.header: {:?} is not a lower-case header name",
                 self.header
             ));
         }
-        if UNUSABLE_HEADERS.contains(&self.header.as_str())
-            || self.header.starts_with("x-envoy-")
-            || self.header == "x-hookgate-route"
-            || self.header == "x-hookgate-test"
-        {
+        if is_reserved_header(&self.header) {
             return Err(format!(
                 "caller_token.header: {:?} is set or read by hookgate or Envoy",
                 self.header

@@ -51,7 +51,8 @@ pub struct Settings {
     pub limiter: Limiter,
 }
 
-/// Headers hookgate sets itself or that would change how the request travels.
+/// Headers hookgate or Envoy set or read, or that change how a request travels: neither a static
+/// header nor the caller token's header may be one of them.
 const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-type",
@@ -65,7 +66,26 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-connection",
     "expect",
     "user-agent",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+    "x-hookgate-route",
+    "x-hookgate-test",
 ];
+
+/// A lower-case header name (the form configuration keys must use).
+pub(crate) fn is_lowercase_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.contains(&name) || name.starts_with("x-envoy-")
+}
 
 impl Settings {
     /// Parses and validates the plugin configuration; an empty one means every default.
@@ -106,19 +126,13 @@ impl Settings {
 }
 
 fn check_static_header(name: &str, value: &str) -> Result<(), String> {
-    let token = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !token {
+    if !is_lowercase_header_name(name) {
         return Err(format!(
             "static_headers: {name:?} is not a lower-case header name"
         ));
     }
-    if RESERVED_HEADERS.contains(&name)
-        || name.starts_with("x-envoy-")
-        || name.starts_with("x-hookgate-")
-    {
+    // x-hookgate-* names hookgate's own headers to the engine and receiver.
+    if is_reserved_header(name) || name.starts_with("x-hookgate-") {
         return Err(format!(
             "static_headers: {name:?} is set by hookgate or Envoy"
         ));
