@@ -58,6 +58,7 @@
 //! empty bucket. Recovery: a new `namespace` (or `vm_id`).
 
 mod codec;
+pub mod etcd;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -449,9 +450,16 @@ impl Limiter {
         answer_body: &[u8],
     ) -> Result<KeyVerdict, Failure> {
         match self.judge_key(ticket, answer_body) {
-            KeyVerdict::Verified => {}
-            other => return Ok(other),
+            KeyVerdict::Verified => self
+                .record_verified(store, ticket)
+                .map(|()| KeyVerdict::Verified),
+            other => Ok(other),
         }
+    }
+
+    /// Records in shared data that the ticket's webhook is verified (with the etcd backend:
+    /// the cache of verified webhooks, which never revert).
+    pub fn record_verified(&self, store: &dyn SharedStore, ticket: &Ticket) -> Result<(), Failure> {
         let ident = ticket.ident();
         let now = ticket.at;
         let done = self.walk(store, &ident, true, |capacity, entries| {
@@ -484,9 +492,34 @@ impl Limiter {
             }
         })?;
         match done {
-            Some(()) => Ok(KeyVerdict::Verified),
+            Some(()) => Ok(()),
             None => Err(self.table_full()),
         }
+    }
+
+    /// With the etcd backend: whether shared data already knows the webhook as verified and
+    /// unlimited, so that its send needs no call to etcd. Then the ticket to send with.
+    pub fn cached_free_ticket(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        id: &WebhookId,
+    ) -> Option<Ticket> {
+        if self.verified_per_hour.is_some() {
+            return None;
+        }
+        let state = self.state(store, clock, id).ok()?;
+        state.verified.then(|| {
+            let ident = Ident::new(id);
+            Ticket {
+                name: ident.name,
+                url: ident.url,
+                at: clock.now(),
+                taken: None,
+                verified: true,
+                given_back: Cell::new(false),
+            }
+        })
     }
 
     /// The webhook's state now, read only.

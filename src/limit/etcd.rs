@@ -1,0 +1,806 @@
+//! The limit and verification state in etcd, for a fleet of Envoys (`state.backend = "etcd"`).
+//!
+//! Pure: this module builds the requests for etcd's v3 JSON gateway (`POST /v3/kv/range`,
+//! `/v3/kv/txn`, `/v3/lease/grant`; keys and values base64) and reads etcd's answers; the
+//! filter carries them through an Envoy cluster with `dispatch_http_call`. Every decision is the
+//! core's ([`Limiter::admit`], [`Limiter::verify_record`], [`give_back_send`]), the same as for
+//! the local backend: etcd only stores.
+//!
+//! # Keys and values
+//! One key per webhook: `<prefix>/<namespace>/webhook/<name>/<normalised url>`, with `%` and
+//! `/` of the name percent-escaped (so no two webhooks share a key, and `etcdctl get --prefix`
+//! shows them readably). The value is JSON: `{"v":1,"name":..,"url":..,"verified":..,
+//! "sends":[unix seconds, ascending]}`. A value that does not decode is never overwritten: its
+//! webhook gets `LimitUnavailable`.
+//!
+//! # One decision, compare-and-swap
+//! Acquire reads the key (`range`), lets the core decide, and writes the new record with a
+//! transaction that compares the key's `mod_revision` with the one read (or `create_revision ==
+//! 0` when it was absent), whose failure branch reads the key again: two Envoys that both read
+//! "absent" cannot both create it, and the loser decides again on what the winner wrote (at most
+//! [`MAX_ATTEMPTS`] rounds, then `LimitUnavailable`). A refusal costs one read, an allowed send
+//! of an existing webhook a read and a write, a first send a lease grant more.
+//!
+//! # Expiry and which clock decides
+//! The hour is decided by the clock of the Envoy that decides, against the send times stored in
+//! the value (written by whichever Envoy sent): the same rolling window and the same rules as the
+//! local backend. Clock skew between Envoys shifts the window by the skew: an Envoy whose clock
+//! is `s` seconds ahead of the one that sent allows the next send `s` seconds early (and one
+//! behind, `s` seconds late); keep the fleet on NTP (skews of milliseconds do not matter). A
+//! send time more than an hour in the future is taken for a clock error and dropped, as locally.
+//!
+//! etcd's clock only collects garbage: every write of an unverified record attaches a fresh
+//! lease of [`LEASE_TTL_SECS`] (the hour plus a margin), so the key of a webhook that stops
+//! sending disappears by itself; verified records are written without a lease and stay
+//! (verification never reverts). Compaction (`--auto-compaction-retention`) then drops the old
+//! revisions. Only a skew larger than the margin could let a lease end a window early.
+//!
+//! # Give-back
+//! A delivery that never reached the receiver removes only its own send time, by a
+//! compare-and-swap on the revision it wrote (the key is deleted when nothing else is left in
+//! it); when another write came in between, it reads again and removes its own send from what is
+//! there, never anyone else's.
+
+use serde::Deserialize;
+
+use super::{give_back_send, Admission, Ident, LimitState, Limiter, Record, Ticket, WebhookId};
+use crate::error::Failure;
+use std::cell::Cell;
+
+/// Lease of an unverified record: the hour plus a margin for clock skew between Envoy and etcd.
+pub const LEASE_TTL_SECS: u64 = super::WINDOW_SECS + 300;
+/// Rounds (compare failures, or failed calls retried) before `LimitUnavailable`.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Failed calls (no answer, or not 200) retried in one operation before giving up.
+pub const MAX_RETRIES: u32 = 2;
+/// The format version in every value.
+pub const VALUE_VERSION: u32 = 1;
+
+/// `state`: where the limit and verification state live.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `local` (proxy-wasm shared data, one state per Envoy) or `etcd` (one state per fleet).
+    pub backend: Backend,
+    /// The Envoy cluster that reaches etcd's client port.
+    pub cluster: String,
+    /// Timeout of one call to etcd, in milliseconds (1..=10000).
+    pub timeout_ms: u32,
+    /// First part of every key (1..=128 of `A-Z a-z 0-9 . _ - /`, no leading or trailing `/`).
+    pub prefix: String,
+    /// What a send gets when etcd fails or is slow: `deny` (503, 21111011, nothing sent).
+    pub on_failure: OnFailure,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Local,
+    Etcd,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Deny,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: Backend::Local,
+            cluster: "etcd".to_string(),
+            timeout_ms: 500,
+            prefix: "hookgate".to_string(),
+            on_failure: OnFailure::Deny,
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster.is_empty()
+            || self.cluster.len() > 256
+            || !self.cluster.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err("state.cluster: must be 1..=256 printable characters".to_string());
+        }
+        if !(1..=10_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "state.timeout_ms: must be 1..=10000, got {}",
+                self.timeout_ms
+            ));
+        }
+        let p = &self.prefix;
+        if p.is_empty()
+            || p.len() > 128
+            || p.starts_with('/')
+            || p.ends_with('/')
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return Err(
+                "state.prefix: must be 1..=128 characters of A-Z a-z 0-9 . _ - /, without a \
+                 leading or trailing /"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One call to etcd's JSON gateway: `POST <path>` with this JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub path: &'static str,
+    pub body: String,
+}
+
+/// What came back from a call: the HTTP status (None: no answer, e.g. a timeout or a reset)
+/// and the body.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply<'a> {
+    pub status: Option<u16>,
+    pub body: &'a [u8],
+}
+
+/// An operation's next move.
+#[derive(Debug)]
+pub enum Next<T> {
+    Call(Call),
+    Done(T),
+}
+
+/// The etcd backend of one configuration.
+#[derive(Clone, Debug)]
+pub struct Etcd {
+    prefix: String,
+}
+
+impl Etcd {
+    pub fn new(config: &StateConfig) -> Self {
+        Etcd {
+            prefix: config.prefix.clone(),
+        }
+    }
+
+    /// The key of a webhook (name and normalised URL) in this limit namespace.
+    pub fn key(&self, limiter: &Limiter, name: &str, url: &str) -> String {
+        let mut key = format!("{}/{}/webhook/", self.prefix, limiter.namespace);
+        for c in name.chars() {
+            match c {
+                '%' => key.push_str("%25"),
+                '/' => key.push_str("%2F"),
+                c => key.push(c),
+            }
+        }
+        key.push('/');
+        key.push_str(url);
+        key
+    }
+}
+
+/// A send etcd let through, with what this delivery wrote (for give-back and verification).
+#[derive(Debug)]
+pub struct Admitted {
+    pub ticket: Ticket,
+    /// The revision of this delivery's write (0: nothing written).
+    revision: i64,
+    /// The record as written.
+    record: Record,
+    /// The lease attached to the write (0: none).
+    lease: i64,
+}
+
+/// The end of an acquire: the decision, and the state it saw (for the test report).
+#[derive(Debug)]
+pub struct Decided {
+    pub result: Result<Admitted, Failure>,
+    pub state: Option<LimitState>,
+}
+
+enum AcquireState {
+    Reading,
+    Granting { record: Record, kv: Option<Kv> },
+    Writing { record: Record, at: u64 },
+}
+
+/// Takes a send for one webhook, or refuses it.
+pub struct Acquire {
+    key: String,
+    ident: Ident,
+    pre: bool,
+    now: u64,
+    attempts: u32,
+    retries: u32,
+    lease: i64,
+    last: Option<Call>,
+    state: AcquireState,
+}
+
+impl Acquire {
+    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId, now: u64) -> (Acquire, Call) {
+        let ident = Ident::new(id);
+        let key = etcd.key(limiter, &ident.name, &ident.url);
+        let call = range(&key);
+        let op = Acquire {
+            pre: limiter.is_pre_verified(&ident),
+            key,
+            ident,
+            now,
+            attempts: 0,
+            retries: 0,
+            lease: 0,
+            last: Some(call.clone()),
+            state: AcquireState::Reading,
+        };
+        (op, call)
+    }
+
+    pub fn on_reply(&mut self, limiter: &Limiter, reply: Reply) -> Next<Decided> {
+        let body = match ok_body(reply) {
+            Ok(body) => body,
+            Err(why) => return self.retry(why),
+        };
+        let state = std::mem::replace(&mut self.state, AcquireState::Reading);
+        let step = match state {
+            AcquireState::Reading => parse_range(body).and_then(|kv| self.decide(limiter, kv)),
+            AcquireState::Granting { record, kv } => parse_lease(body).map(|lease| {
+                self.lease = lease;
+                self.write(record, kv)
+            }),
+            AcquireState::Writing { record, at } => match parse_txn(body) {
+                Ok(Txn::Succeeded { revision }) => Ok(Next::Done(Decided {
+                    state: Some(limiter.record_state(&record, self.pre, self.now)),
+                    result: Ok(Admitted {
+                        ticket: self.ticket(Some(at), record.verified),
+                        revision,
+                        lease: if record.verified { 0 } else { self.lease },
+                        record,
+                    }),
+                })),
+                Ok(Txn::Failed { kv }) => {
+                    self.attempts += 1;
+                    if self.attempts >= MAX_ATTEMPTS {
+                        return refused(Failure::LimitUnavailable(format!(
+                            "etcd: key still contended after {MAX_ATTEMPTS} attempts"
+                        )));
+                    }
+                    self.decide(limiter, kv)
+                }
+                Err(why) => Err(why),
+            },
+        };
+        match step {
+            Ok(Next::Call(call)) => {
+                self.last = Some(call.clone());
+                Next::Call(call)
+            }
+            Ok(done) => done,
+            Err(why) => refused(Failure::LimitUnavailable(format!("etcd: {why}"))),
+        }
+    }
+
+    /// A failed call is sent again (the compare in every write makes that safe: a write that did
+    /// land the first time fails its compare and is decided again on what it wrote).
+    fn retry(&mut self, why: String) -> Next<Decided> {
+        self.retries += 1;
+        match (&self.last, self.retries <= MAX_RETRIES) {
+            (Some(call), true) => Next::Call(call.clone()),
+            _ => refused(Failure::LimitUnavailable(format!("etcd: {why}"))),
+        }
+    }
+
+    fn decide(&mut self, limiter: &Limiter, kv: Option<Kv>) -> Result<Next<Decided>, String> {
+        let mut record = match &kv {
+            Some(kv) => decode_record(kv, &self.ident)?,
+            None => Record::default(),
+        };
+        let admission = limiter.admit(&mut record, self.pre, self.now);
+        let state = Some(limiter.record_state(&record, self.pre, self.now));
+        Ok(match admission {
+            Admission::Free => Next::Done(Decided {
+                result: Ok(Admitted {
+                    ticket: self.ticket(None, true),
+                    revision: 0,
+                    record,
+                    lease: 0,
+                }),
+                state,
+            }),
+            Admission::Refused(retry) => Next::Done(Decided {
+                result: Err(Failure::OverLimit(retry)),
+                state,
+            }),
+            Admission::Counted(_) if !record.verified && self.lease == 0 => {
+                self.state = AcquireState::Granting { record, kv };
+                Next::Call(lease_grant())
+            }
+            Admission::Counted(_) => self.write(record, kv),
+        })
+    }
+
+    fn write(&mut self, record: Record, kv: Option<Kv>) -> Next<Decided> {
+        let lease = if record.verified { 0 } else { self.lease };
+        let call = txn_put(
+            &self.key,
+            kv.as_ref().map_or(0, |kv| kv.mod_revision),
+            &encode_record(&record, &self.ident),
+            lease,
+        );
+        self.state = AcquireState::Writing {
+            record,
+            at: self.now,
+        };
+        Next::Call(call)
+    }
+
+    fn ticket(&self, taken: Option<u64>, verified: bool) -> Ticket {
+        Ticket {
+            name: self.ident.name.clone(),
+            url: self.ident.url.clone(),
+            at: self.now,
+            taken,
+            verified,
+            given_back: Cell::new(false),
+        }
+    }
+}
+
+fn done_err(failure: Failure) -> Next<Result<(), Failure>> {
+    Next::Done(Err(failure))
+}
+
+fn refused(failure: Failure) -> Next<Decided> {
+    Next::Done(Decided {
+        result: Err(failure),
+        state: None,
+    })
+}
+
+/// Changes the record this delivery wrote, by compare-and-swap, rereading when it moved on.
+pub struct Update {
+    key: String,
+    ident: Ident,
+    change: Change,
+    attempts: u32,
+    retries: u32,
+    last: Call,
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    /// Remove this send time (give-back).
+    GiveBack(u64),
+    /// Mark verified; `taken` is this delivery's send (kept when `verified_per_hour` counts).
+    Verify { taken: Option<u64> },
+}
+
+impl Update {
+    /// Gives back the send this delivery took; None when there is nothing to give back.
+    pub fn give_back(
+        etcd: &Etcd,
+        limiter: &Limiter,
+        admitted: &Admitted,
+    ) -> Option<(Update, Call)> {
+        let taken = admitted.ticket.taken?;
+        if admitted.ticket.given_back.get() {
+            return None;
+        }
+        admitted.ticket.given_back.set(true);
+        Self::start(etcd, limiter, admitted, Change::GiveBack(taken))
+    }
+
+    /// Records the verification of the admitted webhook.
+    pub fn verify(etcd: &Etcd, limiter: &Limiter, admitted: &Admitted) -> Option<(Update, Call)> {
+        let taken = admitted
+            .ticket
+            .taken
+            .filter(|_| !admitted.ticket.given_back.get());
+        Self::start(etcd, limiter, admitted, Change::Verify { taken })
+    }
+
+    fn start(
+        etcd: &Etcd,
+        limiter: &Limiter,
+        admitted: &Admitted,
+        change: Change,
+    ) -> Option<(Update, Call)> {
+        let ident = admitted.ticket.ident();
+        let key = etcd.key(limiter, &ident.name, &ident.url);
+        let mut record = admitted.record.clone();
+        if admitted.revision == 0 {
+            // Nothing written by this delivery: start from what is stored.
+            let call = range(&key);
+            let op = Update {
+                key,
+                ident,
+                change,
+                attempts: 0,
+                retries: 0,
+                last: call.clone(),
+            };
+            return Some((op, call));
+        }
+        let call = apply(
+            limiter,
+            &key,
+            &ident,
+            change,
+            &mut record,
+            admitted.revision,
+            admitted.lease,
+        )?;
+        let op = Update {
+            key,
+            ident,
+            change,
+            attempts: 0,
+            retries: 0,
+            last: call.clone(),
+        };
+        Some((op, call))
+    }
+
+    /// Ok(()) when the change is stored (or there was nothing to change).
+    pub fn on_reply(&mut self, limiter: &Limiter, reply: Reply) -> Next<Result<(), Failure>> {
+        let body = match ok_body(reply) {
+            Ok(body) => body,
+            Err(why) => {
+                self.retries += 1;
+                if self.retries > MAX_RETRIES {
+                    return done_err(Failure::LimitUnavailable(format!("etcd: {why}")));
+                }
+                return Next::Call(self.last.clone());
+            }
+        };
+        let kv = match parse_txn(body) {
+            Ok(Txn::Succeeded { .. }) => return Next::Done(Ok(())),
+            Ok(Txn::Failed { kv }) => kv,
+            // The first answer of an update that started with a read.
+            Err(_) => match parse_range(body) {
+                Ok(kv) => kv,
+                Err(why) => return done_err(Failure::LimitUnavailable(format!("etcd: {why}"))),
+            },
+        };
+        self.attempts += 1;
+        if self.attempts >= MAX_ATTEMPTS {
+            return done_err(Failure::LimitUnavailable(format!(
+                "etcd: key still contended after {MAX_ATTEMPTS} attempts"
+            )));
+        }
+        let (mut record, revision, lease) = match &kv {
+            Some(kv) => match decode_record(kv, &self.ident) {
+                Ok(record) => (record, kv.mod_revision, kv.lease),
+                Err(why) => return done_err(Failure::LimitUnavailable(format!("etcd: {why}"))),
+            },
+            None => (Record::default(), 0, 0),
+        };
+        if kv.is_none() {
+            match self.change {
+                // Gone (expired): nothing of this delivery's is left.
+                Change::GiveBack(_) => return Next::Done(Ok(())),
+                Change::Verify { taken } => {
+                    if limiter.verified_per_hour().is_some() {
+                        record.sends.extend(taken);
+                    }
+                }
+            }
+        }
+        match apply(
+            limiter,
+            &self.key,
+            &self.ident,
+            self.change,
+            &mut record,
+            revision,
+            lease,
+        ) {
+            Some(call) => {
+                self.last = call.clone();
+                Next::Call(call)
+            }
+            None => Next::Done(Ok(())),
+        }
+    }
+}
+
+/// The transaction that applies `change` to `record` (stored at `revision`), or None when the
+/// record does not need it.
+fn apply(
+    limiter: &Limiter,
+    key: &str,
+    ident: &Ident,
+    change: Change,
+    record: &mut Record,
+    revision: i64,
+    lease: i64,
+) -> Option<Call> {
+    match change {
+        Change::GiveBack(taken) => {
+            if !give_back_send(record, taken) {
+                return None;
+            }
+            if !record.verified && record.sends.is_empty() {
+                return Some(txn_delete(key, revision));
+            }
+            Some(txn_put(key, revision, &encode_record(record, ident), lease))
+        }
+        Change::Verify { .. } => {
+            if !limiter.verify_record(record) {
+                return None;
+            }
+            // Verified records carry no lease: they stay.
+            Some(txn_put(key, revision, &encode_record(record, ident), 0))
+        }
+    }
+}
+
+// ---- Requests ----
+
+fn range(key: &str) -> Call {
+    Call {
+        path: "/v3/kv/range",
+        body: format!(r#"{{"key":"{}"}}"#, base64_encode(key.as_bytes())),
+    }
+}
+
+fn lease_grant() -> Call {
+    Call {
+        path: "/v3/lease/grant",
+        body: format!(r#"{{"TTL":"{LEASE_TTL_SECS}"}}"#),
+    }
+}
+
+/// The compare of every write: the key is still at `revision` (0: still absent).
+fn compare(key: &str, revision: i64) -> String {
+    if revision == 0 {
+        format!(r#"{{"target":"CREATE","key":"{key}","create_revision":"0","result":"EQUAL"}}"#)
+    } else {
+        format!(r#"{{"target":"MOD","key":"{key}","mod_revision":"{revision}","result":"EQUAL"}}"#)
+    }
+}
+
+fn txn(key: &str, revision: i64, success: String) -> Call {
+    let key = base64_encode(key.as_bytes());
+    Call {
+        path: "/v3/kv/txn",
+        body: format!(
+            r#"{{"compare":[{}],"success":[{success}],"failure":[{{"request_range":{{"key":"{key}"}}}}]}}"#,
+            compare(&key, revision)
+        ),
+    }
+}
+
+fn txn_put(key: &str, revision: i64, value: &[u8], lease: i64) -> Call {
+    let b64 = base64_encode(key.as_bytes());
+    let lease = if lease == 0 {
+        String::new()
+    } else {
+        format!(r#","lease":"{lease}""#)
+    };
+    let put = format!(
+        r#"{{"request_put":{{"key":"{b64}","value":"{}"{lease}}}}}"#,
+        base64_encode(value)
+    );
+    txn(key, revision, put)
+}
+
+fn txn_delete(key: &str, revision: i64) -> Call {
+    let b64 = base64_encode(key.as_bytes());
+    txn(
+        key,
+        revision,
+        format!(r#"{{"request_delete_range":{{"key":"{b64}"}}}}"#),
+    )
+}
+
+// ---- Answers ----
+
+/// One key-value as etcd returns it (int64 fields are JSON strings).
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+struct Kv {
+    #[serde(default)]
+    value: String,
+    #[serde(default, deserialize_with = "int64")]
+    mod_revision: i64,
+    #[serde(default, deserialize_with = "int64")]
+    lease: i64,
+}
+
+#[derive(Deserialize)]
+struct RangeAnswer {
+    #[serde(default)]
+    kvs: Vec<Kv>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    revision: i64,
+}
+
+#[derive(Deserialize)]
+struct TxnAnswer {
+    header: Header,
+    #[serde(default)]
+    succeeded: bool,
+    #[serde(default)]
+    responses: Vec<ResponseOp>,
+}
+
+#[derive(Deserialize)]
+struct ResponseOp {
+    response_range: Option<RangeAnswer>,
+}
+
+#[derive(Deserialize)]
+struct LeaseAnswer {
+    #[serde(rename = "ID", default, deserialize_with = "int64")]
+    id: i64,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+enum Txn {
+    Succeeded { revision: i64 },
+    Failed { kv: Option<Kv> },
+}
+
+fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Text(String),
+        Number(i64),
+    }
+    match Int::deserialize(d)? {
+        Int::Number(n) => Ok(n),
+        Int::Text(t) => t.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// The body of a 200 answer, or why there is none.
+fn ok_body<'a>(reply: Reply<'a>) -> Result<&'a [u8], String> {
+    match reply.status {
+        None => Err("no answer (timeout, reset or connection failure)".to_string()),
+        Some(200) => Ok(reply.body),
+        Some(status) => {
+            let text: String = String::from_utf8_lossy(reply.body)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(160)
+                .collect();
+            Err(format!("HTTP {status}: {text}"))
+        }
+    }
+}
+
+fn parse_range(body: &[u8]) -> Result<Option<Kv>, String> {
+    let answer: RangeAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("range answer: {e}"))?;
+    Ok(answer.kvs.into_iter().next())
+}
+
+fn parse_txn(body: &[u8]) -> Result<Txn, String> {
+    let answer: TxnAnswer = serde_json::from_slice(body).map_err(|e| format!("txn answer: {e}"))?;
+    if answer.succeeded {
+        if answer.header.revision <= 0 {
+            return Err("txn answer without a revision".to_string());
+        }
+        return Ok(Txn::Succeeded {
+            revision: answer.header.revision,
+        });
+    }
+    let range = answer
+        .responses
+        .into_iter()
+        .find_map(|r| r.response_range)
+        .ok_or("failed txn answer without its range")?;
+    Ok(Txn::Failed {
+        kv: range.kvs.into_iter().next(),
+    })
+}
+
+fn parse_lease(body: &[u8]) -> Result<i64, String> {
+    let answer: LeaseAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("lease answer: {e}"))?;
+    if let Some(error) = answer.error {
+        return Err(format!("lease grant: {error}"));
+    }
+    if answer.id == 0 {
+        return Err("lease answer without an ID".to_string());
+    }
+    Ok(answer.id)
+}
+
+// ---- Values ----
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Value {
+    v: u32,
+    name: String,
+    url: String,
+    verified: bool,
+    sends: Vec<u64>,
+}
+
+fn encode_record(record: &Record, ident: &Ident) -> Vec<u8> {
+    let mut sends = record.sends.clone();
+    sends.sort_unstable();
+    let value = Value {
+        v: VALUE_VERSION,
+        name: ident.name.clone(),
+        url: ident.url.clone(),
+        verified: record.verified,
+        sends,
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+fn decode_record(kv: &Kv, ident: &Ident) -> Result<Record, String> {
+    let bytes = base64_decode(&kv.value).ok_or("value is not base64")?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        format!("value this version cannot read ({e}); use another limit.namespace")
+    })?;
+    if value.v != VALUE_VERSION || value.name != ident.name || value.url != ident.url {
+        return Err("value of another version or webhook; use another limit.namespace".to_string());
+    }
+    let mut sends = value.sends;
+    sends.sort_unstable();
+    Ok(Record {
+        verified: value.verified,
+        sends,
+    })
+}
+
+// ---- Base64 (standard alphabet, padded): a few lines, not worth a dependency ----
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let index = ((n >> (18 - 6 * i)) & 63) as usize;
+                out.push(char::from(ALPHABET.get(index).copied().unwrap_or(b'A')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes padded (or unpadded) standard base64; None on anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    // Leftover bits must be zero padding, and at most 4 of them.
+    if bits >= 6 || acc & ((1 << bits) - 1) != 0 {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
