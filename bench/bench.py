@@ -1,0 +1,679 @@
+#!/usr/bin/env python3
+"""hookgate benchmark (issue 6): plain Envoy (A), the floor wasm filter (F) and hookgate (B),
+alike in everything but the wasm filter, measured in alternating wrk rounds on loopback.
+
+Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and
+then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 7), BENCH_OUT (the
+markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory).
+Every Envoy config is generated now from the current envoy/envoy.yaml: listener and admin ports
+replaced (loopback only), the bench receiver carved out of the destination RBAC exactly as
+tests/support/mod.rs `allow_loopback_receivers` does, and only the wasm filter changed.
+"""
+
+import copy
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+OUT = os.environ.get("BENCH_OUT", os.path.join(REPO, "BENCHMARKS.md"))
+ROUND = 3 if QUICK else 6  # seconds per main round
+SHORT = 2 if QUICK else 4  # seconds per growth / refusal round
+MAIN_ROUNDS = 2 if QUICK else 5
+GROWTH_ROUNDS = 1 if QUICK else 2
+WARMUP = 1 if QUICK else 2
+VARIABLES = [1, 10, 100, 1000]
+TRACKED = [1, 1000, 100000]
+MAX_TRACKED = 1000000  # the same table for every count, only its fill changes; at 200000, 100000
+# webhooks already overflow some 8-entry home buckets (about 0.7% refused as "table full")
+CONNECTIONS = 16
+BENCH_NAME = "BenchHook"
+KEY = "benchkey"
+RBAC_MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
+
+WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
+PROCS = []
+LOG = []
+
+
+def say(text):
+    print(text, flush=True)
+    LOG.append(text)
+
+
+def fail(text):
+    print(f"BENCH FAILED: {text}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(port, path, body=None, headers=None, timeout=5):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {},
+                                 method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+# ---------------------------------------------------------------- receiver
+
+def start_receiver():
+    port = free_port()
+    d = os.path.join(WORK, "nginx")
+    os.makedirs(d)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {d};
+  server {{
+    listen 127.0.0.1:{port};
+    default_type application/json;
+    location /verify {{ return 200 '{{"ok":true,"key":"{KEY}"}}'; }}
+    location / {{ return 200 '{{"ok":true}}'; }}
+  }}
+}}
+""")
+    p = subprocess.Popen(["nginx", "-c", conf, "-p", d, "-g", "daemon off;"],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "stderr"), "w"))
+    PROCS.append(p)
+    for _ in range(100):
+        try:
+            if http(port, "/hook", b"{}")[0] == 200:
+                return port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    fail(f"nginx did not answer on 127.0.0.1:{port} (see {d})")
+
+
+# ---------------------------------------------------------------- Envoy configs
+
+def find_all(node, pick, found):
+    if pick(node):
+        found.append(node)
+        return found
+    if isinstance(node, dict):
+        for v in node.values():
+            find_all(v, pick, found)
+    elif isinstance(node, list):
+        for v in node:
+            find_all(v, pick, found)
+    return found
+
+
+def base_config():
+    with open(os.path.join(REPO, "envoy", "envoy.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    # the bench receiver as an exception of the destination RBAC, as allow_loopback_receivers does
+    policies = find_all(cfg, lambda v: isinstance(v, dict) and "blocked-destinations" in v, [])
+    if not policies:
+        fail("envoy/envoy.yaml: no blocked-destinations policy (layout changed?)")
+    for p in policies:
+        try:
+            rules = p["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
+        except (KeyError, IndexError, TypeError):
+            fail("envoy/envoy.yaml: blocked-destinations is not and_rules.rules (layout changed?)")
+        rules.append({"not_rule": {"matcher": {"name": "envoy.rbac.matchers.upstream_ip_port", "typed_config": {
+            "@type": RBAC_MATCHER, "upstream_ip": {"address_prefix": "127.0.0.1", "prefix_len": 32}}}}})
+    return cfg
+
+
+def wasm_filters(cfg):
+    return find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") == "hookgate" and "typed_config" in v, [])
+
+
+def hookgate_plugin_json(cfg):
+    f = wasm_filters(cfg)
+    if not f:
+        fail("envoy/envoy.yaml: no hookgate filter")
+    value = f[0]["typed_config"]["config"]["configuration"]["value"]
+    return json.loads(value) if value.strip() else {}
+
+
+def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
+    cfg = base_config()
+    cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin)
+    listeners = cfg["static_resources"]["listeners"]
+    if len(listeners) != 1:
+        fail("envoy/envoy.yaml: expected one listener")
+    listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+    if kind == "A":
+        for chain in find_all(cfg, lambda v: isinstance(v, dict) and "http_filters" in v, []):
+            chain["http_filters"] = [f for f in chain["http_filters"] if f.get("name") != "hookgate"]
+    elif kind == "F":
+        for f in wasm_filters(cfg):
+            c = f["typed_config"]["config"]
+            f["name"] = "floor"
+            c["name"] = c["root_id"] = c["vm_config"]["vm_id"] = "floor"
+            c["vm_config"]["code"]["local"]["filename"] = os.path.join(WORK, "floor.wasm")
+            c["configuration"]["value"] = floor_target
+    else:
+        for f in wasm_filters(cfg):
+            c = f["typed_config"]["config"]
+            c["vm_config"]["code"]["local"]["filename"] = wasm or os.path.join(WORK, "hookgate.wasm")
+            c["configuration"]["value"] = json.dumps(plugin)
+    return cfg
+
+
+# ---------------------------------------------------------------- Envoy processes
+
+def envoy_command():
+    out = subprocess.run([os.path.join(REPO, "scripts", "envoy.sh")], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+class Envoy:
+    def __init__(self, label, kind, plugin=None, floor_target=None, extra=(), wasm=None):
+        self.label = label
+        self.port, self.admin = free_port(), free_port()
+        cfg = make_config(kind, self.port, self.admin, plugin, floor_target, wasm)
+        self.dir = os.path.join(WORK, label)
+        os.makedirs(self.dir)
+        path = os.path.join(self.dir, "envoy.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+        cmd = envoy_command() + ["-c", path, "--concurrency", "1", "--disable-hot-restart", *extra]
+        start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "envoy.log"), "w"))
+        PROCS.append(self.proc)
+        deadline = start + 60
+        while True:
+            if self.proc.poll() is not None:
+                fail(f"Envoy {label} exited during start; log: {self.dir}/envoy.log\n" + self.log_tail())
+            try:
+                if http(self.admin, "/ready", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                fail(f"Envoy {label} not ready in 60 s; log: {self.dir}/envoy.log")
+            time.sleep(0.01)
+        self.ready_s = time.monotonic() - start
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.dir, "envoy.log")) as f:
+                return "".join(f.readlines()[-20:])
+        except OSError:
+            return ""
+
+    def rss_mb(self):
+        # the Envoy process itself (scripts/envoy.sh may start it through func-e: take the child)
+        pids = [self.proc.pid]
+        try:
+            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            pids += [int(k) for k in kids]
+        except OSError:
+            pass
+        best = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            best = max(best, int(line.split()[1]))
+            except OSError:
+                pass
+        return best / 1024
+
+    def cpu_s(self):
+        pid = self.proc.pid
+        try:
+            kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+            if kids:  # started through func-e: the Envoy is the child
+                pid = int(kids[0])
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def stat(self, name):
+        status, body, _ = http(self.admin, f"/stats?filter=^{name}$")
+        for line in body.decode().splitlines():
+            if line.startswith(name + ": "):
+                return int(line.split(": ", 1)[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---------------------------------------------------------------- load
+
+def body_file(name, data):
+    path = os.path.join(WORK, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def wrk(port, seconds, body_path, host="", route="", prefill=None):
+    env = dict(os.environ, BENCH_BODY=body_path, BENCH_HOST=host, BENCH_ROUTE=route)
+    if prefill is not None:
+        env["BENCH_PREFILL_COUNT"] = str(prefill)
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s",
+           os.path.join(REPO, "bench", "wrk.lua"), f"http://127.0.0.1:{port}/"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(p):
+    out, err = p.communicate()
+    for line in out.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+            return r
+    fail(f"wrk gave no result: {out}\n{err}")
+
+
+def run(envoy, seconds, body_path, host="", route="", expect_ok=True):
+    """One wrk round against an Envoy; also the Envoy's CPU time per request (user + system,
+    all its threads), which survives a busy machine far better than req/s."""
+    cpu0 = envoy.cpu_s()
+    r = wrk_result(wrk(envoy.port, seconds, body_path, host, route))
+    r["cpu_us"] = (envoy.cpu_s() - cpu0) * 1e6 / max(r["requests"], 1)
+    transport = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    if expect_ok and (r["status"] or transport):
+        fail(f"non-2xx or socket errors on :{port}: {r}")
+    if not expect_ok and r["status"] != r["requests"]:
+        fail(f"a refusal path answered 2xx on :{port}: {r}")
+    return r
+
+
+# ---------------------------------------------------------------- bodies
+
+def variables(n):
+    return [{f"variable{i:02d}": f"value-{i:02d}"} for i in range(1, n + 1)]
+
+
+def automation(n):
+    return {"automation_id": "123456789", "title": "New Automation", "execution_date": "2022-01-04 09:02:39",
+            "email": "example@example.com", "phone": "+380631234567", "variables": variables(n)}
+
+
+def compact(v):
+    return json.dumps(v, separators=(",", ":")).encode()
+
+
+def event(name, url, n):
+    return compact({"webhook": {"name": name, "url": url}, **automation(n)})
+
+
+def payload(n):
+    """What hookgate sends for event(.., n), i.e. what A and F forward."""
+    return compact([automation(n)])
+
+
+# ---------------------------------------------------------------- report helpers
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_rps(x):
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def main():
+    t0 = time.monotonic()
+    say(f"scratch directory: {WORK}")
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            fail(f"{tool} missing (bench/run.sh installs it)")
+    shutil.copy(os.path.join(REPO, "hookgate.wasm"), os.path.join(WORK, "hookgate.wasm"))
+    floor_src = os.environ.get("BENCH_FLOOR_WASM") or fail("BENCH_FLOOR_WASM not set (bench/run.sh sets it)")
+    shutil.copy(floor_src, os.path.join(WORK, "floor.wasm"))
+    wasm_size = os.path.getsize(os.path.join(WORK, "hookgate.wasm"))
+    floor_size = os.path.getsize(os.path.join(WORK, "floor.wasm"))
+    envoy_version = subprocess.run(envoy_command() + ["--version"], capture_output=True, text=True).stdout.strip()
+    envoy_version = envoy_version.split("version:")[-1].strip() if "version:" in envoy_version else envoy_version
+
+    rport = start_receiver()
+    receiver = f"127.0.0.1:{rport}"
+    url = f"http://{receiver}/hook"
+    base_plugin = hookgate_plugin_json(base_config())
+    allow = {"allow": [{"cidr": "127.0.0.1/32"}]}
+
+    def plugin(limit):
+        p = copy.deepcopy(base_plugin)
+        p.setdefault("destination", {}).update(allow)
+        p["limit"] = {**p.get("limit", {}), **limit}
+        return p
+
+    production = plugin({"verified": [{"name": BENCH_NAME, "url": url}]})
+    say(f"B plugin configuration: {json.dumps(production)}")
+
+    envoys = {
+        "A": Envoy("A", "A"),
+        "F": Envoy("F", "F", floor_target=f"{receiver} /hook"),
+        "B": Envoy("B", "B", plugin=production),
+    }
+    for e in envoys.values():
+        say(f"Envoy {e.label}: listener :{e.port}, admin :{e.admin}, ready in {e.ready_s:.2f} s, RSS {e.rss_mb():.1f} MB")
+
+    bodies = {n: (body_file(f"event{n}.json", event(BENCH_NAME, url, n)), body_file(f"payload{n}.json", payload(n)))
+              for n in VARIABLES}
+    ev10, pl10 = bodies[10]
+    say(f"10-variable event {os.path.getsize(ev10)} bytes, its webhook payload {os.path.getsize(pl10)} bytes")
+
+    # what B really sends must be what A and F forward
+    status, rep, _ = http(envoys["B"].port, "/", open(ev10, "rb").read(),
+                          {"content-type": "application/json", "x-hookgate-test": "true"})
+    report = json.loads(rep)
+    if status != 200 or report.get("request", {}).get("body") != json.loads(open(pl10, "rb").read()):
+        fail(f"B's webhook body differs from the A/F payload: {status} {rep[:300]!r}")
+    for label, body_path, host, route in (("A", pl10, receiver, "http"), ("F", pl10, "", ""), ("B", ev10, "", "")):
+        s, b, _ = http(envoys[label].port, "/hook", open(body_path, "rb").read(),
+                       {"content-type": "application/json", **({"host": host, "x-hookgate-route": route} if host else {})})
+        if s != 200:
+            fail(f"{label}: first request answered {s}: {b[:300]!r}")
+
+    def target(label, n=10):
+        ev, pl = bodies[n]
+        if label == "A":
+            return (pl, receiver, "http")
+        if label == "F":
+            return (pl, "", "")
+        return (ev, "", "")
+
+    for label, e in envoys.items():  # warm-up: V8 tiers, connection pools
+        run(e, WARMUP, *target(label))
+
+    # ---- main: alternating rounds A, F, B
+    say(f"\n== main: {MAIN_ROUNDS} rounds of {ROUND} s, wrk -t1 -c{CONNECTIONS}, 10 variables")
+    main_rows, rss_rounds = [], []
+    for i in range(MAIN_ROUNDS):
+        row = {}
+        for label in ("A", "F", "B"):
+            before = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") if label == "B" else 0
+            row[label] = run(envoys[label], ROUND, *target(label))
+            if label == "B":
+                delivered = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") - before
+                if delivered < row["B"]["requests"]:
+                    fail(f"B answered {row['B']['requests']} requests but delivered only {delivered}")
+        rss_rounds.append(envoys["B"].rss_mb())
+        main_rows.append(row)
+        say(f"round {i + 1}: " + "  ".join(f"{k} {fmt_rps(v['rps'])} req/s (p50 {ms(v['p50_us'])} ms, p99 {ms(v['p99_us'])} ms)"
+                                          for k, v in row.items())
+            + f"  B/A {row['B']['rps'] / row['A']['rps']:.3f}  B/F {row['B']['rps'] / row['F']['rps']:.3f}"
+            + "  CPU us/req " + " ".join(f"{k} {v['cpu_us']:.0f}" for k, v in row.items()))
+    rss_after = {k: e.rss_mb() for k, e in envoys.items()}
+
+    # ---- growth with the number of variables: F and B alternating
+    say(f"\n== variables per event: F and B alternating, {GROWTH_ROUNDS} x {SHORT} s each")
+    var_rows = {}
+    for n in VARIABLES:
+        if n != 10:
+            run(envoys["F"], 1, *target("F", n))
+            run(envoys["B"], 1, *target("B", n))
+        pairs = []
+        for _ in range(GROWTH_ROUNDS):
+            f = run(envoys["F"], SHORT, *target("F", n))
+            b = run(envoys["B"], SHORT, *target("B", n))
+            pairs.append((f, b))
+        var_rows[n] = pairs
+        say(f"{n} variables ({os.path.getsize(bodies[n][0])} B event): F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, "
+            f"B {fmt_rps(med([p[1]['rps'] for p in pairs]))}, B/F {med([p[1]['rps'] / p[0]['rps'] for p in pairs]):.3f}")
+
+    # ---- refusal paths against a delivery, on B
+    say(f"\n== refusals on B ({GROWTH_ROUNDS} x {SHORT} s each)")
+    limited = event("BenchLimited", url, 10)
+    s, b, _ = http(envoys["B"].port, "/", limited, {"content-type": "application/json"})
+    if s != 200:
+        fail(f"first BenchLimited send answered {s}: {b[:200]!r}")
+    cases = {
+        "delivery": (ev10, None, None),
+        "bad name (400)": (body_file("badname.json", event("Bad-Name", url, 10)), 400, "invalid_name"),
+        "blocked IP (403)": (body_file("blocked.json", event(BENCH_NAME, f"http://127.0.0.2:{rport}/hook", 10)), 403, None),
+        "over limit (429)": (body_file("limited.json", limited), 429, "over_limit"),
+    }
+    for label, (path, code, _) in cases.items():
+        if code:
+            s, b, _ = http(envoys["B"].port, "/", open(path, "rb").read(), {"content-type": "application/json"})
+            if s != code:
+                fail(f"{label}: expected {code}, got {s}: {b[:200]!r}")
+    ref_rows = {k: [] for k in cases}
+    for _ in range(GROWTH_ROUNDS):
+        for label, (path, code, _) in cases.items():
+            ref_rows[label].append(run(envoys["B"], SHORT, path, expect_ok=code is None))
+    delivery = med([r["rps"] for r in ref_rows["delivery"]])
+    for label, rows in ref_rows.items():
+        say(f"{label}: {fmt_rps(med([r['rps'] for r in rows]))} req/s, p50 {ms(med([r['p50_us'] for r in rows]))} ms"
+            + ("" if label == "delivery" else f", {med([r['rps'] for r in rows]) / delivery:.2f}x a delivery"))
+    rss_end_b = envoys["B"].rss_mb()
+    envoys["A"].stop()
+
+    # ---- tracked webhooks: a fresh Envoy per count, table of MAX_TRACKED, BenchHook verified by key
+    say(f"\n== tracked webhooks (max_tracked {MAX_TRACKED}), F and B_N alternating, {GROWTH_ROUNDS} x {SHORT} s each")
+    tracked_rows = {}
+    verify_url = f"http://{receiver}/verify"
+    tracked_plugin = plugin({"max_tracked": MAX_TRACKED, "keys": {BENCH_NAME: KEY}})
+    tracked_event = body_file("tracked.json", event(BENCH_NAME, verify_url, 10))
+    prefill_event = body_file("prefill.json", event("Pre%d", url, 10))
+    for n in TRACKED:
+        e = Envoy(f"B{n}", "B", plugin=tracked_plugin)
+        rss0 = e.rss_mb()
+        t = time.monotonic()
+        if n > 1:
+            target_count = n - 1
+            p = wrk(e.port, 300, prefill_event, prefill=target_count)
+            last, last_t = -1, time.monotonic()
+            while (got := e.stat("wasmcustom.hookgate.outcome.delivered")) < target_count:
+                if got != last:
+                    last, last_t = got, time.monotonic()
+                if p.poll() is not None or time.monotonic() - last_t > 10:
+                    outcomes = http(e.admin, "/stats?filter=hookgate.outcome")[1].decode()
+                    fail(f"prefill of {n} stalled at {got} delivered (wrk exit {p.poll()}):\n{outcomes}")
+                time.sleep(0.2)
+            p.send_signal(signal.SIGINT)
+            wrk_result(p)
+            got = e.stat("wasmcustom.hookgate.outcome.delivered")
+            if got != target_count:
+                fail(f"prefill delivered {got} webhooks, wanted {target_count}")
+        fill_s = time.monotonic() - t
+        s, b, _ = http(e.port, "/", open(tracked_event, "rb").read(), {"content-type": "application/json"})
+        s2, b2, _ = http(e.port, "/", open(tracked_event, "rb").read(),
+                         {"content-type": "application/json", "x-hookgate-test": "true"})
+        state = json.loads(b2).get("limit") or {}
+        if s != 200 or s2 != 200 or not state.get("verified"):
+            fail(f"B{n}: BenchHook not verified by key: {s} {b[:200]!r} / {s2} {b2[:300]!r}")
+        rss1 = e.rss_mb()
+        run(e, WARMUP, tracked_event)
+        pairs = []
+        for _ in range(GROWTH_ROUNDS):
+            f = run(envoys["F"], SHORT, *target("F"))
+            b = run(e, SHORT, tracked_event)
+            pairs.append((f, b))
+        tracked_rows[n] = dict(pairs=pairs, ready=e.ready_s, rss0=rss0, rss1=rss1, fill_s=fill_s)
+        say(f"{n} tracked (prefill {fill_s:.1f} s, RSS {rss0:.1f} -> {rss1:.1f} MB, ready {e.ready_s:.2f} s): "
+            f"F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, B {fmt_rps(med([p[1]['rps'] for p in pairs]))}, "
+            f"B/F {med([p[1]['rps'] / p[0]['rps'] for p in pairs]):.3f}")
+        e.stop()
+
+    elapsed = time.monotonic() - t0
+    say(f"\nbench took {elapsed:.0f} s")
+    write_report(locals())
+
+
+def write_report(v):
+    main_rows = v["main_rows"]
+    envoys = v["envoys"]
+    meds = {k: {m: med([r[k][m] for r in main_rows]) for m in ("rps", "p50_us", "p99_us", "cpu_us")} for k in ("A", "F", "B")}
+    ba = med([r["B"]["rps"] / r["A"]["rps"] for r in main_rows])
+    bf = med([r["B"]["rps"] / r["F"]["rps"] for r in main_rows])
+    fa = med([r["F"]["rps"] / r["A"]["rps"] for r in main_rows])
+    delivery = med([r["rps"] for r in v["ref_rows"]["delivery"]])
+    tr = v["tracked_rows"]
+    tr_bf = {n: med([p[1]["rps"] / p[0]["rps"] for p in d["pairs"]]) for n, d in tr.items()}
+    per_webhook = None
+    if 1 in tr and max(tr) > 1:
+        big = max(tr)
+        per_webhook = (tr[big]["rss1"] - tr[big]["rss0"]) * 1024 * 1024 / (big - 1)
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()
+    L = []
+    w = L.append
+    w("## Latest run\n")
+    w(f"- Command: `{'BENCH_QUICK=1 ' if QUICK else ''}make bench` ({'quick' if QUICK else 'full'} run, {v['elapsed']:.0f} s)")
+    w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    w(f"- Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; load average at the end "
+      f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (other work was running: numbers are noisy, ratios of alternating rounds count)")
+    w(f"- Envoy {v['envoy_version']}, `--concurrency 1`; receiver nginx (1 worker, `return 200`, access log off); "
+      f"wrk -t1 -c{CONNECTIONS}; rounds of {ROUND} s (main) and {SHORT} s (growth, refusals)")
+    w(f"- Event: 10 variables, {os.path.getsize(v['ev10'])} bytes (B); webhook payload {os.path.getsize(v['pl10'])} bytes (A and F forward it; "
+      f"checked equal to what B sends)")
+    w(f"- `hookgate.wasm`: {v['wasm_size']:,} bytes; floor filter: {v['floor_size']:,} bytes".replace(",", " "))
+    w("")
+    w("### A (plain Envoy), F (floor), B (hookgate), alternating rounds\n")
+    w("| round | A req/s | A p50 / p99 ms | F req/s | F p50 / p99 ms | B req/s | B p50 / p99 ms | B/A | B/F |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(main_rows, 1):
+        cells = [f"{fmt_rps(r[k]['rps'])} | {ms(r[k]['p50_us'])} / {ms(r[k]['p99_us'])}" for k in ("A", "F", "B")]
+        w(f"| {i} | " + " | ".join(cells) + f" | {r['B']['rps'] / r['A']['rps']:.3f} | {r['B']['rps'] / r['F']['rps']:.3f} |")
+    cells = [f"**{fmt_rps(meds[k]['rps'])}** | {ms(meds[k]['p50_us'])} / {ms(meds[k]['p99_us'])}" for k in ("A", "F", "B")]
+    w("| median | " + " | ".join(cells) + f" | **{ba:.3f}** | **{bf:.3f}** |")
+    w("")
+    cpu_bf = med([r["F"]["cpu_us"] / r["B"]["cpu_us"] for r in main_rows])
+    cpu_ba = med([r["A"]["cpu_us"] / r["B"]["cpu_us"] for r in main_rows])
+    w("Envoy CPU time per request (user + system, all threads), µs, per round: "
+      + "; ".join(" / ".join(f"{k} {r[k]['cpu_us']:.0f}" for k in ("A", "F", "B")) for r in main_rows)
+      + f". Medians A {meds['A']['cpu_us']:.0f}, F {meds['F']['cpu_us']:.0f}, B {meds['B']['cpu_us']:.0f}; "
+      f"as cost ratios F/B {cpu_bf:.3f} and A/B {cpu_ba:.3f} (the throughput ratios a CPU-bound worker would give).\n")
+    w(f"F/A (the floor against plain Envoy): {fa:.3f}. Every response was 200 (wrk non-2xx and socket errors: 0), and "
+      f"B's `hookgate.outcome.delivered` counter grew by at least wrk's request count in every round.\n")
+    w("| | A | F | B |")
+    w("|---|---|---|---|")
+    w("| time from start to ready (admin `/ready`), s | " + " | ".join(f"{envoys[k].ready_s:.2f}" for k in ("A", "F", "B")) + " |")
+    w("| RSS after the main rounds, MB | " + " | ".join(f"{v['rss_after'][k]:.1f}" for k in ("A", "F", "B")) + " |")
+    w("")
+    w(f"B's RSS after each main round, MB: {', '.join(f'{x:.1f}' for x in v['rss_rounds'])}; after the refusal runs: "
+      f"{v['rss_end_b']:.1f}.\n")
+    w("### Variables per event (F forwards the payload, B gets the event)\n")
+    w("| variables | event bytes | F req/s | B req/s | B/F | CPU µs/req F / B |")
+    w("|---|---|---|---|---|---|")
+    for n, pairs in v["var_rows"].items():
+        w(f"| {n} | {os.path.getsize(v['bodies'][n][0])} | {fmt_rps(med([p[0]['rps'] for p in pairs]))} | "
+          f"{fmt_rps(med([p[1]['rps'] for p in pairs]))} | {med([p[1]['rps'] / p[0]['rps'] for p in pairs]):.3f} | "
+          f"{med([p[0]['cpu_us'] for p in pairs]):.0f} / {med([p[1]['cpu_us'] for p in pairs]):.0f} |")
+    w("")
+    w("### Webhooks tracked by the limit\n")
+    w(f"A fresh B per count, `limit.max_tracked` {MAX_TRACKED} for every count (the same table, only its fill "
+      f"changes), the bench webhook verified by key at run time (it is in the table and each request reads its "
+      f"bucket, unlike the main B whose webhook is listed in `limit.verified` and never touches the table). "
+      f"The table was filled honestly, through the gateway: N-1 distinct webhook names posted with wrk and delivered "
+      f"to the receiver (checked with the `delivered` counter), then the bench webhook.\n")
+    w("| tracked | prefill s | ready s | RSS before / after prefill, MB | F req/s | B req/s | B/F | CPU µs/req F / B |")
+    w("|---|---|---|---|---|---|---|---|")
+    for n, d in tr.items():
+        w(f"| {n} | {d['fill_s']:.1f} | {d['ready']:.2f} | {d['rss0']:.1f} / {d['rss1']:.1f} | "
+          f"{fmt_rps(med([p[0]['rps'] for p in d['pairs']]))} | {fmt_rps(med([p[1]['rps'] for p in d['pairs']]))} | {tr_bf[n]:.3f} | "
+          f"{med([p[0]['cpu_us'] for p in d['pairs']]):.0f} / {med([p[1]['cpu_us'] for p in d['pairs']]):.0f} |")
+    w("")
+    if per_webhook is not None:
+        w(f"Memory per tracked webhook (RSS growth of one Envoy while {max(tr) - 1} webhooks were added, divided): about "
+          f"{per_webhook:.0f} bytes (names of ~10 bytes, 37-byte URL).\n")
+    w("### Refusal paths against a delivery (on B)\n")
+    w("| request | req/s | p50 ms | p99 ms | x a delivery | CPU µs/req |")
+    w("|---|---|---|---|---|---|")
+    for label, rows in v["ref_rows"].items():
+        r = med([x["rps"] for x in rows])
+        w(f"| {label} | {fmt_rps(r)} | {ms(med([x['p50_us'] for x in rows]))} | {ms(med([x['p99_us'] for x in rows]))} | "
+          f"{r / delivery:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
+    w("")
+    w("Envoy adds `connection: close` to every local reply hookgate sends, even after the whole body was read: "
+      "wrk reconnects for every refused request; a delivery keeps its connection.\n")
+    w("### Against the targets\n")
+    refusal_min = min(med([x["rps"] for x in rows]) / delivery for k, rows in v["ref_rows"].items() if k != "delivery")
+    spread = (max(tr_bf.values()) - min(tr_bf.values())) if tr_bf else float("nan")
+    w(f"| target | measured | met |")
+    w("|---|---|---|")
+    w(f"| B/F >= 0.95 (10 variables) | {bf:.3f} | {'yes' if bf >= 0.95 else 'no'} |")
+    w(f"| B/A >= 0.70 | {ba:.3f} | {'yes' if ba >= 0.70 else 'no'} |")
+    w(f"| refusals >= 3x a delivery | slowest {refusal_min:.2f}x | {'yes' if refusal_min >= 3 else 'no'} |")
+    w(f"| flat B/F from 1 to {max(tr)} tracked | {', '.join(f'{tr_bf[n]:.3f}' for n in tr)} (spread {spread:.3f}) | "
+      f"{'yes' if tr_bf[max(tr)] >= tr_bf[min(tr)] - 0.05 else 'no'} (no fall beyond 0.05 from {min(tr)} to {max(tr)}) |")
+    w("")
+    text = "\n".join(L) + "\n"
+    with open(os.path.join(WORK, "latest.md"), "w") as f:
+        f.write(text)
+    begin, end = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
+    try:
+        with open(OUT) as f:
+            doc = f.read()
+    except OSError:
+        doc = ""
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
+    else:
+        doc = (doc or "# Benchmarks\n\n") + f"\n{begin}\n{text}{end}\n"
+    with open(OUT, "w") as f:
+        f.write(doc)
+    print(f"\nresults written to {OUT} (section between the bench:latest markers); also {WORK}/latest.md")
+
+
+def cleanup():
+    for p in reversed(PROCS):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if os.environ.get("BENCH_KEEP") != "1":
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ok = False
+    try:
+        main()
+        ok = True
+    finally:
+        if not ok:
+            os.environ["BENCH_KEEP"] = "1"
+            print(f"scratch directory kept: {WORK}", file=sys.stderr)
+        cleanup()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make bench`: hookgate against plain Envoy (A) and the floor wasm filter (F), see BENCHMARKS.md.
+# On a fresh machine installs wrk and nginx (Debian packages, only if missing), builds
+# hookgate.wasm and the floor filter (bench/floor, same toolchain route as hookgate), then runs
+# bench/bench.py, which starts nginx and the Envoys on loopback and writes BENCHMARKS.md.
+# BENCH_QUICK=1: about 2 minutes instead of about 7.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || apt-get install -y -qq --no-install-recommends "${missing[@]/nginx-light/nginx}" >&2
+fi
+# The Debian package may have started its own nginx (where no policy-rc.d prevents it): it does
+# not matter, the bench runs its own on a free loopback port.
+
+python=python3
+if ! "$python" -c 'import yaml' 2>/dev/null; then
+  if ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+    echo "installing python3-yaml (Debian package)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-yaml >&2
+  fi
+  python=/usr/bin/python3
+fi
+
+make --no-print-directory wasm
+scripts/envoy.sh >/dev/null
+
+# The floor: its own crate ([workspace]), built the way scripts/build-wasm.sh builds hookgate.
+eval "$(scripts/wasm-toolchain.sh)"
+target=wasm32-unknown-unknown
+export CARGO_TARGET_DIR="$PWD/target/bench-floor"
+if [ "$HOOKGATE_WASM_ROUTE" = rustup ]; then
+  (cd bench/floor && cargo build --quiet --release --target $target)
+else
+  export CARGO_TARGET_DIR="$PWD/target/bench-floor-debian"
+  # shellcheck disable=SC2086 # HOOKGATE_BUILD_STD is two words on purpose
+  (cd bench/floor && "$HOOKGATE_CARGO" build --quiet --release --target $target $HOOKGATE_BUILD_STD)
+fi
+export BENCH_FLOOR_WASM="$CARGO_TARGET_DIR/$target/release/hookgate_bench_floor.wasm"
+echo "built the floor filter ($(stat -c %s "$BENCH_FLOOR_WASM") bytes, $HOOKGATE_WASM_ROUTE toolchain)"
+
+exec "$python" bench/bench.py
