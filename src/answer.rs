@@ -154,4 +154,19 @@ mod tests {
         assert_eq!(failure.code().number(), 11110114);
         assert_eq!(failure.delivered(), Delivered::No);
     }
+
+    /// Found by fuzzing (fuzz target `receiver_answer`, RELIABILITY.md): an answer that is a
+    /// number beyond f64 (`23.44e441`) is valid JSON (RFC 8259 sets no range): a success, its
+    /// body passed on as received, not "Invalid response format".
+    #[test]
+    fn numbers_beyond_f64_are_json() {
+        assert_eq!(
+            judge_receiver(258, b"23.44e441\n\n\n", None),
+            Ok("23.44e441\n\n\n")
+        );
+        assert_eq!(
+            judge_receiver(200, br#"{"n":-1e400}"#, None),
+            Ok(r#"{"n":-1e400}"#)
+        );
+    }
 }

@@ -449,4 +449,29 @@ mod tests {
         assert!(!refused(body).to_string().contains("secret"));
         assert!(!refused("{\"secret@x\" 1}").to_string().contains("secret"));
     }
+
+    /// Found by fuzzing (fuzz target `event`, RELIABILITY.md): a number beyond f64, such as
+    /// `1E22490687`, is valid JSON (RFC 8259 sets no range). It is accepted and travels as
+    /// written, and the payload stays valid JSON; only a reader into f64 would refuse it.
+    #[test]
+    fn numbers_beyond_f64_travel_as_written() {
+        let event = r#"{"reason":null,"book_id": 1E22490687
+            ,"event":"unsubscribe","webhook":{"name":"Unsub1","url":"http://x.example/"}}"#;
+        let sent = out(event);
+        assert_eq!(
+            sent,
+            r#"[{"reason":null,"book_id":1E22490687,"event":"unsubscribe","source":"automation360","timestamp":1641286959}]"#
+        );
+        let automation =
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":1e400,"variables":{"v":-1e400}}"#;
+        let sent_too = out(automation);
+        assert!(
+            sent_too.contains(r#""automation_id":"1e400""#),
+            "{sent_too}"
+        );
+        assert!(sent_too.contains(r#"[{"v":-1e400}]"#), "{sent_too}");
+        for payload in [sent, sent_too] {
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(&payload).is_ok());
+        }
+    }
 }
