@@ -753,6 +753,16 @@ fn parse_host_pattern(text: &str) -> Result<(String, bool), &'static str> {
     Ok((name, subdomains))
 }
 
+/// The host of a URL as the engine wrote it, for the log line of a refusal (where no normalised
+/// host exists): what stands between `://` (or the start) and the next `/`, `?` or `#`, without
+/// userinfo, quoted ASCII-only and bounded like every detail.
+pub fn host_as_written(raw_url: &str) -> String {
+    let rest = raw_url.split_once("://").map_or(raw_url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    quote(host)
+}
+
 /// A value from the input, quoted for a detail: ASCII only, at most 100 characters.
 fn quote(text: &str) -> String {
     let mut out = String::from("\"");
@@ -776,6 +786,15 @@ fn quote(text: &str) -> String {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_as_written_for_refusal_logs() {
+        assert_eq!(host_as_written("http://0x7f.1/x"), "\"0x7f.1\"");
+        assert_eq!(host_as_written("https://user:pw@Evil.example:8080/?q#f"), "\"Evil.example:8080\"");
+        assert_eq!(host_as_written("no scheme"), "\"no scheme\"");
+        assert_eq!(host_as_written("http://\u{ff11}27.0.0.1/"), "\"\\u{ff11}27.0.0.1\"");
+        assert_eq!(host_as_written(""), "\"\"");
+    }
 
     /// Expected verdicts.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

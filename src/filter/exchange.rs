@@ -319,7 +319,12 @@ impl Exchange {
         self.metrics.count(&format!("hookgate.outcome.{reason}"));
         self.metrics.count(&format!("hookgate.code.{code}"));
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
-        let host = self.destination.as_ref().map_or("-", |d| d.host.as_str());
+        // The normalised host once checked; before that (a refused URL), the host as written.
+        let host = match (&self.destination, &self.webhook) {
+            (Some(d), _) => d.host.clone(),
+            (None, Some(w)) => crate::destination::host_as_written(&w.url),
+            (None, None) => "-".to_string(),
+        };
         match outcome {
             Ok(()) => log::info!("hookgate: webhook={name} host={host} outcome=delivered code=1"),
             Err(f) => log::info!(
