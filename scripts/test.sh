@@ -15,6 +15,7 @@ echo "== build (outside the namespace: nothing can be downloaded inside it)"
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
 scripts/ensure-docker-compose.sh  # tests/operators.rs validates the compose rig with it
+scripts/ensure-etcd.sh  # tests/fleet.rs starts etcd members on loopback
 cargo test --quiet --no-run
 
 ns="hookgate-test-$$"

@@ -3,6 +3,7 @@
 
 use crate::caller::CallerToken;
 use crate::destination::{DestinationConfig, DestinationPolicy};
+use crate::limit::etcd::{Backend, Etcd, StateConfig};
 use crate::limit::{LimitConfig, Limiter};
 use std::collections::BTreeMap;
 
@@ -26,6 +27,8 @@ pub struct Config {
     pub destination: DestinationConfig,
     /// The hourly limit and the verification key.
     pub limit: LimitConfig,
+    /// Where the limit and verification state live: this Envoy (default) or etcd (a fleet).
+    pub state: StateConfig,
     /// A shared token every caller must send in a header (see `caller`); none by default.
     pub caller_token: Option<CallerToken>,
 }
@@ -39,6 +42,7 @@ impl Default for Config {
             static_headers: BTreeMap::new(),
             destination: DestinationConfig::default(),
             limit: LimitConfig::default(),
+            state: StateConfig::default(),
             caller_token: None,
         }
     }
@@ -49,6 +53,8 @@ pub struct Settings {
     pub config: Config,
     pub destinations: DestinationPolicy,
     pub limiter: Limiter,
+    /// Set when `state.backend` is `etcd`.
+    pub etcd: Option<Etcd>,
 }
 
 /// Headers hookgate or Envoy set or read, or that change how a request travels: neither a static
@@ -117,10 +123,13 @@ impl Settings {
         }
         let destinations = DestinationPolicy::new(&config.destination)?;
         let limiter = Limiter::new(&config.limit)?;
+        config.state.validate()?;
+        let etcd = (config.state.backend == Backend::Etcd).then(|| Etcd::new(&config.state));
         Ok(Settings {
             config,
             destinations,
             limiter,
+            etcd,
         })
     }
 }
@@ -200,6 +209,21 @@ mod tests {
             error(r#"{"caller_token":{"header":"x-a","token":"0123456789abcdef","x":1}}"#)
                 .contains("x")
         );
+    }
+
+    #[test]
+    fn state_selects_the_backend_and_is_validated() {
+        assert!(Settings::parse(b"{}").unwrap().etcd.is_none());
+        let etcd = Settings::parse(
+            br#"{"state":{"backend":"etcd","cluster":"etcd","timeout_ms":500,"prefix":"hookgate","on_failure":"deny"}}"#,
+        )
+        .unwrap();
+        assert!(etcd.etcd.is_some());
+        assert!(
+            error(r#"{"state":{"backend":"etcd","timeout_ms":0}}"#).starts_with("state.timeout_ms")
+        );
+        assert!(error(r#"{"state":{"backend":"zookeeper"}}"#).contains("zookeeper"));
+        assert!(error(r#"{"state":{"on_failure":"allow"}}"#).contains("allow"));
     }
 
     #[test]

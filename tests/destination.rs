@@ -23,7 +23,12 @@ use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Rep
 const RBAC_MATCHER: &str =
     "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher";
 /// Every configuration shipped in envoy/, each loaded by a test below.
-const SHIPPED: &[&str] = &["envoy/envoy.yaml", "envoy/plans.yaml", "envoy/run.yaml"];
+const SHIPPED: &[&str] = &[
+    "envoy/envoy.yaml",
+    "envoy/fleet.yaml",
+    "envoy/plans.yaml",
+    "envoy/run.yaml",
+];
 /// Plenty of sends per hour, so that repeated sends measure the destination policy only.
 const HIGH_LIMIT: &str = r#""limit":{"unverified_per_hour":1000}"#;
 

@@ -218,3 +218,45 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> HostResult<
         status => Err(HostError(status)),
     }
 }
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+}
+
+/// Resumes a request paused by this filter (proxy_continue_stream(HttpRequest)).
+pub fn resume_http_request() -> HostResult<()> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_continue_stream(0) })
+}
+
+/// Resumes a response paused by this filter (proxy_continue_stream(HttpResponse)).
+pub fn resume_http_response() -> HostResult<()> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_continue_stream(1) })
+}
+
+/// `POST path` with a JSON body to an Envoy cluster; the answer comes to
+/// `on_http_call_response` of the calling context with the returned token.
+///
+/// The one host call not made through a raw import here: the SDK's dispatcher must learn the
+/// token (its `register_callout` is private, and an unregistered token makes its
+/// `proxy_on_http_call_response` panic). The SDK's wrapper panics only on a status other than
+/// Ok, BadArgument and InternalFailure; Envoy's `http_call` returns only those, or
+/// InvalidMemoryAccess for pointers outside the VM's memory, which live slices never are. The
+/// headers are plain ASCII built here.
+pub fn dispatch_http_call(
+    cluster: &str,
+    path: &str,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> HostResult<u32> {
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", cluster),
+        ("content-type", "application/json"),
+    ];
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+        .map_err(|status| HostError(status as u32))
+}

@@ -52,7 +52,7 @@ pub const LEASE_TTL_SECS: u64 = super::WINDOW_SECS + 300;
 /// Rounds (compare failures, or failed calls retried) before `LimitUnavailable`.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Failed calls (no answer, or not 200) retried in one operation before giving up.
-pub const MAX_RETRIES: u32 = 2;
+pub const MAX_RETRIES: u32 = 3;
 /// The format version in every value.
 pub const VALUE_VERSION: u32 = 1;
 
