@@ -19,11 +19,67 @@ pub enum Behaviour {
     Delay(Duration, Box<Behaviour>),
     /// Read the request, then close the connection without answering.
     CloseAfterRead,
+    /// Read the request, then play these steps on the raw connection, byte for byte (for
+    /// answers no well-behaved server gives: trickled, cut short, reset, stalled mid-body).
+    Script(Vec<Step>),
+}
+
+/// One step of a scripted answer.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Write these bytes (flushed as one write; TCP_NODELAY is set).
+    Write(Vec<u8>),
+    /// Wait.
+    Sleep(Duration),
+    /// Close the connection (FIN).
+    Close,
+    /// Abort the connection (RST: SO_LINGER 0, then close).
+    Reset,
 }
 
 impl Behaviour {
     pub fn json(status: u16, body: &str) -> Behaviour {
         Behaviour::with_type(status, "application/json", body.as_bytes())
+    }
+
+    /// The whole answer (status line, headers, body) written one byte at a time, `gap` apart.
+    pub fn trickle(status: u16, content_type: &str, body: &[u8], gap: Duration) -> Behaviour {
+        let mut bytes = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        let mut steps = Vec::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            steps.push(Step::Write(vec![byte]));
+            steps.push(Step::Sleep(gap));
+        }
+        Behaviour::Script(steps)
+    }
+
+    /// A chunked answer (`transfer-encoding: chunked`), one chunk per slice, then `trailers`.
+    pub fn chunked(
+        status: u16,
+        content_type: &str,
+        chunks: &[&[u8]],
+        trailers: &[(&str, &str)],
+    ) -> Behaviour {
+        let mut bytes = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            bytes.extend_from_slice(chunk);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n");
+        for (k, v) in trailers {
+            bytes.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        Behaviour::Script(vec![Step::Write(bytes)])
     }
 
     pub fn with_type(status: u16, content_type: &str, body: &[u8]) -> Behaviour {
@@ -152,5 +208,62 @@ fn answer(mut stream: &TcpStream, behaviour: &Behaviour) -> bool {
             let _ = stream.shutdown(Shutdown::Both);
             false
         }
+        Behaviour::Script(steps) => {
+            let _ = stream.set_nodelay(true);
+            for step in steps {
+                match step {
+                    Step::Write(bytes) => {
+                        if stream.write_all(bytes).is_err() {
+                            return false;
+                        }
+                    }
+                    Step::Sleep(wait) => std::thread::sleep(*wait),
+                    Step::Close => {
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return false;
+                    }
+                    Step::Reset => {
+                        abort(stream);
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Resets a connection at once: the RST goes out when the caller drops its handle.
+pub fn reset_now(stream: &TcpStream) {
+    abort(stream);
+}
+
+/// Arms an abortive close: SO_LINGER on with a zero timeout, so that when the last handle of the
+/// socket is dropped (the caller returns false, `serve` ends) the peer gets RST, not FIN.
+fn abort(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        l_onoff: i32,
+        l_linger: i32,
+    }
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let linger = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a pointer to a `struct linger` of the size given.
+    unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &linger,
+            std::mem::size_of::<Linger>() as u32,
+        );
     }
 }
