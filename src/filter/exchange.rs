@@ -8,6 +8,7 @@ use crate::destination::Destination;
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
+use crate::limit::etcd::{Acquire, Admitted, Call, Next, Reply, Update};
 use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
 use crate::report::{ReceivedResponse, Report, SentRequest};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -55,6 +56,24 @@ pub struct Exchange {
     answer_body: Vec<u8>,
     /// The engine's body buffered so far, for a body that ends with trailers.
     request_body_size: usize,
+    /// With the etcd backend: the call to etcd in flight, and what it is for.
+    pending: Option<Pending>,
+    /// With the etcd backend: what etcd let through for this delivery.
+    admitted: Option<Admitted>,
+    /// With the etcd backend: the limit state etcd's record gave (test report).
+    etcd_state: Option<LimitState>,
+    /// The engine's answer is written and waits for an etcd write (give-back, verification).
+    holding_response: bool,
+}
+
+/// A call to etcd in flight (one at a time per request).
+enum Pending {
+    /// The request is paused until etcd decided.
+    Acquire(Acquire),
+    /// A delivery that never arrived gives its send back.
+    GiveBack(Update),
+    /// The receiver's right key is recorded.
+    Verify(Update),
 }
 
 impl Exchange {
@@ -75,6 +94,10 @@ impl Exchange {
             truncated: false,
             answer_body: Vec::new(),
             request_body_size: 0,
+            pending: None,
+            admitted: None,
+            etcd_state: None,
+            holding_response: false,
         }
     }
 
@@ -124,7 +147,8 @@ impl Exchange {
     }
 
     /// The whole event is here: parse it, apply every policy, rewrite the request.
-    fn forward(&mut self, body_size: usize) -> Result<(), Failure> {
+    /// Ok(true): the request stays paused until etcd has decided (`on_http_call_response`).
+    fn forward(&mut self, body_size: usize) -> Result<bool, Failure> {
         let settings = self.settings()?;
         let body = host::get_buffer(BufferType::HttpRequestBody, 0, body_size)
             .map_err(|e| Failure::Internal(format!("request body read failed ({})", e.0)))?;
@@ -167,8 +191,20 @@ impl Exchange {
             name: &event.webhook.name,
             url: &destination.url,
         };
-        let ticket = settings.limiter.acquire(&HostStore, &HostClock, &id)?;
-        self.ticket = Some(ticket);
+        let mut acquire = None;
+        if let Some(etcd) = &settings.etcd {
+            // A webhook this Envoy knows verified (verification never reverts) needs no call.
+            match settings
+                .limiter
+                .cached_free_ticket(&HostStore, &HostClock, &id)
+            {
+                Some(ticket) => self.ticket = Some(ticket),
+                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id, now)),
+            }
+        } else {
+            let ticket = settings.limiter.acquire(&HostStore, &HostClock, &id)?;
+            self.ticket = Some(ticket);
+        }
         let scheme = if destination.https { "https" } else { "http" };
         // Envoy matches no route without x-forwarded-proto; the route removes it (and the
         // marker) before the request leaves.
@@ -183,21 +219,139 @@ impl Exchange {
                 e.0
             )));
         }
+        // Rewritten while paused (headers can only be set while paused: ENVOY-FACTS 4); with
+        // etcd the request now waits, paused, for the decision.
+        if let Some((op, call)) = acquire {
+            self.dispatch(call, Pending::Acquire(op))?;
+            return Ok(true);
+        }
+        self.let_go();
+        Ok(false)
+    }
+
+    fn let_go(&mut self) {
         self.phase = Phase::Sent;
         self.sent_at = host::now_unix_nanos().ok();
         self.metrics.count("hookgate.sent");
+    }
+
+    /// Sends one call to etcd through its Envoy cluster.
+    fn dispatch(&mut self, call: Call, pending: Pending) -> Result<(), Failure> {
+        let settings = self.settings()?;
+        let timeout = std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
+        host::dispatch_http_call(
+            &settings.config.state.cluster,
+            call.path,
+            call.body.as_bytes(),
+            timeout,
+        )
+        .map_err(|e| {
+            Failure::LimitUnavailable(format!(
+                "etcd: call through cluster {:?} failed (host status {})",
+                settings.config.state.cluster, e.0
+            ))
+        })?;
+        self.pending = Some(pending);
         Ok(())
+    }
+
+    /// An etcd answer (or its absence) for the call in flight.
+    fn on_etcd_reply(&mut self, reply: Reply) {
+        let (Some(settings), Some(pending)) = (self.settings.clone(), self.pending.take()) else {
+            return;
+        };
+        let limiter = &settings.limiter;
+        match pending {
+            Pending::Acquire(mut op) => match op.on_reply(limiter, reply) {
+                Next::Call(call) => {
+                    if let Err(failure) = self.dispatch(call, Pending::Acquire(op)) {
+                        self.refuse(failure);
+                    }
+                }
+                Next::Done(decided) => {
+                    self.etcd_state = decided.state;
+                    match decided.result {
+                        Ok(admitted) => {
+                            self.admitted = Some(admitted);
+                            self.let_go();
+                            if let Err(e) = host::resume_http_request() {
+                                log::error!("hookgate: could not resume the request ({})", e.0);
+                            }
+                        }
+                        Err(failure) => {
+                            self.refuse(failure);
+                        }
+                    }
+                }
+            },
+            Pending::GiveBack(mut op) => match op.on_reply(limiter, reply) {
+                Next::Call(call) => self.dispatch_update(call, Pending::GiveBack(op)),
+                Next::Done(result) => {
+                    if let Err(failure) = result {
+                        log::warn!("hookgate: could not give back a limit slot: {failure}");
+                    }
+                    self.release_response();
+                }
+            },
+            Pending::Verify(mut op) => match op.on_reply(limiter, reply) {
+                Next::Call(call) => self.dispatch_update(call, Pending::Verify(op)),
+                Next::Done(result) => {
+                    match result {
+                        Ok(()) => {
+                            if let Some(admitted) = &self.admitted {
+                                // Cached: this Envoy's later sends need no call to etcd.
+                                if let Err(failure) =
+                                    limiter.record_verified(&HostStore, &admitted.ticket)
+                                {
+                                    log::info!("hookgate: verification not cached: {failure}");
+                                }
+                            }
+                        }
+                        Err(failure) => {
+                            log::warn!("hookgate: could not record a verification: {failure}")
+                        }
+                    }
+                    self.release_response();
+                }
+            },
+        }
+    }
+
+    /// Dispatches a give-back or verification write; on failure the answer goes on without it.
+    fn dispatch_update(&mut self, call: Call, pending: Pending) {
+        if let Err(failure) = self.dispatch(call, pending) {
+            log::warn!("hookgate: limit state not updated: {failure}");
+            self.release_response();
+        }
+    }
+
+    /// Lets the engine's answer go once the etcd write it waited for is done.
+    fn release_response(&mut self) {
+        if std::mem::take(&mut self.holding_response) {
+            if let Err(e) = host::resume_http_response() {
+                log::error!("hookgate: could not resume the answer ({})", e.0);
+            }
+        }
     }
 
     /// The engine's whole body is here: forward the webhook or refuse.
     fn end_of_body(&mut self, body_size: usize) -> Action {
         match self.forward(body_size) {
-            Ok(()) => Action::Continue,
+            Ok(false) => Action::Continue,
+            Ok(true) => Action::Pause,
             Err(failure) => self.refuse(failure),
         }
     }
 
     fn give_back(&mut self) {
+        if let (Some(settings), Some(admitted)) = (self.settings.clone(), &self.admitted) {
+            if let Some(etcd) = &settings.etcd {
+                if let Some((op, call)) = Update::give_back(etcd, &settings.limiter, admitted) {
+                    self.dispatch_update(call, Pending::GiveBack(op));
+                }
+            }
+            return;
+        }
         if let (Some(settings), Some(ticket)) = (&self.settings, self.ticket.take()) {
             if let Err(failure) = settings.limiter.give_back(&HostStore, &ticket) {
                 log::warn!("hookgate: could not give back a limit slot: {failure}");
@@ -311,6 +465,9 @@ impl Exchange {
     }
 
     fn limit_state(&self) -> Option<LimitState> {
+        if self.etcd_state.is_some() {
+            return self.etcd_state.clone();
+        }
         let settings = self.settings.as_ref()?;
         let (webhook, destination) = (self.webhook.as_ref()?, self.destination.as_ref()?);
         let id = WebhookId {
@@ -330,7 +487,12 @@ impl Exchange {
         self.metrics.count(&format!("hookgate.outcome.{reason}"));
         self.metrics.count(&format!("hookgate.code.{code}"));
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
-        let host = self.destination.as_ref().map_or("-", |d| d.host.as_str());
+        // The normalised host once checked; before that (a refused URL), the host as written.
+        let host = match (&self.destination, &self.webhook) {
+            (Some(d), _) => d.host.clone(),
+            (None, Some(w)) => crate::destination::host_as_written(&w.url),
+            (None, None) => "-".to_string(),
+        };
         match outcome {
             Ok(()) => log::info!("hookgate: webhook={name} host={host} outcome=delivered code=1"),
             Err(f) => log::info!(
@@ -407,7 +569,30 @@ impl Exchange {
     }
 
     /// A right key verifies the webhook; a wrong one is the document's 11110113.
-    fn verify_key(&self, body: &[u8]) -> Result<(), Failure> {
+    fn verify_key(&mut self, body: &[u8]) -> Result<(), Failure> {
+        if let (Some(settings), Some(admitted)) = (self.settings.clone(), &self.admitted) {
+            return match settings.limiter.judge_key(&admitted.ticket, body) {
+                KeyVerdict::WrongKey => Err(Failure::WrongKey),
+                KeyVerdict::NoKey => Ok(()),
+                KeyVerdict::Verified => {
+                    if let Some(state) = &mut self.etcd_state {
+                        state.verified = true;
+                        state.allowed_per_hour = settings.limiter.verified_per_hour();
+                        if state.allowed_per_hour.is_none() {
+                            state.sends_in_window = 0;
+                            state.retry_after = None;
+                        }
+                    }
+                    let etcd = settings.etcd.as_ref();
+                    if let Some((op, call)) =
+                        etcd.and_then(|etcd| Update::verify(etcd, &settings.limiter, admitted))
+                    {
+                        self.dispatch_update(call, Pending::Verify(op));
+                    }
+                    Ok(())
+                }
+            };
+        }
         let (Some(settings), Some(ticket)) = (&self.settings, &self.ticket) else {
             return Ok(());
         };
@@ -433,7 +618,33 @@ fn header_safe(text: &str) -> String {
         .collect()
 }
 
-impl Context for Exchange {}
+impl Context for Exchange {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host::get_header_text(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u16>().ok())
+        };
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+        };
+        self.on_etcd_reply(Reply {
+            status,
+            body: &body,
+        });
+    }
+}
 
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -548,6 +759,11 @@ impl HttpContext for Exchange {
         let body = std::mem::take(&mut self.answer_body);
         let (outcome, response) = self.conclude(&body);
         self.rewrite_answer(outcome.as_deref(), response.as_ref(), body_size);
+        if self.pending.is_some() {
+            // The answer is written; it leaves once etcd has the give-back or verification.
+            self.holding_response = true;
+            return Action::Pause;
+        }
         Action::Continue
     }
 }
