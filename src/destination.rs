@@ -759,7 +759,9 @@ fn parse_host_pattern(text: &str) -> Result<(String, bool), &'static str> {
 pub fn host_as_written(raw_url: &str) -> String {
     let rest = raw_url.split_once("://").map_or(raw_url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     quote(host)
 }
 
@@ -790,9 +792,15 @@ mod tests {
     #[test]
     fn host_as_written_for_refusal_logs() {
         assert_eq!(host_as_written("http://0x7f.1/x"), "\"0x7f.1\"");
-        assert_eq!(host_as_written("https://user:pw@Evil.example:8080/?q#f"), "\"Evil.example:8080\"");
+        assert_eq!(
+            host_as_written("https://user:pw@Evil.example:8080/?q#f"),
+            "\"Evil.example:8080\""
+        );
         assert_eq!(host_as_written("no scheme"), "\"no scheme\"");
-        assert_eq!(host_as_written("http://\u{ff11}27.0.0.1/"), "\"\\u{ff11}27.0.0.1\"");
+        assert_eq!(
+            host_as_written("http://\u{ff11}27.0.0.1/"),
+            "\"\\u{ff11}27.0.0.1\""
+        );
         assert_eq!(host_as_written(""), "\"\"");
     }
 
