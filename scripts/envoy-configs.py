@@ -29,6 +29,7 @@ CALLER_CIDRS = ["127.0.0.0/8", "::1/128"]
 # hookgate's envelope for a refused caller (src/envelope.rs, code 21111011); a test compares it
 # with what hookgate itself answers to a caller with a wrong token.
 CALLER_REFUSED_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
+REQUEST_FAILED_ENVELOPE = '[{"status":false,"message":"The request failed","code":11110111}]'
 
 MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
 
@@ -116,6 +117,43 @@ static_resources:
               - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}}
                 append_action: OVERWRITE_IF_EXISTS_OR_ADD
               - header: {{key: x-hookgate-detail, value: "caller refused: source network not allowed"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              body: {{inline_string: '{caller_refused_envelope}'}}
+              body_format_override:
+                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
+                content_type: application/json
+            # Replies Envoy makes where hookgate cannot: after the receiver's headers reached hookgate
+            # (answer cut by a reset or the route timeout), Envoy answers the engine directly,
+            # past every filter. Unknown outcome: the webhook may have arrived.
+            - filter:
+                extension_filter:
+                  name: envoy.access_loggers.extension_filters.cel
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                    expression: "response.code_details.startsWith('upstream_reset_after_response_started') || response.code_details in ['response_timeout', 'stream_idle_timeout', 'request_overall_timeout']"
+              status_code: 504
+              headers_to_add:
+              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%unknown"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              - header: {{key: x-hookgate-detail, value: "no complete answer from receiver: %RESPONSE_CODE_DETAILS%"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              body: {{inline_string: '{request_failed_envelope}'}}
+              body_format_override:
+                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
+                content_type: application/json
+            # Any other reply of Envoy's own (a request refused before any filter ran: malformed,
+            # headers too large, `OPTIONS *`): the 21111011 envelope, nothing sent. hookgate's own
+            # replies carry no code_details and are left as they are.
+            - filter:
+                extension_filter:
+                  name: envoy.access_loggers.extension_filters.cel
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+                    expression: "response.code_details != ''"
+              headers_to_add:
+              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}}
+                append_action: OVERWRITE_IF_EXISTS_OR_ADD
+              - header: {{key: x-hookgate-detail, value: "refused by Envoy: %RESPONSE_CODE_DETAILS%"}}
                 append_action: OVERWRITE_IF_EXISTS_OR_ADD
               body: {{inline_string: '{caller_refused_envelope}'}}
               body_format_override:
@@ -373,6 +411,7 @@ def render(spec, plugin=None):
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
         caller_principals=caller_principals(),
         caller_refused_envelope=CALLER_REFUSED_ENVELOPE,
+        request_failed_envelope=REQUEST_FAILED_ENVELOPE,
         destination_permissions=destination_permissions(spec["exceptions"]),
     )
     for name, port, other_plugin in spec.get("listeners", []):

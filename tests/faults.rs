@@ -33,63 +33,6 @@ fn gateway() -> Gateway {
     Gateway::start(config())
 }
 
-/// The local-reply mappers that the shipped configuration lacks (found by these tests, see
-/// RELIABILITY.md): a reply Envoy makes after the receiver's headers reached hookgate (answer cut
-/// by a reset, or stalled past the route timeout) is sent straight to the codec, past every
-/// filter, so hookgate never sees it and the engine got Envoy's bare `text/plain` 502/504. Envoy
-/// still applies the connection manager's local-reply mappers to it: the first one turns these
-/// into the documented 504 / `unknown` / 11110111 envelope; the second gives the replies the
-/// connection manager makes before any filter runs (`OPTIONS *`, HTTP codec errors) the
-/// 21111011 envelope with `no`. Replies that pass through hookgate are rewritten by it whatever a
-/// mapper did first; hookgate's own local replies (empty `code_details`) match neither mapper
-/// (mappers apply to them too: a catch-all `true` replaced the test report, measured).
-const PROPOSED_MAPPERS: &str = r#"
-- filter:
-    extension_filter:
-      name: envoy.access_loggers.extension_filters.cel
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-        expression: "response.code_details.startsWith('upstream_reset_after_response_started') || response.code_details in ['response_timeout', 'stream_idle_timeout', 'request_overall_timeout']"
-  status_code: 504
-  headers_to_add:
-  - header: {key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%unknown"}
-    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-  - header: {key: x-hookgate-detail, value: "no complete answer from receiver: %RESPONSE_CODE_DETAILS%"}
-    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-  body: {inline_string: '[{"status":false,"message":"The request failed","code":11110111}]'}
-  body_format_override:
-    text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}
-    content_type: application/json
-- filter:
-    extension_filter:
-      name: envoy.access_loggers.extension_filters.cel
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-        expression: "response.code_details != ''"
-  headers_to_add:
-  - header: {key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}
-    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-  - header: {key: x-hookgate-detail, value: "refused by Envoy: %RESPONSE_CODE_DETAILS%"}
-    append_action: OVERWRITE_IF_EXISTS_OR_ADD
-  body: {inline_string: '[{"status":false,"message":"Error during query execution","code":21111011}]'}
-  body_format_override:
-    text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}
-    content_type: application/json
-"#;
-
-/// `config` with [`PROPOSED_MAPPERS`] after the shipped mappers.
-fn with_proposed_mappers(config: EnvoyConfig) -> EnvoyConfig {
-    config.edit(|yaml| {
-        let extra: Vec<serde_yaml::Value> = serde_yaml::from_str(PROPOSED_MAPPERS).unwrap();
-        let hcm = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"];
-        let mappers = hcm["local_reply_config"]["mappers"]
-            .as_sequence_mut()
-            .expect("the shipped local_reply_config.mappers");
-        mappers.extend(extra);
-    })
-}
-
 /// Checks the engine's answer: HTTP status, delivered header, content type, exactly the envelope.
 fn assert_answer(reply: &Reply, status: u16, delivered: &str, code: u64, message: &str) {
     assert_eq!(
@@ -187,7 +130,7 @@ fn refused_and_reset_at_accept() {
 /// connection: sent, no complete answer: 504, `unknown`, never a success built from half a body.
 #[test]
 fn reset_mid_answer_is_unknown() {
-    let gw = Gateway::start(with_proposed_mappers(config()));
+    let gw = Gateway::start(config());
     let body = br#"{"ok":true,"padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
     for (label, end) in [("Rst", Step::Reset), ("Fin", Step::Close)] {
         let mut first = head(200, "application/json", body.len());
@@ -220,7 +163,7 @@ fn reset_mid_answer_is_unknown() {
 /// here): 504, `unknown`, in about the route timeout, not hanging for the receiver.
 #[test]
 fn stalled_mid_body_beyond_the_route_timeout_is_unknown() {
-    let gw = Gateway::start(with_proposed_mappers(config()).route_timeout("1s"));
+    let gw = Gateway::start(config().route_timeout("1s"));
     let body = br#"{"ok":true}"#;
     let mut first = head(200, "application/json", body.len());
     first.extend_from_slice(&body[..4]);
@@ -741,13 +684,13 @@ fn engines_that_go_away_break_nothing() {
     }
 }
 
-/// What the proposed mappers change, and what they must not: requests Envoy refuses before any
+/// What the shipped local-reply mappers change, and what they must not: requests Envoy refuses before any
 /// filter runs (`OPTIONS *`, a malformed request, headers over Envoy's limit) get the 21111011
 /// envelope with `no` and Envoy's status; hookgate's own answers (a refusal, a test report, a
 /// receiver that is down, a slow receiver, a delivery) are exactly as without them.
 #[test]
-fn proposed_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
-    let gw = Gateway::start(with_proposed_mappers(config()).route_timeout("1s"));
+fn local_reply_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
+    let gw = Gateway::start(config().route_timeout("1s"));
     let star = gw.raw(b"OPTIONS * HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n");
     assert_refused(&star, 404);
     let malformed = gw.raw(b"POST / HTTP/1.1\r\nhost: gw\r\ncontent-length: x\r\n\r\n");
@@ -795,12 +738,10 @@ fn proposed_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
     assert_answer(&reply, 200, "yes", 1, r#"{"ok":1}"#);
 }
 
-/// The shipped configuration, today: an answer cut after its headers reaches the engine as
-/// Envoy's bare `text/plain` reply (502 "upstream connect error or disconnect/reset before
-/// headers", or 504 "upstream request timeout"), not the envelope. Ignored until
-/// scripts/envoy-configs.py carries [`PROPOSED_MAPPERS`]; then it must pass as it is.
+/// The shipped configuration: an answer cut after its headers (reset or route timeout), which
+/// Envoy answers past every filter, still reaches the engine as the envelope (504, `unknown`)
+/// thanks to the local-reply mappers in scripts/envoy-configs.py.
 #[test]
-#[ignore = "the shipped local_reply_config lacks the mappers for cut answers (RELIABILITY.md)"]
 fn the_shipped_configuration_answers_cut_answers_with_an_envelope() {
     let gw = Gateway::start(config().route_timeout("1s"));
     let body = br#"{"ok":true}"#;
