@@ -11,19 +11,14 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver};
+use support::{
+    assert_answer, event, loopback_config, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver,
+    FAILED, NOT_JSON, QUERY_ERROR,
+};
 
 /// The production configuration with one exception: loopback receivers of this test.
 fn gateway() -> Gateway {
-    Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-            .allow_loopback_receivers(),
-    )
-}
-
-fn envelope(reply: &support::Reply) -> Value {
-    reply.json()
+    Gateway::start(loopback_config())
 }
 
 #[test]
@@ -37,7 +32,7 @@ fn delivered_json_answer_is_the_message() {
     assert_eq!(reply.header("x-hookgate-delivered"), Some("yes"));
     assert_eq!(reply.header("x-hookgate-upstream-status"), Some("200"));
     assert_eq!(
-        envelope(&reply),
+        reply.json(),
         json!([{"status": true, "message": "{\"ok\":true}", "code": 1}])
     );
     let records = receiver.records();
@@ -66,28 +61,6 @@ fn delivered_json_answer_is_the_message() {
         Some(format!("127.0.0.1:{}", receiver.port).as_str())
     );
 }
-
-/// Checks the engine's answer: HTTP status, delivered header, envelope code and message.
-fn assert_answer(reply: &support::Reply, status: u16, delivered: &str, code: u64, message: &str) {
-    assert_eq!(reply.status, status, "body: {}", reply.text());
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    assert_eq!(
-        reply.header("x-hookgate-delivered"),
-        Some(delivered),
-        "{:?}",
-        reply.headers
-    );
-    assert_eq!(
-        envelope(reply),
-        json!([{"status": code == 1, "message": message, "code": code}]),
-        "{:?}",
-        reply.headers
-    );
-}
-
-const FAILED: &str = "The request failed";
-const NOT_JSON: &str = "Invalid response format. Expects json!";
-const QUERY_ERROR: &str = "Error during query execution";
 
 #[test]
 fn receiver_answers_that_are_not_json_are_invalid_format() {
@@ -175,12 +148,7 @@ fn a_name_that_does_not_resolve_is_never_sent() {
 
 #[test]
 fn route_timeout_is_unknown() {
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-            .allow_loopback_receivers()
-            .route_timeout("1s"),
-    );
+    let gw = Gateway::start(support::loopback_config().route_timeout("1s"));
     let slow = Behaviour::Delay(
         std::time::Duration::from_secs(3),
         Box::new(Behaviour::json(200, "{}")),

@@ -16,45 +16,14 @@ use serde_json::{json, Value};
 use std::io::{BufReader, Write};
 use std::time::{Duration, Instant};
 use support::receiver::Step;
-use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
-
-const FAILED: &str = "The request failed";
-const NOT_JSON: &str = "Invalid response format. Expects json!";
-const QUERY_ERROR: &str = "Error during query execution";
-
-fn config() -> EnvoyConfig {
-    EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-        .allow_loopback_receivers()
-}
+use support::{
+    assert_answer, event, loopback_config, unique_name, Behaviour, Gateway, Receiver, Reply,
+    FAILED, NOT_JSON, QUERY_ERROR,
+};
 
 /// The production configuration with loopback receivers allowed (10 s route timeout).
 fn gateway() -> Gateway {
-    Gateway::start(config())
-}
-
-/// Checks the engine's answer: HTTP status, delivered header, content type, exactly the envelope.
-fn assert_answer(reply: &Reply, status: u16, delivered: &str, code: u64, message: &str) {
-    assert_eq!(
-        reply.status,
-        status,
-        "headers {:?} body {}",
-        reply.headers,
-        reply.text()
-    );
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    assert_eq!(
-        reply.header("x-hookgate-delivered"),
-        Some(delivered),
-        "{:?}",
-        reply.headers
-    );
-    assert_eq!(
-        reply.json(),
-        json!([{"status": code == 1, "message": message, "code": code}]),
-        "{:?}",
-        reply.headers
-    );
+    Gateway::start(loopback_config())
 }
 
 fn head(status: u16, content_type: &str, length: usize) -> Vec<u8> {
@@ -130,7 +99,7 @@ fn refused_and_reset_at_accept() {
 /// connection: sent, no complete answer: 504, `unknown`, never a success built from half a body.
 #[test]
 fn reset_mid_answer_is_unknown() {
-    let gw = Gateway::start(config());
+    let gw = Gateway::start(loopback_config());
     let body = br#"{"ok":true,"padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
     for (label, end) in [("Rst", Step::Reset), ("Fin", Step::Close)] {
         let mut first = head(200, "application/json", body.len());
@@ -163,7 +132,7 @@ fn reset_mid_answer_is_unknown() {
 /// here): 504, `unknown`, in about the route timeout, not hanging for the receiver.
 #[test]
 fn stalled_mid_body_beyond_the_route_timeout_is_unknown() {
-    let gw = Gateway::start(config().route_timeout("1s"));
+    let gw = Gateway::start(loopback_config().route_timeout("1s"));
     let body = br#"{"ok":true}"#;
     let mut first = head(200, "application/json", body.len());
     first.extend_from_slice(&body[..4]);
@@ -690,7 +659,7 @@ fn engines_that_go_away_break_nothing() {
 /// receiver that is down, a slow receiver, a delivery) are exactly as without them.
 #[test]
 fn local_reply_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
-    let gw = Gateway::start(config().route_timeout("1s"));
+    let gw = Gateway::start(loopback_config().route_timeout("1s"));
     let star = gw.raw(b"OPTIONS * HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n");
     assert_refused(&star, 404);
     let malformed = gw.raw(b"POST / HTTP/1.1\r\nhost: gw\r\ncontent-length: x\r\n\r\n");
@@ -743,7 +712,7 @@ fn local_reply_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
 /// thanks to the local-reply mappers in scripts/envoy-configs.py.
 #[test]
 fn the_shipped_configuration_answers_cut_answers_with_an_envelope() {
-    let gw = Gateway::start(config().route_timeout("1s"));
+    let gw = Gateway::start(loopback_config().route_timeout("1s"));
     let body = br#"{"ok":true}"#;
     let mut first = head(200, "application/json", body.len());
     first.extend_from_slice(&body[..4]);

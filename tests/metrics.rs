@@ -9,17 +9,11 @@
 
 mod support;
 
-use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver};
+use support::{event, unique_name, Behaviour, Gateway, Receiver};
 
 #[test]
 fn counters_match_a_known_sequence() {
-    let gw = Gateway::start_with(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-            .allow_loopback_receivers(),
-        2,
-        &[],
-    );
+    let gw = Gateway::start_with(support::loopback_config(), 2, &[]);
     let good = Receiver::start(Behaviour::json(200, "{}"));
     let text = Receiver::start(Behaviour::with_type(200, "text/plain", b"OK"));
     for _ in 0..3 {

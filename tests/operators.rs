@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{event, free_port, repo, scratch, unique_name, Behaviour, EnvoyConfig, Receiver};
+use support::{event, free_port, repo, scratch, unique_name, Behaviour, Receiver};
 
 /// Held by every test of this file that binds Envoy's default ports (10000, 9901) in the
 /// test namespace itself.
@@ -149,9 +149,7 @@ fn gateway_runs_under_func_e_run_and_delivers() {
     assert_eq!(command.len(), 2, "expected `func-e run`, got {command:?}");
     assert!(command[0].ends_with("/func-e") && command[1] == "run");
 
-    let mut config = EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-        .allow_loopback_receivers();
+    let mut config = support::loopback_config();
     let dir = scratch("func-e");
     for filter in config.hookgate_filters() {
         filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =

@@ -302,6 +302,42 @@ impl Drop for Gateway {
     }
 }
 
+/// The production configuration with one exception: receivers on 127.0.0.1 (any port), in the
+/// plugin's policy and in Envoy's upstream RBAC alike.
+pub fn loopback_config() -> EnvoyConfig {
+    EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
+        .allow_loopback_receivers()
+}
+
+pub const FAILED: &str = "The request failed";
+pub const NOT_JSON: &str = "Invalid response format. Expects json!";
+pub const QUERY_ERROR: &str = "Error during query execution";
+
+/// Checks the engine's answer: HTTP status, delivered header, content type, exactly the envelope.
+pub fn assert_answer(reply: &Reply, status: u16, delivered: &str, code: u64, message: &str) {
+    assert_eq!(
+        reply.status,
+        status,
+        "headers {:?} body {}",
+        reply.headers,
+        reply.text()
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.header("x-hookgate-delivered"),
+        Some(delivered),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(
+        reply.json(),
+        serde_json::json!([{"status": code == 1, "message": message, "code": code}]),
+        "{:?}",
+        reply.headers
+    );
+}
+
 /// An event for `name` and `url` with the document's fields.
 pub fn event(name: &str, url: &str) -> String {
     format!(
