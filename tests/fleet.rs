@@ -20,10 +20,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use support::http;
 use support::{
-    event, free_port, scratch, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
+    assert_delivered, assert_over_limit, event, free_port, scratch, unique_name, Behaviour,
+    EnvoyConfig, Gateway, Receiver, Reply,
 };
 
-const OVER_LIMIT: &str = "The request did not pass code verification";
 const QUERY_ERROR: &str = "Error during query execution";
 
 // ---------------------------------------------------------------------------------------------
@@ -219,31 +219,6 @@ fn fleet(etcd: &Etcd, limit: &Value) -> (Gateway, Gateway) {
         Gateway::start_with(fleet_config(etcd, limit), 2, &[]),
         Gateway::start_with(fleet_config(etcd, limit), 2, &[]),
     )
-}
-
-fn assert_over_limit(reply: &Reply) -> u64 {
-    assert_eq!(reply.status, 429, "{}", reply.text());
-    assert_eq!(reply.header("x-hookgate-delivered"), Some("no"));
-    assert_eq!(
-        reply.json(),
-        json!([{"status": false, "message": OVER_LIMIT, "code": 11110113}])
-    );
-    let retry: u64 = reply
-        .header("retry-after")
-        .expect("retry-after")
-        .parse()
-        .unwrap();
-    assert!((3590..=3600).contains(&retry), "retry-after {retry}");
-    retry
-}
-
-fn assert_delivered(reply: &Reply, receiver_body: &str) {
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.header("x-hookgate-delivered"), Some("yes"));
-    assert_eq!(
-        reply.json(),
-        json!([{"status": true, "message": receiver_body, "code": 1}])
-    );
 }
 
 /// The documented refusal when the state is unreachable: 503, 21111011, nothing delivered.

@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 use support::http::{self, read_body, read_head};
-use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
+use support::{
+    assert_delivered, assert_over_limit, event, unique_name, Behaviour, EnvoyConfig, Gateway,
+    Receiver, Reply, OVER_LIMIT,
+};
 
 const ALLOW_LOOPBACK: &str = r#"{"allow":[{"cidr":"127.0.0.1/32"}]}"#;
-const OVER_LIMIT: &str = "The request did not pass code verification";
 
 /// The production configuration with the loopback exception and this `limit` section.
 fn config(limit: &Value) -> EnvoyConfig {
@@ -38,32 +40,6 @@ fn config(limit: &Value) -> EnvoyConfig {
 /// Envoy with two workers, so that one limit must hold across threads.
 fn gateway(limit: &Value) -> Gateway {
     Gateway::start_with(config(limit), 2, &[])
-}
-
-/// The 11110113 refusal: 429, nothing delivered, Retry-After close to an hour.
-fn assert_over_limit(reply: &Reply) -> u64 {
-    assert_eq!(reply.status, 429, "{}", reply.text());
-    assert_eq!(reply.header("x-hookgate-delivered"), Some("no"));
-    assert_eq!(
-        reply.json(),
-        json!([{"status": false, "message": OVER_LIMIT, "code": 11110113}])
-    );
-    let retry: u64 = reply
-        .header("retry-after")
-        .expect("retry-after")
-        .parse()
-        .unwrap();
-    assert!((3590..=3600).contains(&retry), "retry-after {retry}");
-    retry
-}
-
-fn assert_delivered(reply: &Reply, receiver_body: &str) {
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.header("x-hookgate-delivered"), Some("yes"));
-    assert_eq!(
-        reply.json(),
-        json!([{"status": true, "message": receiver_body, "code": 1}])
-    );
 }
 
 /// Requests the receiver got on `path`.

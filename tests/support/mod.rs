@@ -338,6 +338,26 @@ pub fn assert_answer(reply: &Reply, status: u16, delivered: &str, code: u64, mes
     );
 }
 
+pub const OVER_LIMIT: &str = "The request did not pass code verification";
+
+/// The hourly limit's refusal: 429, 11110113, nothing delivered, Retry-After close to an hour
+/// (returned).
+pub fn assert_over_limit(reply: &Reply) -> u64 {
+    assert_answer(reply, 429, "no", 11110113, OVER_LIMIT);
+    let retry: u64 = reply
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .unwrap();
+    assert!((3590..=3600).contains(&retry), "retry-after {retry}");
+    retry
+}
+
+/// A delivery whose receiver answered `receiver_body`.
+pub fn assert_delivered(reply: &Reply, receiver_body: &str) {
+    assert_answer(reply, 200, "yes", 1, receiver_body);
+}
+
 /// An event for `name` and `url` with the document's fields.
 pub fn event(name: &str, url: &str) -> String {
     format!(
