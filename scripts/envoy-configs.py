@@ -26,9 +26,9 @@ DENY_CIDRS = """
 # hookgate). Loopback only by default: widen it here for the engine's network, then regenerate.
 CALLER_CIDRS = ["127.0.0.0/8", "::1/128"]
 
-# hookgate's envelope for a refused caller (src/envelope.rs, code 21111011); a test compares it
-# with what hookgate itself answers to a caller with a wrong token.
-CALLER_REFUSED_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
+# hookgate's envelopes (src/envelope.rs) for the replies Envoy makes itself: 21111011 (a test
+# compares it with what hookgate answers a caller with a wrong token) and 11110111.
+QUERY_ERROR_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
 REQUEST_FAILED_ENVELOPE = '[{"status":false,"message":"The request failed","code":11110111}]'
 
 MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
@@ -63,6 +63,63 @@ def caller_principals(indent=26):
         address, length = cidr.split("/")
         lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
     return "\n".join(lines)
+
+
+def mapper(comment, expression, delivered, detail, envelope, status=None):
+    """One local-reply mapper: Envoy's own replies, rewritten into the documented envelope.
+    `delivered` is written behind an empty request-header operator so that no YAML 1.1 reader
+    (yaml-cpp in Envoy, after a re-serialisation) turns "no" into a boolean; raw_value is ignored
+    by local reply mappers (measured)."""
+    pad = " " * 12
+    lines = [pad + "# " + line for line in comment]
+    lines += [
+        pad + "- filter:",
+        pad + "    extension_filter:",
+        pad + "      name: envoy.access_loggers.extension_filters.cel",
+        pad + "      typed_config:",
+        pad + '        "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter',
+        pad + f"        expression: {json.dumps(expression)}",
+    ]
+    if status:
+        lines.append(pad + f"  status_code: {status}")
+    lines += [
+        pad + "  headers_to_add:",
+        pad + f'  - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%{delivered}"}}',
+        pad + "    append_action: OVERWRITE_IF_EXISTS_OR_ADD",
+        pad + f'  - header: {{key: x-hookgate-detail, value: "{detail}"}}',
+        pad + "    append_action: OVERWRITE_IF_EXISTS_OR_ADD",
+        pad + f"  body: {{inline_string: '{envelope}'}}",
+        pad + "  body_format_override:",
+        pad + '    text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}',
+        pad + "    content_type: application/json",
+    ]
+    return "\n".join(lines)
+
+
+def local_reply_mappers():
+    return "\n".join([
+        mapper(
+            ["A caller from a refused network (the caller RBAC before hookgate)."],
+            "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",
+            "no", "caller refused: source network not allowed", QUERY_ERROR_ENVELOPE, status=403,
+        ),
+        mapper(
+            ["After the receiver's headers reached hookgate, an answer cut by a reset or the route",
+             "timeout is answered by Envoy directly, past every filter: unknown outcome, the",
+             "webhook may have arrived."],
+            "response.code_details.startsWith('upstream_reset_after_response_started') || "
+            "response.code_details in ['response_timeout', 'stream_idle_timeout', 'request_overall_timeout']",
+            "unknown", "no complete answer from receiver: %RESPONSE_CODE_DETAILS%", REQUEST_FAILED_ENVELOPE,
+            status=504,
+        ),
+        mapper(
+            ["Any other reply of Envoy's own (a request refused before any filter ran: malformed,",
+             "headers too large, `OPTIONS *`): nothing sent. hookgate's own replies carry no",
+             "code_details and are left as they are."],
+            "response.code_details != ''",
+            "no", "refused by Envoy: %RESPONSE_CODE_DETAILS%", QUERY_ERROR_ENVELOPE,
+        ),
+    ])
 
 
 def plugin_config(config):
@@ -103,62 +160,7 @@ static_resources:
           # A caller refused by the RBAC filter below gets hookgate's 21111011 envelope.
           local_reply_config:
             mappers:
-            - filter:
-                extension_filter:
-                  name: envoy.access_loggers.extension_filters.cel
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-                    expression: "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'"
-              status_code: 403
-              headers_to_add:
-              # "no". Written with an empty request-header operator in front so that no YAML 1.1
-              # reader (yaml-cpp in Envoy, after a re-serialisation) turns it into a boolean;
-              # raw_value is ignored by local reply mappers (measured).
-              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              - header: {{key: x-hookgate-detail, value: "caller refused: source network not allowed"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              body: {{inline_string: '{caller_refused_envelope}'}}
-              body_format_override:
-                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
-                content_type: application/json
-            # Replies Envoy makes where hookgate cannot: after the receiver's headers reached hookgate
-            # (answer cut by a reset or the route timeout), Envoy answers the engine directly,
-            # past every filter. Unknown outcome: the webhook may have arrived.
-            - filter:
-                extension_filter:
-                  name: envoy.access_loggers.extension_filters.cel
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-                    expression: "response.code_details.startsWith('upstream_reset_after_response_started') || response.code_details in ['response_timeout', 'stream_idle_timeout', 'request_overall_timeout']"
-              status_code: 504
-              headers_to_add:
-              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%unknown"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              - header: {{key: x-hookgate-detail, value: "no complete answer from receiver: %RESPONSE_CODE_DETAILS%"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              body: {{inline_string: '{request_failed_envelope}'}}
-              body_format_override:
-                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
-                content_type: application/json
-            # Any other reply of Envoy's own (a request refused before any filter ran: malformed,
-            # headers too large, `OPTIONS *`): the 21111011 envelope, nothing sent. hookgate's own
-            # replies carry no code_details and are left as they are.
-            - filter:
-                extension_filter:
-                  name: envoy.access_loggers.extension_filters.cel
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-                    expression: "response.code_details != ''"
-              headers_to_add:
-              - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%no"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              - header: {{key: x-hookgate-detail, value: "refused by Envoy: %RESPONSE_CODE_DETAILS%"}}
-                append_action: OVERWRITE_IF_EXISTS_OR_ADD
-              body: {{inline_string: '{caller_refused_envelope}'}}
-              body_format_override:
-                text_format_source: {{inline_string: "%LOCAL_REPLY_BODY%"}}
-                content_type: application/json
+{local_reply_mappers}
           route_config:
             name: webhooks
             virtual_hosts:
@@ -410,8 +412,7 @@ def render(spec, plugin=None):
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
         caller_principals=caller_principals(),
-        caller_refused_envelope=CALLER_REFUSED_ENVELOPE,
-        request_failed_envelope=REQUEST_FAILED_ENVELOPE,
+        local_reply_mappers=local_reply_mappers(),
         destination_permissions=destination_permissions(spec["exceptions"]),
     )
     for name, port, other_plugin in spec.get("listeners", []):
