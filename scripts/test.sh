@@ -16,6 +16,7 @@ ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
 scripts/ensure-docker-compose.sh  # tests/operators.rs validates the compose rig with it
 scripts/ensure-etcd.sh  # tests/fleet.rs starts etcd members on loopback
+scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 cargo test --quiet --no-run
 
 ns="hookgate-test-$$"
