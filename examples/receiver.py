@@ -3,13 +3,16 @@
 
     examples/receiver.py [--port 18080] [--status 200] [--body '{"ok":true}']
                          [--content-type application/json] [--key SECRET] [--delay 0]
+                         [--tls-cert FILE --tls-key FILE]
 
 Every request is printed (method, path, headers, body). The answer is the given status and body;
 with --key, the body is {"key": SECRET} (what a receiver answers to verify a webhook). A request
 can override the answer for itself with the query string: ?status=500&body=oops&delay=2
+With --tls-cert/--tls-key it serves HTTPS and names the SNI it saw in `x-receiver-sni`.
 """
 import argparse
 import json
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +28,8 @@ def main():
     parser.add_argument("--content-type", default="application/json")
     parser.add_argument("--key", default=None)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--tls-cert", default=None)
+    parser.add_argument("--tls-key", default=None)
     args = parser.parse_args()
 
     class Handler(BaseHTTPRequestHandler):
@@ -43,6 +48,9 @@ def main():
             time.sleep(min(float(query.get("delay", args.delay)), 60.0))
             self.send_response(int(query.get("status", args.status)))
             self.send_header("content-type", query.get("content_type", args.content_type))
+            sni = getattr(self.connection, "hookgate_sni", None)
+            if sni is not None:
+                self.send_header("x-receiver-sni", sni)
             self.send_header("content-length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
@@ -53,7 +61,17 @@ def main():
             pass
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    print(f"demo receiver on http://{args.host}:{args.port}/", flush=True)
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+
+        def remember_sni(sock, server_name, _context):
+            sock.hookgate_sni = server_name or ""
+
+        context.sni_callback = remember_sni
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if args.tls_cert else "http"
+    print(f"demo receiver on {scheme}://{args.host}:{args.port}/", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ export ENVOY_BIN
 scripts/ensure-docker-compose.sh  # tests/operators.rs validates the compose rig with it
 scripts/ensure-etcd.sh  # tests/fleet.rs starts etcd members on loopback
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
+scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
 cargo test --quiet --no-run
 
 ns="hookgate-test-$$"
