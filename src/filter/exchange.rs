@@ -110,30 +110,31 @@ impl Exchange {
     /// Checks what the request headers can tell; Ok(true) when a body must follow.
     fn check_request_headers(&mut self, end_of_stream: bool) -> Result<(), Failure> {
         let settings = self.settings()?;
+        // Every header in one host call; a name read here is the first value Envoy holds for
+        // it, as proxy_get_header_map_value would return (Envoy's names are lower-case).
+        let headers = host::get_headers(MapType::HttpRequestHeaders)
+            .map_err(|e| Failure::Internal(format!("request header read failed ({})", e.0)))?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
-            host::get_header_text(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten()
+            header(name).map(str::to_owned)
         })?;
-        let header = |name| host::get_header_text(MapType::HttpRequestHeaders, name);
-        let internal =
-            |e: host::HostError| Failure::Internal(format!("request header read failed ({})", e.0));
-        self.test = header(TEST_HEADER)
-            .map_err(internal)?
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let method = header(":method").map_err(internal)?.unwrap_or_default();
+        self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let method = header(":method").unwrap_or_default();
         if method != "POST" {
-            return Err(Failure::MethodNotAllowed(method));
+            return Err(Failure::MethodNotAllowed(method.to_owned()));
         }
-        let content_type = header("content-type")
-            .map_err(internal)?
-            .unwrap_or_default();
+        let content_type = header("content-type").unwrap_or_default();
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         if !media_type.eq_ignore_ascii_case("application/json") {
-            return Err(Failure::UnsupportedMediaType(content_type));
+            return Err(Failure::UnsupportedMediaType(content_type.to_owned()));
         }
         let limit = settings.config.max_event_bytes;
-        let declared = header("content-length").map_err(internal)?;
+        let declared = header("content-length");
         if declared
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|n| n > limit as u64)
