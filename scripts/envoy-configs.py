@@ -366,9 +366,9 @@ CONFIGS = {
         },
         exceptions=[],
         extra_clusters="""  # etcd's client port, for hookgate's state (its v3 JSON gateway, HTTP/1.1 over mTLS). Every member
-  # is an endpoint; outlier detection sets a stopped member aside after one failed connection, and
-  # hookgate retries a failed call (up to 3 times) (every write is a compare-and-swap, so a retry never counts
-  # twice). Calls to etcd never go through the forward proxy or its destination policy.
+  # is an endpoint; hookgate retries a failed call (up to 3 times) (every write is a compare-and-swap,
+  # so a retry never counts twice). Calls to etcd never go through the forward proxy or its
+  # destination policy.
   - name: etcd
     connect_timeout: 1s
     type: STRICT_DNS
@@ -381,10 +381,25 @@ CONFIGS = {
         - endpoint: {address: {socket_address: {address: etcd-0.etcd, port_value: 2379}}}
         - endpoint: {address: {socket_address: {address: etcd-1.etcd, port_value: 2379}}}
         - endpoint: {address: {socket_address: {address: etcd-2.etcd, port_value: 2379}}}
-    # A member that refuses or drops a connection is set aside at once (for 30 s, longer each time
-    # it happens again). No active health check: Envoy's HTTP health check against etcd's /health
-    # timed out here although etcd answered it to curl (left to investigate), and a health check
-    # failing on every member would put the cluster in panic mode.
+    # Active health check: is the member up and serving? `GET /version` every second, over the
+    # cluster's mTLS and HTTP/1.1 (on etcd's port HTTP/2 is gRPC). Not `/health`: etcd 3.4's
+    # /health is the cluster's health (a leader and a quorum read), so it fails on every member at
+    # once during a leader election (measured: 503 on the remaining members right after the leader
+    # stopped), putting the cluster in panic mode with the stopped member back in it; etcd 3.4
+    # ignores /health?serializable=true. A member that cannot reach a quorum fails its calls,
+    # which outlier detection below sets aside. One failed check sets a member aside, two passed
+    # ones bring it back. no_traffic_interval (Envoy's interval before the cluster's first
+    # connection, default 60 s) is 1 s too, so a member that stops before the first send is set
+    # aside as well.
+    health_checks:
+    - timeout: 5s
+      interval: 1s
+      no_traffic_interval: 1s
+      unhealthy_threshold: 1
+      healthy_threshold: 2
+      http_health_check: {path: /version}
+    # Outlier detection as well: a member that refuses or drops a connection between two checks is
+    # set aside at once (for 30 s, longer each time it happens again).
     outlier_detection:
       split_external_local_origin_errors: true
       consecutive_local_origin_failure: 1

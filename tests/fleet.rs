@@ -136,6 +136,19 @@ impl Etcd {
         self.wait_healthy(i);
     }
 
+    /// The index of the member that is the leader, as the members themselves report it.
+    fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| {
+            m.child.is_some()
+                && http::post(m.client, "/v3/maintenance/status", b"{}", &[])
+                    .map(|r| {
+                        let status = r.json();
+                        status["leader"] == status["header"]["member_id"]
+                    })
+                    .unwrap_or(false)
+        })
+    }
+
     /// The keys under the prefix, read straight from etcd (not through Envoy).
     fn keys(&self, i: usize) -> Vec<(String, Value)> {
         let prefix = "hookgate/";
@@ -452,53 +465,80 @@ fn etcd_stopped_refuses_every_send_and_restarted_keeps_the_state() {
     assert_eq!(got(&receiver, "/down"), 1);
 }
 
+/// How many race webhooks member `i` holds.
+fn races(etcd: &Etcd, i: usize) -> usize {
+    etcd.keys(i)
+        .iter()
+        .filter(|(k, _)| k.contains("/FleetRace"))
+        .count()
+}
+
+/// The `health_flags` of the etcd member on `port`, as one Envoy's /clusters shows them.
+fn member_flags(gw: &Gateway, port: u16) -> String {
+    let clusters = http::get(gw.admin_port, "/clusters").unwrap().text();
+    let prefix = format!("etcd::127.0.0.1:{port}::health_flags::");
+    clusters
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn three_member_etcd_with_one_member_stopped_keeps_the_exact_limit() {
     let mut etcd = Etcd::start(3);
     let (a, b) = fleet(&etcd, &json!({}));
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
-    race(&a, &b, &receiver, 5, 16);
-    let stopped = etcd.members[0].client;
-    etcd.stop(0);
-    // Right after the stop, before Envoy has set the member aside, a call may find it gone
-    // (hookgate retries, but concurrent calls can meet it every time): such a send is refused
-    // with 503, never let through twice.
-    let name = unique_name("FleetRace");
-    let path = format!("/race/{name}");
-    let replies = post_concurrently(&[a.port, b.port], &event(&name, &receiver.url(&path)), 16);
-    assert!(replies.iter().filter(|r| r.status == 200).count() <= 1);
-    for reply in replies.iter().filter(|r| r.status != 200) {
-        match reply.status {
-            429 => assert_over_limit(reply),
-            _ => {
-                assert_unavailable(reply);
-                0
-            }
-        };
-    }
-    assert!(got(&receiver, &path) <= 1);
-    // Once Envoy has set the member aside (outlier detection, after one failed connection), the
-    // limit is exact again, with every send answered.
+    // Every member passes Envoy's health check (GET /version, every second) on both Envoys.
     for gw in [&a, &b] {
-        eventually("the stopped member set aside", || {
-            let clusters = http::get(gw.admin_port, "/clusters").unwrap().text();
-            clusters.lines().any(|l| {
-                l.starts_with(&format!("etcd::127.0.0.1:{stopped}::health_flags::"))
-                    && l.contains("failed_outlier_check")
-            }) || {
-                // No call of this Envoy has met the stopped member yet: send one.
-                gw.post(&event(&unique_name("FleetProbe"), &receiver.url("/probe")));
-                false
-            }
+        for m in &etcd.members {
+            eventually("every member healthy", || {
+                member_flags(gw, m.client) == "healthy"
+            });
+        }
+    }
+    race(&a, &b, &receiver, 5, 16);
+    // The leader stops (the harder case: the other two elect a new one).
+    let leader = etcd.leader().expect("a leader");
+    let stopped = etcd.members[leader].client;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    etcd.stop(leader);
+    // The health check sets the stopped member aside by itself, with no send made; the other two
+    // stay in the pool through the election.
+    for gw in [&a, &b] {
+        eventually("the stopped member failing its health check", || {
+            member_flags(gw, stopped).contains("failed_active_hc")
         });
+        for &i in &others {
+            assert_eq!(member_flags(gw, etcd.members[i].client), "healthy");
+        }
+    }
+    // Once the two have a leader again, no call ever meets the stopped member: every send is
+    // decided (exactly one of each race delivered, no 503), and outlier detection, which acts
+    // only on a failed call, never had to.
+    for &i in &others {
+        etcd.wait_healthy(i);
     }
     race(&a, &b, &receiver, 10, 16);
+    for gw in [&a, &b] {
+        assert!(!member_flags(gw, stopped).contains("failed_outlier_check"));
+        assert!(!gw.logs().contains("outcome=limit_unavailable"));
+    }
     // What was written is on the remaining members.
-    let races = |i| {
-        etcd.keys(i)
-            .iter()
-            .filter(|(k, _)| k.contains("/FleetRace"))
-            .count()
-    };
-    assert_eq!((races(1), races(2)), (16, 16));
+    for &i in &others {
+        assert_eq!(races(&etcd, i), 15);
+    }
+
+    // Restarted, the member catches up and passes its checks again: back in the pool.
+    etcd.restart(leader);
+    for gw in [&a, &b] {
+        eventually("the restarted member healthy again", || {
+            member_flags(gw, stopped) == "healthy"
+        });
+    }
+    race(&a, &b, &receiver, 5, 16);
+    // Caught up: the member has every race, including those run while it was stopped.
+    eventually("the restarted member caught up", || {
+        races(&etcd, leader) == 20
+    });
 }
