@@ -112,19 +112,25 @@ write_seeds() {
   seed plugin_config '{"limit":{"namespace":"a/b"}}'
   seed plugin_config '{"static_headers":{"x-envoy-a":"x"}}'
 
-  # limit_codec: option byte + a bucket value (format version 1, see src/limit/codec.rs).
-  local entry
+  # limit_codec: option byte + a bucket value (format version 2, see src/limit/codec.rs):
+  # version, entries, redirects (flags, fingerprint u32 LE, offset, until). e4c42b8b is the
+  # fingerprint of the target's webhook ("orders", https://example.com/hook).
+  local entry redirect
   entry="\\x00$(text_field orders)$(text_field https://example.com/hook)\\x01$(varint 1700000000)"
-  for opts in '\x00' '\x01' '\x02' '\x40'; do
+  redirect="\\xe4\\xc4\\x2b\\x8b\\x01$(varint 1700007200)"
+  for opts in '\x00' '\x01' '\x02' '\x03' '\x40'; do
     seed_bytes limit_codec "${opts}"
-    seed_bytes limit_codec "${opts}\x01\x00"
-    seed_bytes limit_codec "${opts}\x01\x01${entry}"
-    seed_bytes limit_codec "${opts}\x01\x02${entry}\x01$(text_field other)$(text_field https://a.example/)\x00"
-    seed_bytes limit_codec "${opts}\x01\x01\x01$(text_field orders)$(text_field https://example.com/hook)\x03$(varint 1699999000)\x0a\x0a"
+    seed_bytes limit_codec "${opts}\x02\x00\x00"
+    seed_bytes limit_codec "${opts}\x02\x01${entry}\x00"
+    seed_bytes limit_codec "${opts}\x02\x02${entry}\x01$(text_field other)$(text_field https://a.example/)\x00\x00"
+    seed_bytes limit_codec "${opts}\x02\x01\x01$(text_field orders)$(text_field https://example.com/hook)\x03$(varint 1699999000)\x0a\x0a\x00"
+    seed_bytes limit_codec "${opts}\x02\x00\x01\x00${redirect}"
+    seed_bytes limit_codec "${opts}\x02\x00\x01\x01${redirect}"
+    seed_bytes limit_codec "${opts}\x02\x01\x01$(text_field other)$(text_field https://a.example/)\x00\x01\x00${redirect}"
   done
-  seed_bytes limit_codec '\x00\x02\x00'
-  seed_bytes limit_codec '\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01'
-  seed_bytes limit_codec '\x00\x01\x01\x00\x01\xff\x00\x00'
+  seed_bytes limit_codec '\x00\x01\x00'
+  seed_bytes limit_codec '\x00\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01'
+  seed_bytes limit_codec '\x00\x02\x01\x00\x01\xff\x00\x00\x00'
 
   # abi_map: the ABI's map encoding (count, sizes, NUL-ended keys and values).
   seed_bytes abi_map '\x00\x00\x00\x00'

@@ -16,13 +16,38 @@ use std::rc::Rc;
 
 proxy_wasm::main! {{
     host_logger::install();
-    proxy_wasm::set_root_context(|_| Box::new(Root { settings: None, metrics: Rc::default() }));
+    proxy_wasm::set_root_context(|_| {
+        Box::new(Root {
+            settings: None,
+            metrics: Rc::default(),
+            gauge_name: tracked_gauge_name("default"),
+        })
+    });
 }}
+
+/// How often the `tracked_webhooks` gauge is brought up to date.
+const TICK_MILLIS: u32 = 10_000;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+}
 
 /// One per worker (and one on the main thread): holds the validated configuration.
 struct Root {
     settings: Option<Rc<Settings>>,
     metrics: Rc<Metrics>,
+    gauge_name: String,
+}
+
+/// `hookgate.tracked_webhooks` for the default namespace, else with the namespace appended
+/// (two namespaces in one Envoy are two tables).
+fn tracked_gauge_name(namespace: &str) -> String {
+    if namespace == "default" {
+        "hookgate.tracked_webhooks".to_string()
+    } else {
+        format!("hookgate.tracked_webhooks.{namespace}")
+    }
 }
 
 impl Context for Root {}
@@ -50,8 +75,31 @@ impl RootContext for Root {
             log::error!("hookgate: cannot prepare the limit state: {why}");
             return false;
         }
+        self.gauge_name = tracked_gauge_name(settings.limiter.namespace());
         self.settings = Some(Rc::new(settings));
+        // SAFETY: a plain value; a failure only means no gauge.
+        let status = unsafe { proxy_set_tick_period_milliseconds(TICK_MILLIS) };
+        if status != 0 {
+            log::warn!("hookgate: no tick, no tracked_webhooks gauge (host status {status})");
+        }
         true
+    }
+
+    /// Ticks come to the main thread's root context and to every worker's. Whichever claims
+    /// the period first (one CAS in shared data) scans the table and sets the gauge, which
+    /// every context of the Envoy shares: one scan per period, not one per context.
+    fn on_tick(&mut self) {
+        let Some(settings) = &self.settings else {
+            return;
+        };
+        let limiter = &settings.limiter;
+        if !limiter.claim_scan(&HostStore, HostClock.now(), TICK_MILLIS as u64 / 1000) {
+            return;
+        }
+        match limiter.tracked(&HostStore, &HostClock) {
+            Ok(count) => self.metrics.gauge(&self.gauge_name, count),
+            Err(failure) => log::warn!("hookgate: cannot count tracked webhooks: {failure}"),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -10,55 +10,67 @@
 //! Shared data can neither delete a key nor expire one, and CAS does not protect creating a key.
 //! So the state is a fixed table created up front, never a key per webhook:
 //!
-//! * `hookgate/<namespace>/meta`: the layout (`hookgate-limit v1 bucket_entries=8
-//!   max_tracked=N`). `prepare` refuses a configuration whose layout differs from the one
-//!   already in the `vm_id` (changing `max_tracked` would move every webhook to another bucket
-//!   and forget verifications): keep the value or choose another `namespace`.
+//! * `hookgate/<namespace>/meta`: the layout (`hookgate-limit v2 bucket_entries=8
+//!   probes=32:splitmix redirects=24 max_tracked=N`). `prepare` refuses a configuration whose
+//!   layout differs from the one already in the `vm_id` (changing `max_tracked` would move every
+//!   webhook to another bucket and forget verifications; a table of another format version
+//!   cannot be read): keep the value, choose another `namespace`, or restart Envoy.
 //! * `hookgate/<namespace>/bucket/<i>` for `i` in `0..ceil(max_tracked / 8)`: each bucket holds
-//!   up to 8 webhooks (the last one the remainder, so the table holds exactly `max_tracked`),
-//!   encoded as in [`codec`]. A bucket is one key, so every change to it is one atomic
-//!   read-CAS-write (at most [`MAX_CAS_ATTEMPTS`] tries, then `LimitUnavailable`).
+//!   up to 8 webhooks (the last one the remainder, so the table holds exactly `max_tracked`)
+//!   and up to [`MAX_REDIRECTS`] redirects, encoded as in [`codec`]. A bucket is one key, so
+//!   every change to it is one atomic read-CAS-write (at most [`MAX_CAS_ATTEMPTS`] tries, then
+//!   `LimitUnavailable`).
 //! * `hookgate/<namespace>/cas-probe`: written to obtain a CAS value that belongs to this key
 //!   and so can never be the CAS of a bucket: buckets are created with that value, which makes
 //!   creation create-if-absent (a concurrent creator never overwrites a live bucket). The host's
 //!   CAS counter is a `u32` shared by all keys; only after 2^32 writes could it come round.
+//! * `hookgate/<namespace>/scan`: the time of the last count for the `tracked_webhooks` gauge
+//!   ([`Limiter::claim_scan`]).
 //!
 //! A webhook's home bucket is FNV-1a 64 of (name length, name, URL) modulo the bucket count
-//! (stable across builds and reloads). It lives in its home bucket, or in the next one only
-//! when the home bucket is *permanently* full: as many verified entries as it has places
-//! (verification never reverts, so every worker draws the same conclusion whatever its clock).
-//! Up to [`MAX_PROBE_BUCKETS`] buckets are probed. This rule, not "first free place in a probe
-//! sequence of single-entry slots", is what keeps two workers from ever recording the same
-//! webhook in two places: with one key per slot an entry that expires (or is given back)
-//! between two workers' scans lets both claim different slots for the same "first" webhook.
+//! (stable across builds and reloads); the high 32 bits of that hash are its fingerprint. It
+//! lives in its home bucket when there was room there when it was placed. When there was not,
+//! it lives in one of up to [`MAX_PROBE_BUCKETS`] other buckets (pseudo-random from its hash),
+//! and its home bucket holds a **redirect** (fingerprint, offset, until) that says so. The home
+//! bucket decides: every operation reads it first, and the placement is final only once the
+//! redirect is written there by CAS; a placement the home bucket contradicts by then (the
+//! webhook was placed at home meanwhile) is taken back before anything is answered. So two
+//! workers can never record one webhook in two places, even when places at home come free
+//! during a placement (the race that a plain "first free place" probe loses). The protocol and
+//! its argument are in `table.rs`.
 //!
 //! Unverified entries whose sends are all older than an hour are dropped whenever their bucket
-//! is written, freeing their place. Verified entries stay for the life of the `vm_id`.
-//! Webhooks listed in `verified` need no entry when `verified_per_hour` is unset.
+//! is written, freeing their place. Verified entries stay for the life of the `vm_id`, and so do
+//! the redirects to them. A redirect to unverified webhooks lapses two hours after the last send
+//! through it. Webhooks listed in `verified` need no entry when `verified_per_hour` is unset.
 //!
 //! # The ceiling
-//! When a new webhook finds no place (its home bucket full, with at least one live unverified
-//! entry, or all probed buckets permanently full) the send is refused with
+//! When a new webhook finds no place (its home bucket full and none of its probed buckets with
+//! room, or its home holding [`MAX_REDIRECTS`] redirects already) the send is refused with
 //! `LimitUnavailable("webhook table full ...")` (503): never let through unlimited. Places of
-//! unverified webhooks come free an hour after their last send.
+//! unverified webhooks come free an hour after their last send. Measured: the first refusal
+//! comes at 95-97% of `max_tracked` webhooks active, none at 90% (tests, `fill_measurement`).
 //!
 //! # Memory
 //! One tracked webhook takes `name + url + 9` bytes in its bucket value for an unverified
 //! webhook with one send (1 flag, 1+1 lengths, 1 count, 5 for the send time), each further send
-//! in the window 1 to 2 bytes, a verified unlimited webhook `name + url + 4`. Each bucket adds
-//! its key (about 30 bytes), 2 bytes of header and the host's map node (roughly 100 bytes) for
-//! up to 8 webhooks: about `name + url + 30` bytes per tracked webhook in all, e.g. about 1.4 MB
-//! for 10000 webhooks with 100-byte URLs, once per `vm_id` (not per worker). An update copies
-//! one bucket (up to 8 entries) out of and back into the host.
+//! in the window 1 to 2 bytes, a verified unlimited webhook `name + url + 4`, and a webhook
+//! away from its home 7 to 12 more bytes for its redirect. Each bucket adds its key (about 30
+//! bytes), 3 bytes of header and the host's map node (roughly 100 bytes) for up to 8 webhooks:
+//! about `name + url + 30` bytes per tracked webhook in all, e.g. about 1.4 MB for 10000
+//! webhooks with 100-byte URLs, once per `vm_id` (not per worker). An update copies one bucket
+//! (up to 8 entries and its redirects, about 500 bytes with 37-byte URLs) out of and back into
+//! the host; one away from home reads two buckets, and writes its home once an hour.
 //!
 //! # Undecodable values
-//! A bucket value that does not decode (another format version, garbage) is treated as
-//! occupied by something unknown: webhooks whose probe reaches it are refused with
-//! `LimitUnavailable` and it is never overwritten (not even by `prepare`). An empty value is an
-//! empty bucket. Recovery: a new `namespace` (or `vm_id`).
+//! A bucket value that does not decode (another format version, garbage, a redirect beyond the
+//! table) is treated as occupied by something unknown: webhooks whose home it is are refused
+//! with `LimitUnavailable`, placements pass it over, and it is never overwritten (not even by
+//! `prepare`). An empty value is an empty bucket. Recovery: a new `namespace` (or `vm_id`).
 
 mod codec;
 pub mod etcd;
+mod table;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +78,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::clock::Clock;
 use crate::error::Failure;
 use codec::Entry;
 
@@ -74,8 +85,11 @@ use codec::Entry;
 pub const WINDOW_SECS: u64 = 3600;
 /// Webhooks per bucket (part of the table layout recorded in the meta key).
 pub const BUCKET_ENTRIES: u32 = 8;
-/// Buckets looked at for one webhook: its home and the ones after it.
-pub const MAX_PROBE_BUCKETS: u32 = 8;
+/// Buckets after its home where a webhook may be placed when its home is full (part of the
+/// layout).
+pub const MAX_PROBE_BUCKETS: u32 = 32;
+/// Redirects one home bucket may hold (part of the layout).
+pub const MAX_REDIRECTS: u32 = 24;
 /// Read-CAS-write attempts on one bucket before giving up with `LimitUnavailable`.
 pub const MAX_CAS_ATTEMPTS: u32 = 64;
 
@@ -236,21 +250,6 @@ struct Ident {
     url: String,
 }
 
-enum Step<T> {
-    /// Finished without writing.
-    Done(T),
-    /// Write the bucket back (CAS); on success finish with this value, on mismatch run again.
-    Write(T),
-    /// Not here and this bucket is permanently full: look at the next one.
-    Next,
-}
-
-enum Placement {
-    Placed,
-    Next,
-    Full,
-}
-
 enum Answer {
     Absent,
     Match,
@@ -320,335 +319,6 @@ impl Limiter {
             buckets: config.max_tracked.div_ceil(BUCKET_ENTRIES),
             namespace: config.namespace.clone(),
         })
-    }
-
-    /// Creates the table if absent and checks that an existing one has this layout. Call from
-    /// `on_configure` (safe to run concurrently with itself and with `acquire`: it never
-    /// overwrites an existing key; `acquire` also creates a missing bucket the same way).
-    pub fn prepare(&self, store: &dyn SharedStore) -> Result<(), String> {
-        let fail = |e: String| format!("limit: shared data unavailable: {e}");
-        let cas = self.unmatchable_cas(store).map_err(fail)?;
-        let meta_key = format!("hookgate/{}/meta", self.namespace);
-        let layout = self.layout();
-        store
-            .set(&meta_key, layout.as_bytes(), Some(cas))
-            .map_err(fail)?;
-        let (existing, _) = store.get(&meta_key).map_err(fail)?;
-        let existing = existing.unwrap_or_default();
-        if existing != layout.as_bytes() {
-            let shown: String = String::from_utf8_lossy(&existing)
-                .chars()
-                .take(80)
-                .collect();
-            return Err(format!(
-                "limit.max_tracked: namespace {:?} already holds a table with layout {shown:?} in \
-                 this vm_id, not {layout:?}; keep the old max_tracked or choose another \
-                 limit.namespace",
-                self.namespace
-            ));
-        }
-        let empty = codec::empty_bucket();
-        for bucket in 0..self.buckets {
-            store
-                .set(&self.bucket_key(bucket), &empty, Some(cas))
-                .map_err(fail)?;
-        }
-        Ok(())
-    }
-
-    /// Takes a send for this webhook now, or refuses: `OverLimit(retry_after)` when its hourly
-    /// allowance is used, `LimitUnavailable` when the table is full or the store fails.
-    pub fn acquire(
-        &self,
-        store: &dyn SharedStore,
-        clock: &dyn Clock,
-        id: &WebhookId,
-    ) -> Result<Ticket, Failure> {
-        let now = clock.now();
-        let ident = Ident::new(id);
-        let pre = self.is_pre_verified(&ident);
-        let ticket = |taken: Option<u64>, verified: bool| Ticket {
-            name: ident.name.clone(),
-            url: ident.url.clone(),
-            at: now,
-            taken,
-            verified,
-            given_back: Cell::new(false),
-        };
-        if pre && self.verified_per_hour.is_none() {
-            return Ok(ticket(None, true));
-        }
-        let found = self.walk(store, &ident, true, |capacity, entries| {
-            self.compact(entries, now);
-            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                let mut record = entry.take_record();
-                let admission = self.admit(&mut record, pre, now);
-                let verified = record.verified;
-                entry.put_record(record);
-                return match admission {
-                    Admission::Free => Ok(Step::Done(ticket(None, true))),
-                    Admission::Refused(retry) => Err(Failure::OverLimit(retry)),
-                    Admission::Counted(at) => Ok(Step::Write(ticket(Some(at), verified))),
-                };
-            }
-            let mut record = Record::default();
-            let Admission::Counted(at) = self.admit(&mut record, pre, now) else {
-                // A fresh record of an unlimited verified webhook returned above.
-                return Ok(Step::Done(ticket(None, true)));
-            };
-            let entry = Entry {
-                name: ident.name.clone(),
-                url: ident.url.clone(),
-                verified: record.verified,
-                sends: record.sends,
-            };
-            match place(entries, capacity, entry) {
-                Placement::Placed => Ok(Step::Write(ticket(Some(at), pre))),
-                Placement::Next => Ok(Step::Next),
-                Placement::Full => Err(self.table_full()),
-            }
-        })?;
-        found.ok_or_else(|| self.table_full())
-    }
-
-    /// Gives back the send this ticket took, when the request never reached the receiver.
-    /// Only this delivery's send; a second call with the same ticket does nothing.
-    pub fn give_back(&self, store: &dyn SharedStore, ticket: &Ticket) -> Result<(), Failure> {
-        let Some(taken) = ticket.taken else {
-            return Ok(());
-        };
-        if ticket.given_back.get() {
-            return Ok(());
-        }
-        let ident = ticket.ident();
-        self.walk(store, &ident, false, |capacity, entries| {
-            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                let mut record = entry.take_record();
-                let changed = give_back_send(&mut record, taken);
-                entry.put_record(record);
-                return Ok(if changed {
-                    Step::Write(())
-                } else {
-                    Step::Done(())
-                });
-            }
-            if permanently_full(entries, capacity) {
-                Ok(Step::Next)
-            } else {
-                Ok(Step::Done(()))
-            }
-        })?;
-        ticket.given_back.set(true);
-        Ok(())
-    }
-
-    /// Judges the receiver's answer for the verification key and records a verification.
-    pub fn observe_answer(
-        &self,
-        store: &dyn SharedStore,
-        ticket: &Ticket,
-        answer_body: &[u8],
-    ) -> Result<KeyVerdict, Failure> {
-        match self.judge_key(ticket, answer_body) {
-            KeyVerdict::Verified => self
-                .record_verified(store, ticket)
-                .map(|()| KeyVerdict::Verified),
-            other => Ok(other),
-        }
-    }
-
-    /// Records in shared data that the ticket's webhook is verified (with the etcd backend:
-    /// the cache of verified webhooks, which never revert).
-    pub fn record_verified(&self, store: &dyn SharedStore, ticket: &Ticket) -> Result<(), Failure> {
-        let ident = ticket.ident();
-        let now = ticket.at;
-        let done = self.walk(store, &ident, true, |capacity, entries| {
-            self.compact(entries, now);
-            if let Some(entry) = entries.iter_mut().find(|e| ident.is(e)) {
-                let mut record = entry.take_record();
-                let changed = self.verify_record(&mut record);
-                entry.put_record(record);
-                return Ok(if changed {
-                    Step::Write(())
-                } else {
-                    Step::Done(())
-                });
-            }
-            // The entry went away (answer after more than an hour): record it afresh.
-            let sends = match (self.verified_per_hour, ticket.taken) {
-                (Some(_), Some(taken)) if !ticket.given_back.get() => vec![taken],
-                _ => Vec::new(),
-            };
-            let entry = Entry {
-                name: ident.name.clone(),
-                url: ident.url.clone(),
-                verified: true,
-                sends,
-            };
-            match place(entries, capacity, entry) {
-                Placement::Placed => Ok(Step::Write(())),
-                Placement::Next => Ok(Step::Next),
-                Placement::Full => Err(self.table_full()),
-            }
-        })?;
-        match done {
-            Some(()) => Ok(()),
-            None => Err(self.table_full()),
-        }
-    }
-
-    /// With the etcd backend: whether shared data already knows the webhook as verified and
-    /// unlimited, so that its send needs no call to etcd. Then the ticket to send with.
-    pub fn cached_free_ticket(
-        &self,
-        store: &dyn SharedStore,
-        clock: &dyn Clock,
-        id: &WebhookId,
-    ) -> Option<Ticket> {
-        if self.verified_per_hour.is_some() {
-            return None;
-        }
-        let state = self.state(store, clock, id).ok()?;
-        state.verified.then(|| {
-            let ident = Ident::new(id);
-            Ticket {
-                name: ident.name,
-                url: ident.url,
-                at: clock.now(),
-                taken: None,
-                verified: true,
-                given_back: Cell::new(false),
-            }
-        })
-    }
-
-    /// The webhook's state now, read only.
-    pub fn state(
-        &self,
-        store: &dyn SharedStore,
-        clock: &dyn Clock,
-        id: &WebhookId,
-    ) -> Result<LimitState, Failure> {
-        let now = clock.now();
-        let ident = Ident::new(id);
-        let pre = self.is_pre_verified(&ident);
-        let fresh = LimitState {
-            verified: pre,
-            sends_in_window: 0,
-            allowed_per_hour: self.allowed(pre),
-            retry_after: None,
-        };
-        if pre && self.verified_per_hour.is_none() {
-            return Ok(fresh);
-        }
-        let found = self.walk(store, &ident, false, |capacity, entries| {
-            match entries.iter().find(|e| ident.is(e)) {
-                Some(entry) => {
-                    let record = Record {
-                        verified: entry.verified,
-                        sends: entry.sends.clone(),
-                    };
-                    Ok(Step::Done(self.record_state(&record, pre, now)))
-                }
-                None if permanently_full(entries, capacity) => Ok(Step::Next),
-                None => Ok(Step::Done(fresh.clone())),
-            }
-        })?;
-        Ok(found.unwrap_or(fresh))
-    }
-
-    /// Runs `visit` on the webhook's home bucket and, while it answers `Next`, on the following
-    /// ones; `Ok(None)` when every probed bucket said `Next`.
-    fn walk<T>(
-        &self,
-        store: &dyn SharedStore,
-        ident: &Ident,
-        create_missing: bool,
-        mut visit: impl FnMut(u32, &mut Vec<Entry>) -> Result<Step<T>, Failure>,
-    ) -> Result<Option<T>, Failure> {
-        let home = self.home_bucket(ident);
-        for probe in 0..MAX_PROBE_BUCKETS.min(self.buckets) {
-            let bucket = (home + probe) % self.buckets;
-            let key = self.bucket_key(bucket);
-            let capacity = self.capacity(bucket);
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                if attempts > MAX_CAS_ATTEMPTS {
-                    return Err(Failure::LimitUnavailable(format!(
-                        "limit bucket {bucket} still contended after {MAX_CAS_ATTEMPTS} attempts"
-                    )));
-                }
-                let (value, cas) = store.get(&key).map_err(unavailable)?;
-                let (mut entries, cas) = match (value, cas) {
-                    (None, None) if create_missing => {
-                        self.create_if_absent(store, &key).map_err(unavailable)?;
-                        continue;
-                    }
-                    (None, None) => (Vec::new(), None),
-                    (Some(_), None) => {
-                        return Err(Failure::LimitUnavailable(format!(
-                            "limit bucket {bucket} has no CAS value"
-                        )))
-                    }
-                    (value, Some(cas)) => {
-                        let entries =
-                            codec::decode(value.as_deref().unwrap_or_default()).map_err(|e| {
-                                Failure::LimitUnavailable(format!(
-                                    "limit bucket {bucket} holds state this version cannot \
-                                     read ({e}); use another limit.namespace"
-                                ))
-                            })?;
-                        (entries, Some(cas))
-                    }
-                };
-                match visit(capacity, &mut entries)? {
-                    Step::Done(value) => return Ok(Some(value)),
-                    Step::Next => break,
-                    Step::Write(value) => {
-                        let Some(cas) = cas else {
-                            return Err(Failure::LimitUnavailable(format!(
-                                "limit bucket {bucket} is missing"
-                            )));
-                        };
-                        let stored = store
-                            .set(&key, &codec::encode(&entries), Some(cas))
-                            .map_err(unavailable)?;
-                        if stored {
-                            return Ok(Some(value));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// A CAS value that belongs to the probe key and so matches no bucket.
-    fn unmatchable_cas(&self, store: &dyn SharedStore) -> Result<u32, String> {
-        let key = format!("hookgate/{}/cas-probe", self.namespace);
-        store.set(&key, b"p", None)?;
-        match store.get(&key)? {
-            (_, Some(cas)) => Ok(cas),
-            (_, None) => Err(format!("{key} has no CAS value")),
-        }
-    }
-
-    fn create_if_absent(&self, store: &dyn SharedStore, key: &str) -> Result<(), String> {
-        let cas = self.unmatchable_cas(store)?;
-        store.set(key, &codec::empty_bucket(), Some(cas))?;
-        Ok(())
-    }
-
-    /// Drops sends out of the window and unverified entries with no send left; clears the
-    /// sends of verified entries when they are unlimited.
-    fn compact(&self, entries: &mut Vec<Entry>, now: u64) {
-        for entry in entries.iter_mut() {
-            let mut record = entry.take_record();
-            self.compact_record(&mut record, now);
-            entry.put_record(record);
-        }
-        entries.retain(|e| e.verified || !e.sends.is_empty());
     }
 
     // ---- The decisions, pure: the same for every backend ----
@@ -727,6 +397,11 @@ impl Limiter {
         self.is_pre_verified(&Ident::new(id))
     }
 
+    /// The namespace of this configuration's state table.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Sends allowed per hour once verified (None = unlimited).
     pub fn verified_per_hour(&self) -> Option<u32> {
         self.verified_per_hour
@@ -745,41 +420,8 @@ impl Limiter {
             .contains(&(ident.name.clone(), ident.url.clone()))
     }
 
-    fn layout(&self) -> String {
-        format!(
-            "hookgate-limit v{} bucket_entries={BUCKET_ENTRIES} max_tracked={}",
-            codec::VERSION,
-            self.max_tracked
-        )
-    }
-
-    fn bucket_key(&self, bucket: u32) -> String {
-        format!("hookgate/{}/bucket/{bucket}", self.namespace)
-    }
-
-    fn capacity(&self, bucket: u32) -> u32 {
-        if bucket + 1 == self.buckets {
-            self.max_tracked - BUCKET_ENTRIES * bucket
-        } else {
-            BUCKET_ENTRIES
-        }
-    }
-
     fn home_bucket(&self, ident: &Ident) -> u32 {
-        let hash = fnv1a64(&[
-            &(ident.name.len() as u64).to_le_bytes(),
-            ident.name.as_bytes(),
-            ident.url.as_bytes(),
-        ]);
-        u32::try_from(hash % u64::from(self.buckets)).unwrap_or(0)
-    }
-
-    fn table_full(&self) -> Failure {
-        Failure::LimitUnavailable(format!(
-            "webhook table full: no free place for a new webhook (limit.max_tracked = {}); \
-             places of unverified webhooks come free an hour after their last send",
-            self.max_tracked
-        ))
+        u32::try_from(ident.hash() % u64::from(self.buckets)).unwrap_or(0)
     }
 }
 
@@ -793,6 +435,20 @@ impl Ident {
 
     fn is(&self, entry: &Entry) -> bool {
         entry.name == self.name && entry.url == self.url
+    }
+
+    /// FNV-1a 64 of (name length, name, URL): the home bucket is it modulo the bucket count.
+    fn hash(&self) -> u64 {
+        fnv1a64(&[
+            &(self.name.len() as u64).to_le_bytes(),
+            self.name.as_bytes(),
+            self.url.as_bytes(),
+        ])
+    }
+
+    /// The high half of the hash: which redirect of its home bucket applies to the webhook.
+    fn fingerprint(&self) -> u32 {
+        (self.hash() >> 32) as u32
     }
 }
 
@@ -840,7 +496,12 @@ fn unavailable(e: String) -> Failure {
 /// block a webhook for longer than two hours.
 fn prune(sends: &mut Vec<u64>, now: u64) {
     sends.sort_unstable();
-    sends.retain(|&s| s.saturating_add(WINDOW_SECS) > now && s <= now.saturating_add(WINDOW_SECS));
+    sends.retain(|&s| counts_at(s, now));
+}
+
+/// Whether a send at `send` still counts at `now` (see `prune`).
+fn counts_at(send: u64, now: u64) -> bool {
+    send.saturating_add(WINDOW_SECS) > now && send <= now.saturating_add(WINDOW_SECS)
 }
 
 /// Removes one send at `taken` (this delivery's) from the record; false when it is not there
@@ -865,24 +526,6 @@ fn retry_after(sends: &[u64], limit: u32, now: u64) -> Option<u64> {
             .saturating_sub(now)
             .max(1),
     )
-}
-
-/// A bucket whose verified entries fill it stays full for ever: the only state in which a
-/// webhook may live further along its probe sequence.
-fn permanently_full(entries: &[Entry], capacity: u32) -> bool {
-    entries.iter().filter(|e| e.verified).count() >= capacity as usize
-}
-
-/// Adds a new entry to a compacted bucket when there is room.
-fn place(entries: &mut Vec<Entry>, capacity: u32, entry: Entry) -> Placement {
-    if entries.len() < capacity as usize {
-        entries.push(entry);
-        Placement::Placed
-    } else if permanently_full(entries, capacity) {
-        Placement::Next
-    } else {
-        Placement::Full
-    }
 }
 
 /// Finds the key field in a JSON object answer, or in the first element of an array answer.

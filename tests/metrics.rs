@@ -61,3 +61,55 @@ fn counters_match_a_known_sequence() {
         "latency histogram missing"
     );
 }
+
+/// `hookgate.tracked_webhooks` (a gauge set on a 10 s tick by one context of the Envoy) counts
+/// the webhooks the limit table holds: verified ones, and unverified ones with a send in the
+/// window. A refused destination, a repeated send and a 429 add nothing.
+#[test]
+fn tracked_webhooks_gauge_counts_the_table() {
+    let config = support::EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(
+            r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},
+                "limit":{"default_key":"s3cret"}}"#,
+        )
+        .allow_loopback_receivers();
+    let gw = Gateway::start_with(config, 2, &[]);
+    let good = Receiver::start(Behaviour::json(200, "{}"));
+    let keyed = Receiver::start(Behaviour::json(200, r#"{"key":"s3cret"}"#));
+    let first = unique_name("Tracked");
+    for name in [
+        first.clone(),
+        unique_name("Tracked"),
+        unique_name("Tracked"),
+    ] {
+        assert_eq!(gw.post(&event(&name, &good.url("/"))).status, 200);
+    }
+    assert_eq!(gw.post(&event(&first, &good.url("/"))).status, 429);
+    let verified = unique_name("Verified");
+    for _ in 0..3 {
+        assert_eq!(gw.post(&event(&verified, &keyed.url("/v"))).status, 200);
+    }
+    assert_eq!(
+        gw.post(&event(&unique_name("Meta"), "http://169.254.169.254/"))
+            .status,
+        403
+    );
+    let gauge = "wasmcustom.hookgate.tracked_webhooks";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        seen = gw.stat(gauge);
+        if seen == Some(4) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(seen, Some(4), "{}", gw.logs());
+    let prometheus = support::http::get(gw.admin_port, "/stats/prometheus")
+        .unwrap()
+        .text();
+    assert!(
+        prometheus.contains("hookgate_tracked_webhooks gauge"),
+        "gauge missing from /stats/prometheus"
+    );
+}

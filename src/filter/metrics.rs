@@ -4,7 +4,8 @@
 //!   reason, e.g. `blocked_destination`, `over_limit`, `invalid_name`);
 //! - `hookgate.code.<code>`: one per answer, by envelope code;
 //! - `hookgate.sent`: webhooks let go towards a receiver;
-//! - `hookgate.receiver_latency_ms`: time from letting a webhook go to the receiver's answer.
+//! - `hookgate.receiver_latency_ms`: time from letting a webhook go to the receiver's answer;
+//! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
 //!
 //! Names are defined on first use and their ids kept per worker; a metric that cannot be
 //! defined is skipped, never fatal.
@@ -13,6 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 const COUNTER: u32 = 0;
+const GAUGE: u32 = 1;
 const HISTOGRAM: u32 = 2;
 
 #[link(wasm_import_module = "env")]
@@ -42,6 +44,13 @@ impl Metrics {
 
     pub fn record(&self, name: &str, value: u64) {
         if let Some(id) = self.id(HISTOGRAM, name) {
+            // SAFETY: plain values.
+            unsafe { proxy_record_metric(id, value) };
+        }
+    }
+
+    pub fn gauge(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(GAUGE, name) {
             // SAFETY: plain values.
             unsafe { proxy_record_metric(id, value) };
         }

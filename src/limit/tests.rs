@@ -6,6 +6,7 @@
 )]
 
 use super::*;
+use crate::clock::Clock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -764,7 +765,7 @@ fn verified_webhooks_fill_a_bucket_for_ever_and_overflow_to_the_next() {
         1
     );
     let bucket1 = codec::decode(&store.raw("hookgate/default/bucket/1").unwrap()).unwrap();
-    assert!(bucket1.iter().any(|e| e.name == names[8]));
+    assert!(bucket1.entries.iter().any(|e| e.name == names[8]));
     limiter.give_back(&store, &ticket).unwrap();
     assert_eq!(
         limiter
@@ -790,8 +791,8 @@ fn verified_webhooks_fill_a_bucket_for_ever_and_overflow_to_the_next() {
             .verified());
     }
     let bucket0 = codec::decode(&store.raw("hookgate/default/bucket/0").unwrap()).unwrap();
-    assert_eq!(bucket0.len(), 8);
-    assert!(bucket0.iter().all(|e| e.verified));
+    assert_eq!(bucket0.entries.len(), 8);
+    assert!(bucket0.entries.iter().all(|e| e.verified));
 }
 
 #[test]
@@ -822,8 +823,8 @@ fn webhooks_sharing_a_bucket_keep_separate_state() {
     }
     // A name that looks like name+url split differently is another webhook (length-prefixed hash,
     // full identity compared).
-    let entries = codec::decode(&store.raw("hookgate/default/bucket/0").unwrap()).unwrap();
-    assert_eq!(entries.len(), 3);
+    let bucket = codec::decode(&store.raw("hookgate/default/bucket/0").unwrap()).unwrap();
+    assert_eq!(bucket.entries.len(), 3);
 }
 
 #[test]
@@ -1165,4 +1166,532 @@ fn hostile_answers_are_no_key_without_panicking() {
         judge_answer(br#"{"key": "s3cret", "key": "other"}"#, "key", "s3cret"),
         Answer::Mismatch
     ));
+}
+
+/// Webhooks placed before the first refusal, and refusals, when `attempts` distinct unverified
+/// webhooks arrive at one instant in a fresh table; plus the longest redirect, the most
+/// redirects in one bucket and the largest bucket value.
+fn fill(max_tracked: u32, attempts: u32, salt: &str) -> (u32, u32, u32, usize, usize) {
+    let limiter = limiter(LimitConfig {
+        max_tracked,
+        ..LimitConfig::default()
+    });
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let mut first_refusal = None;
+    let mut refused = 0;
+    for i in 0..attempts {
+        let name = format!("{salt}hook-{i}");
+        match limiter.acquire(&store, &clock, &id(&name, "https://receiver.example/hooks")) {
+            Ok(_) => {}
+            Err(Failure::LimitUnavailable(detail)) if detail.starts_with("webhook table full") => {
+                first_refusal.get_or_insert(i);
+                refused += 1;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let (mut longest, mut most, mut largest) = (0, 0, 0);
+    for b in 0..limiter.buckets {
+        let raw = store.raw(&limiter.bucket_key(b)).unwrap();
+        largest = largest.max(raw.len());
+        let bucket = codec::decode(&raw).unwrap();
+        most = most.max(bucket.redirects.len());
+        longest = longest.max(bucket.redirects.iter().map(|r| r.offset).max().unwrap_or(0));
+    }
+    (
+        first_refusal.unwrap_or(attempts),
+        refused,
+        longest,
+        most,
+        largest,
+    )
+}
+
+#[test]
+#[ignore = "measurement: cargo test --release --lib fill_measurement -- --ignored --nocapture"]
+fn fill_measurement() {
+    for max_tracked in [1000u32, 10_000, 100_000] {
+        for salt in ["", "a", "b"] {
+            for share in [90u32, 95, 100] {
+                let attempts = max_tracked / 100 * share;
+                let (first, refused, longest, most, largest) = fill(max_tracked, attempts, salt);
+                println!(
+                    "max_tracked {max_tracked} salt {salt:?}: {attempts} new webhooks: first \
+                     refusal at {first}, {refused} refused, longest redirect {longest}, most \
+                     redirects in a bucket {most}, largest bucket {largest} bytes"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn nine_thousand_new_webhooks_fit_in_ten_thousand_places() {
+    // Measured (fill_measurement): the first refusal comes at 94.9-96.9% of max_tracked for
+    // 1000, 10000 and 100000 places; none at 90%.
+    let (first_refusal, refused, _, most_redirects, largest) = fill(10_000, 9_000, "");
+    assert_eq!((first_refusal, refused), (9_000, 0));
+    assert!(most_redirects <= MAX_REDIRECTS as usize);
+    assert!(largest < 1_000, "{largest} bytes");
+}
+
+/// Names whose home is `bucket`, from a prefix.
+fn homed(limiter: &Limiter, prefix: &str, url: &str, bucket: u32, count: usize) -> Vec<String> {
+    (0..1_000_000)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|name| limiter.home_bucket(&Ident::new(&id(name, url))) == bucket)
+        .take(count)
+        .collect()
+}
+
+/// Every send of the webhook recorded anywhere in the table (reachable or not).
+fn sends_anywhere(limiter: &Limiter, store: &MemStore, hook: &WebhookId, now: u64) -> usize {
+    let ident = Ident::new(hook);
+    (0..limiter.buckets)
+        .filter_map(|b| store.raw(&limiter.bucket_key(b)))
+        .map(|raw| codec::decode(&raw).unwrap())
+        .flat_map(|bucket| bucket.entries)
+        .filter(|e| ident.is(e))
+        .map(|e| e.sends.iter().filter(|&&s| counts_at(s, now)).count())
+        .sum()
+}
+
+#[test]
+fn a_webhook_whose_home_is_full_lives_behind_a_redirect_until_it_lapses() {
+    let limiter = keyed(|c| {
+        c.max_tracked = 80;
+        c.default_key = Some("k".into());
+    });
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let url = "https://x.example/";
+    let names = homed(&limiter, "h", url, 3, 10);
+    for name in names.iter().take(8) {
+        limiter.acquire(&store, &clock, &id(name, url)).unwrap();
+    }
+    let ninth = id(&names[8], url);
+    let ticket = limiter.acquire(&store, &clock, &ninth).unwrap();
+    assert!(over(limiter.acquire(&store, &clock, &ninth)) > 0);
+    let home = codec::decode(&store.raw("hookgate/default/bucket/3").unwrap()).unwrap();
+    assert_eq!(home.entries.len(), 8);
+    assert_eq!(home.redirects.len(), 1);
+    let redirect = home.redirects[0];
+    assert_eq!(redirect.fingerprint, Ident::new(&ninth).fingerprint());
+    assert_eq!(redirect.until, T + 7200);
+    assert!(!redirect.permanent);
+    let target = (3 + redirect.offset) % limiter.buckets;
+    let there = codec::decode(&store.raw(&limiter.bucket_key(target)).unwrap()).unwrap();
+    assert!(there.entries.iter().any(|e| e.name == names[8]));
+    // Give-back and state find it there.
+    assert_eq!(
+        limiter
+            .state(&store, &clock, &ninth)
+            .unwrap()
+            .sends_in_window,
+        1
+    );
+    limiter.give_back(&store, &ticket).unwrap();
+    assert_eq!(
+        limiter
+            .state(&store, &clock, &ninth)
+            .unwrap()
+            .sends_in_window,
+        0
+    );
+    // A send through the redirect with less than an hour left moves `until`.
+    clock.set(T + 3601);
+    limiter.acquire(&store, &clock, &ninth).unwrap();
+    let home = codec::decode(&store.raw("hookgate/default/bucket/3").unwrap()).unwrap();
+    assert_eq!(home.redirects[0].until, T + 3601 + 7200);
+    // Even once the home has room (its entries expired), the webhook stays behind its redirect
+    // while it holds ...
+    clock.set(T + 3601 + 3599);
+    assert!(over(limiter.acquire(&store, &clock, &ninth)) == 1);
+    // ... and after it lapsed, with nothing counted any more, it is placed at home.
+    clock.set(T + 3601 + 7200);
+    limiter.acquire(&store, &clock, &ninth).unwrap();
+    let home = codec::decode(&store.raw("hookgate/default/bucket/3").unwrap()).unwrap();
+    assert!(home.redirects.is_empty());
+    assert!(home.entries.iter().any(|e| e.name == names[8]));
+    assert_eq!(sends_anywhere(&limiter, &store, &ninth, T + 3601 + 7200), 1);
+}
+
+#[test]
+fn a_verified_webhook_behind_a_redirect_keeps_it_for_ever() {
+    let limiter = keyed(|c| {
+        c.max_tracked = 80;
+        c.default_key = Some("k".into());
+    });
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let url = "https://x.example/";
+    let names = homed(&limiter, "v", url, 5, 10);
+    for name in names.iter().take(8) {
+        limiter.acquire(&store, &clock, &id(name, url)).unwrap();
+    }
+    let ninth = id(&names[8], url);
+    let ticket = limiter.acquire(&store, &clock, &ninth).unwrap();
+    assert_eq!(
+        limiter
+            .observe_answer(&store, &ticket, br#"{"key":"k"}"#)
+            .unwrap(),
+        KeyVerdict::Verified
+    );
+    let home = codec::decode(&store.raw("hookgate/default/bucket/5").unwrap()).unwrap();
+    assert!(home.redirects[0].permanent);
+    clock.set(T + 100 * 86_400);
+    for _ in 0..3 {
+        assert!(limiter.acquire(&store, &clock, &ninth).unwrap().verified());
+    }
+    assert!(limiter.state(&store, &clock, &ninth).unwrap().verified);
+    // A webhook verified with no entry anywhere whose home is full is placed behind a
+    // permanent redirect too.
+    for name in names.iter().take(8) {
+        limiter.acquire(&store, &clock, &id(name, url)).unwrap();
+    }
+    let tenth = id(&names[9], url);
+    let ticket = Ticket {
+        name: tenth.name.into(),
+        url: normalise_url(tenth.url),
+        at: clock.now(),
+        taken: None,
+        verified: false,
+        given_back: Cell::new(false),
+    };
+    limiter.record_verified(&store, &ticket).unwrap();
+    assert!(limiter.state(&store, &clock, &tenth).unwrap().verified);
+    let home = codec::decode(&store.raw("hookgate/default/bucket/5").unwrap()).unwrap();
+    assert!(home.redirects.iter().all(|r| r.permanent));
+    assert_eq!(home.redirects.len(), 2);
+}
+
+/// Runs `during` once, right after the first successful write to `key`.
+struct AfterWrite<'a> {
+    inner: &'a MemStore,
+    key: String,
+    during: Mutex<Option<During<'a>>>,
+}
+
+impl SharedStore for AfterWrite<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        let stored = self.inner.set(key, value, cas)?;
+        if stored && key == self.key {
+            if let Some(during) = self.during.lock().unwrap().take() {
+                during(self.inner);
+            }
+        }
+        Ok(stored)
+    }
+}
+
+#[test]
+fn placed_at_home_while_being_placed_elsewhere_is_taken_back_before_any_answer() {
+    // The scenario that forced the home-only rule: a webhook's home is full, one worker places
+    // it in another bucket; before that worker records the redirect, a place at home comes
+    // free and a second worker places the same webhook at home. The first must not answer
+    // "sent": it finds the webhook at home, takes its send back and is refused.
+    let limiter = limiter(LimitConfig {
+        max_tracked: 80,
+        ..LimitConfig::default()
+    });
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let url = "https://x.example/";
+    let names = homed(&limiter, "r", url, 2, 9);
+    let mut tickets = Vec::new();
+    for name in names.iter().take(8) {
+        tickets.push(limiter.acquire(&store, &clock, &id(name, url)).unwrap());
+    }
+    let hook = id(&names[8], url);
+    let ident = Ident::new(&hook);
+    let first_target = (2 + limiter.probe_offset(ident.hash(), 1)) % limiter.buckets;
+    let freed = tickets.pop().unwrap();
+    let racer = AfterWrite {
+        inner: &store,
+        key: limiter.bucket_key(first_target),
+        during: Mutex::new(Some(Box::new(|inner: &MemStore| {
+            limiter.give_back(inner, &freed).unwrap();
+            assert!(
+                limiter.acquire(inner, &clock, &hook).is_ok(),
+                "placed at home"
+            );
+        }))),
+    };
+    assert!(over(limiter.acquire(&racer, &clock, &hook)) > 0);
+    assert!(racer.during.lock().unwrap().is_none(), "the race ran");
+    assert_eq!(sends_anywhere(&limiter, &store, &hook, T), 1);
+    let home = codec::decode(&store.raw(&limiter.bucket_key(2)).unwrap()).unwrap();
+    assert!(home.redirects.is_empty());
+    assert!(home.entries.iter().any(|e| ident.is(e)));
+    assert_eq!(
+        limiter
+            .state(&store, &clock, &hook)
+            .unwrap()
+            .sends_in_window,
+        1
+    );
+}
+
+/// A store that yields the thread around every call, so that threads interleave.
+struct Yielding<'a>(&'a MemStore);
+
+impl SharedStore for Yielding<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        std::thread::yield_now();
+        let result = self.0.get(key);
+        std::thread::yield_now();
+        result
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        std::thread::yield_now();
+        self.0.set(key, value, cas)
+    }
+}
+
+#[test]
+fn a_webhook_whose_home_frees_up_during_its_placement_is_admitted_once() {
+    // Eight workers send one fresh webhook whose home is full, while other workers give back
+    // the sends of the home's webhooks (freeing places) or the clock expires them. Exactly one
+    // send is admitted, and the table holds exactly one counted send of it, in one place.
+    let url = "https://x.example/";
+    let mut placed_elsewhere = 0;
+    let mut placed_home = 0;
+    for trial in 0..120u64 {
+        let limiter = limiter(LimitConfig {
+            max_tracked: 40,
+            ..LimitConfig::default()
+        });
+        let store = prepared(&limiter);
+        let clock = FakeClock::at(T);
+        let names = homed(&limiter, &format!("t{trial}-"), url, 1, 9);
+        let expire = trial % 2 == 0;
+        let mut tickets = Vec::new();
+        for (i, name) in names.iter().take(8).enumerate() {
+            // Half of the home's webhooks sent an hour ago, to expire as the clock moves on.
+            if expire && i % 2 == 0 {
+                clock.set(T - 3600 + 1);
+            }
+            tickets.push(limiter.acquire(&store, &clock, &id(name, url)).unwrap());
+            clock.set(T);
+        }
+        let hook = id(&names[8], url);
+        let shared = Yielding(&store);
+        let allowed = AtomicUsize::new(0);
+        let barrier = Barrier::new(10);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    barrier.wait();
+                    for _ in 0..6 {
+                        match limiter.acquire(&shared, &clock, &hook) {
+                            Ok(_) => {
+                                allowed.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(Failure::OverLimit(_)) => {}
+                            Err(Failure::LimitUnavailable(detail))
+                                if detail.starts_with("webhook table full") => {}
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    }
+                });
+            }
+            let (limiter, shared, barrier) = (&limiter, &shared, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for ticket in tickets.iter().skip(1) {
+                    limiter.give_back(shared, ticket).unwrap();
+                }
+            });
+            scope.spawn(|| {
+                barrier.wait();
+                if expire {
+                    std::thread::yield_now();
+                    clock.set(T + 1);
+                }
+            });
+        });
+        let now = clock.now();
+        assert_eq!(allowed.load(Ordering::SeqCst), 1, "trial {trial}");
+        assert_eq!(
+            sends_anywhere(&limiter, &store, &hook, now),
+            1,
+            "trial {trial}"
+        );
+        assert_eq!(
+            limiter
+                .state(&store, &clock, &hook)
+                .unwrap()
+                .sends_in_window,
+            1
+        );
+        let home = codec::decode(&store.raw(&limiter.bucket_key(1)).unwrap()).unwrap();
+        if home.entries.iter().any(|e| Ident::new(&hook).is(e)) {
+            placed_home += 1;
+        } else {
+            placed_elsewhere += 1;
+        }
+    }
+    // Both outcomes of the race happened.
+    assert!(
+        placed_home > 0 && placed_elsewhere > 0,
+        "{placed_home} / {placed_elsewhere}"
+    );
+}
+
+#[test]
+fn tracked_counts_verified_and_unverified_with_a_send_in_the_window() {
+    let limiter = keyed(|c| {
+        c.max_tracked = 40;
+        c.default_key = Some("k".into());
+    });
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    assert_eq!(limiter.tracked(&store, &clock).unwrap(), 0);
+    let url = "https://x.example/";
+    for i in 0..30 {
+        let name = format!("n{i}");
+        let ticket = limiter.acquire(&store, &clock, &id(&name, url)).unwrap();
+        if i < 5 {
+            limiter
+                .observe_answer(&store, &ticket, br#"{"key":"k"}"#)
+                .unwrap();
+        }
+        if (5..8).contains(&i) {
+            // Given back: nothing counted, not tracked.
+            limiter.give_back(&store, &ticket).unwrap();
+        }
+    }
+    assert_eq!(limiter.tracked(&store, &clock).unwrap(), 27);
+    clock.set(T + 3599);
+    assert_eq!(limiter.tracked(&store, &clock).unwrap(), 27);
+    clock.set(T + 3600);
+    assert_eq!(limiter.tracked(&store, &clock).unwrap(), 5);
+    store.down.store(true, Ordering::SeqCst);
+    assert!(limiter.tracked(&store, &clock).is_err());
+}
+
+#[test]
+fn one_scan_per_period_for_all_workers() {
+    let limiter = limiter(LimitConfig::default());
+    let store = prepared(&limiter);
+    assert!(limiter.claim_scan(&store, T, 10));
+    assert!(!limiter.claim_scan(&store, T, 10));
+    assert!(!limiter.claim_scan(&store, T + 9, 10));
+    assert!(limiter.claim_scan(&store, T + 10, 10));
+    // A clock that went far back scans rather than waiting.
+    assert!(limiter.claim_scan(&store, T - 100, 10));
+    // Concurrent claims: exactly one wins.
+    let wins = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                if limiter.claim_scan(&Yielding(&store), T + 1000, 10) {
+                    wins.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(Ordering::SeqCst), 1);
+    store.down.store(true, Ordering::SeqCst);
+    assert!(!limiter.claim_scan(&store, T + 5000, 10));
+}
+
+#[test]
+#[ignore = "measurement: cargo test --release --lib cost_measurement -- --ignored --nocapture"]
+fn cost_measurement() {
+    use std::time::Instant;
+    let url = "https://receiver.example/hooks/orders";
+    // The alternative: home-only buckets of `size` entries. Where would the first webhook be
+    // refused, in a table of 10000 places (uniform hash, as the home bucket)?
+    for size in [8u32, 16, 32, 64, 128] {
+        let buckets = 10_000u64.div_ceil(u64::from(size));
+        let mut fill = vec![0u32; buckets as usize];
+        let mut first = None;
+        for i in 0..10_000u32 {
+            let ident = Ident::new(&id(&format!("hook-{i}"), url));
+            let b = (ident.hash() % buckets) as usize;
+            if fill[b] == size {
+                first = Some(i);
+                break;
+            }
+            fill[b] += 1;
+        }
+        // What one update copies and parses: a full bucket, out of and back into the host.
+        let bucket = codec::Bucket {
+            entries: (0..size)
+                .map(|i| Entry {
+                    name: format!("hook-{i}"),
+                    url: url.into(),
+                    verified: false,
+                    sends: vec![T],
+                })
+                .collect(),
+            redirects: vec![],
+        };
+        let bytes = codec::encode(&bucket);
+        let rounds = 20_000;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let decoded = codec::decode(std::hint::black_box(&bytes)).unwrap();
+            std::hint::black_box(codec::encode(&decoded));
+        }
+        let per = start.elapsed().as_nanos() / rounds;
+        println!(
+            "home-only, {size} per bucket: first refusal at {:?} of 10000; a full bucket is {} \
+             bytes, decode+encode {per} ns",
+            first,
+            bytes.len()
+        );
+    }
+    // This design at 90% fill: an acquire at home, and one behind a redirect.
+    let limiter = limiter(LimitConfig::default());
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let mut home = Vec::new();
+    let mut away = Vec::new();
+    for i in 0..9_000 {
+        let name = format!("hook-{i}");
+        limiter.acquire(&store, &clock, &id(&name, url)).unwrap();
+        let ident = Ident::new(&id(&name, url));
+        let bucket = codec::decode(
+            &store
+                .raw(&limiter.bucket_key(limiter.home_bucket(&ident)))
+                .unwrap(),
+        )
+        .unwrap();
+        if bucket.entries.iter().any(|e| ident.is(e)) {
+            home.push(name);
+        } else {
+            away.push(name);
+        }
+    }
+    println!(
+        "at 90%: {} at home, {} behind a redirect",
+        home.len(),
+        away.len()
+    );
+    for (label, names) in [("at home", &home), ("behind a redirect", &away)] {
+        let rounds = 20_000usize;
+        let before = store.writes();
+        let start = Instant::now();
+        for i in 0..rounds {
+            let name = &names[i % names.len()];
+            let _ = std::hint::black_box(limiter.acquire(&store, &clock, &id(name, url)));
+        }
+        let per = start.elapsed().as_nanos() / rounds as u128;
+        println!(
+            "refused acquire {label}: {per} ns, {} writes",
+            store.writes() - before
+        );
+    }
+    let start = Instant::now();
+    let tracked = limiter.tracked(&store, &clock).unwrap();
+    println!(
+        "tracked() over 1250 buckets: {tracked} in {:?}",
+        start.elapsed()
+    );
 }
