@@ -1,6 +1,6 @@
 //! End-to-end test support: a real Envoy with a shipped configuration, real HTTP receivers on
 //! loopback, and a raw HTTP client. Every socket has a timeout; every loop is bounded.
-#![allow(dead_code)] // each test crate uses part of the support
+#![allow(dead_code, unused_imports)] // each test crate uses part of the support
 
 pub mod http;
 pub mod receiver;
