@@ -3,7 +3,9 @@
 # On a fresh machine installs wrk and nginx (Debian packages, only if missing), builds
 # hookgate.wasm and the floor filter (bench/floor, same toolchain route as hookgate), then runs
 # bench/bench.py, which starts nginx and the Envoys on loopback and writes BENCHMARKS.md.
-# BENCH_QUICK=1: about 2 minutes instead of about 7.
+# BENCH_QUICK=1: about 2 minutes instead of about 7. BENCH_FLEET=1: only the fleet case (hookgate
+# with its state in etcd against the local state; the full run does it too), which also needs etcd
+# (Debian's, installed by scripts/ensure-etcd.sh when missing) and not the floor filter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,12 @@ fi
 
 make --no-print-directory wasm
 scripts/envoy.sh >/dev/null
+if [ "${BENCH_FLEET:-}" = 1 ] || [ "${BENCH_QUICK:-}" != 1 ]; then
+  scripts/ensure-etcd.sh
+fi
+if [ "${BENCH_FLEET:-}" = 1 ]; then
+  exec "$python" bench/bench.py
+fi
 
 # The floor: its own crate ([workspace]), built the way scripts/build-wasm.sh builds hookgate.
 eval "$(scripts/wasm-toolchain.sh)"
