@@ -5,7 +5,7 @@
 # bench/bench.py, which starts nginx and the Envoys on loopback and writes BENCHMARKS.md.
 # BENCH_QUICK=1: about 2 minutes instead of about 7. BENCH_FLEET=1: only the fleet case (hookgate
 # with its state in etcd against the local state; the full run does it too), which also needs etcd
-# (Debian's, installed by scripts/ensure-etcd.sh when missing) and not the floor filter.
+# (Debian's, installed by scripts/ensure-tool.sh when missing) and not the floor filter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +34,7 @@ fi
 make --no-print-directory wasm
 scripts/envoy.sh >/dev/null
 if [ "${BENCH_FLEET:-}" = 1 ] || [ "${BENCH_QUICK:-}" != 1 ]; then
-  scripts/ensure-etcd.sh
+  [ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client
 fi
 if [ "${BENCH_FLEET:-}" = 1 ]; then
   exec "$python" bench/bench.py

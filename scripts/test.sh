@@ -14,8 +14,8 @@ fi
 echo "== build (outside the namespace: nothing can be downloaded inside it)"
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
-scripts/ensure-docker-compose.sh  # tests/operators.rs validates the compose rig with it
-scripts/ensure-etcd.sh  # tests/fleet.rs starts etcd members on loopback
+scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs validates the compose rig
+[ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet.rs
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
 cargo test --quiet --no-run

@@ -1,5 +1,5 @@
 //! Issue 8 end to end: the limit and the verification state in etcd, shared by a fleet of
-//! Envoys. A real etcd (Debian's, installed by scripts/ensure-etcd.sh) started on loopback ports
+//! Envoys. A real etcd (Debian's, installed by scripts/ensure-tool.sh) started on loopback ports
 //! in a temporary directory, two Envoys (two workers each) with envoy/fleet.yaml, its mTLS
 //! replaced by plain loopback for the rig, except in the mTLS test (certificates generated with
 //! openssl). What the receiver got and what the engine got back.
@@ -130,7 +130,7 @@ impl Etcd {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start etcd (scripts/ensure-etcd.sh installs it)");
+            .expect("start etcd (scripts/ensure-tool.sh installs it)");
         m.child = Some(child);
     }
 

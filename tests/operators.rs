@@ -333,7 +333,9 @@ fn compose_config() -> Yaml {
         .arg(compose_file())
         .arg("config")
         .output()
-        .expect("docker-compose missing: scripts/ensure-docker-compose.sh installs it (scripts/test.sh runs it)");
+        .expect(
+            "docker-compose missing: scripts/ensure-tool.sh installs it (scripts/test.sh runs it)",
+        );
     assert!(
         out.status.success(),
         "docker-compose config:\n{}",
