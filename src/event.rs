@@ -1,14 +1,20 @@
 //! The inbound event (automation engine -> gateway) and the documented webhook it becomes.
 //!
 //! Values are carried as raw JSON text (`RawValue`): what the engine sent travels byte for byte,
-//! in its order, and nothing is parsed twice. Error details name fields, never their values, so
-//! that no personal data reaches a log line.
+//! in its order. The body is read in one pass (its objects' fields, keys borrowed where they
+//! hold no escape, values raw); only `webhook` and `variables` are then read once more, typed,
+//! from their own raw text. Error details name fields, never their values, so that no personal
+//! data reaches a log line.
 
 use crate::clock::format_utc;
 use crate::envelope::push_json_string;
 use crate::error::Failure;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 /// The webhook the engine asked for: its name and the customer's URL as written.
@@ -46,28 +52,7 @@ pub fn check_name(name: &str, max_length: usize) -> Result<(), Failure> {
 /// Parses the engine's body (one event, or an array of events for one webhook) into the webhook
 /// to send. `now` is Unix seconds, for the defaults (`execution_date`, `timestamp`).
 pub fn parse(body: &[u8], now: u64, max_name_length: usize) -> Result<Event, Failure> {
-    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| {
-        Failure::InvalidEvent(format!(
-            "not JSON ({:?} at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let objects: Vec<Object> = if raw.get().starts_with('[') {
-        let items: Vec<&RawValue> = parse_raw(raw, "the event array")?;
-        if items.is_empty() {
-            return Err(Failure::InvalidEvent("empty event array".into()));
-        }
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| Object::parse(item, &format!("event [{i}]")))
-            .collect::<Result<_, _>>()?
-    } else {
-        vec![Object::parse(raw, "the event")?]
-    };
-
+    let objects = read_objects(body)?;
     let webhook = common_webhook(&objects)?;
     check_name(&webhook.name, max_name_length)?;
 
@@ -81,6 +66,50 @@ pub fn parse(body: &[u8], now: u64, max_name_length: usize) -> Result<Event, Fai
     }
     payload.push(b']');
     Ok(Event { webhook, payload })
+}
+
+/// The body's event objects, in one pass over the bytes; no duplicate field in any of them.
+fn read_objects(body: &[u8]) -> Result<Vec<Object<'_>>, Failure> {
+    // Which event a shape error is about: None for the body itself, Some(i) for array item i.
+    let at = Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let read = TopSeed(&at)
+        .deserialize(&mut deserializer)
+        .and_then(|top| deserializer.end().map(|()| top));
+    let what = |at: Option<usize>| match at {
+        None => "the event".to_string(),
+        Some(i) => format!("event [{i}]"),
+    };
+    let (objects, array) = match read {
+        Ok(read) => read,
+        // Shape errors of serde name the value they met: never echoed, only where it was.
+        Err(e) if e.is_data() => {
+            return Err(Failure::InvalidEvent(format!(
+                "wrong shape for {} (an object)",
+                what(at.get())
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::InvalidEvent(format!(
+                "not JSON ({:?} at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )))
+        }
+    };
+    if objects.is_empty() {
+        return Err(Failure::InvalidEvent("empty event array".into()));
+    }
+    for (i, object) in objects.iter().enumerate() {
+        if let Some(key) = object.duplicate_key() {
+            return Err(Failure::InvalidEvent(format!(
+                "duplicate field {key:?} in {}",
+                what(array.then_some(i))
+            )));
+        }
+    }
+    Ok(objects)
 }
 
 /// Every event of one body must name the same webhook (at least one must name it).
@@ -108,27 +137,34 @@ fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T,
         .map_err(|_| Failure::InvalidEvent(format!("wrong shape for {what}")))
 }
 
+/// A field name: borrowed from the body unless it held an escape.
+type Key<'a> = Cow<'a, str>;
+
 /// A JSON object with its fields in the order sent; values stay raw.
 struct Object<'a> {
-    fields: Vec<(String, &'a RawValue)>,
+    fields: Vec<(Key<'a>, &'a RawValue)>,
 }
 
 impl<'a> Object<'a> {
-    fn parse(raw: &'a RawValue, what: &str) -> Result<Self, Failure> {
-        let object: Object = parse_raw(raw, &format!("{what} (an object)"))?;
-        for (i, (key, _)) in object.fields.iter().enumerate() {
-            if object
-                .fields
-                .iter()
-                .skip(i + 1)
-                .any(|(other, _)| other == key)
-            {
-                return Err(Failure::InvalidEvent(format!(
-                    "duplicate field {key:?} in {what}"
-                )));
-            }
+    /// A field name that occurs twice, if any.
+    fn duplicate_key(&self) -> Option<&str> {
+        let fields = &self.fields;
+        if fields.len() <= 16 {
+            return fields.iter().enumerate().find_map(|(i, (key, _))| {
+                fields
+                    .iter()
+                    .skip(i + 1)
+                    .any(|(other, _)| other == key)
+                    .then_some(key.as_ref())
+            });
         }
-        Ok(object)
+        // Many fields: sorted, not compared pairwise (a body of 100 000 fields stays cheap).
+        let mut keys: Vec<&str> = fields.iter().map(|(key, _)| key.as_ref()).collect();
+        keys.sort_unstable();
+        keys.windows(2).find_map(|pair| match pair {
+            [a, b] if a == b => Some(*a),
+            _ => None,
+        })
     }
 
     fn get(&self, key: &str) -> Option<&'a RawValue> {
@@ -155,7 +191,7 @@ impl<'a> Object<'a> {
         event: &RawValue,
         now: u64,
     ) -> Result<(), Failure> {
-        let kind: String = parse_raw(event, "event (a string)")?;
+        let kind: Cow<str> = parse_raw(event, "event (a string)")?;
         if kind != "unsubscribe" && kind != "spam" {
             return Err(Failure::InvalidEvent(
                 "event must be \"unsubscribe\" or \"spam\"".into(),
@@ -201,7 +237,7 @@ impl<'a> Object<'a> {
         );
         let date = match self.present("execution_date") {
             Some(v) => stringish(v, "execution_date", false)?,
-            None => quoted(&format_utc(now)),
+            None => Cow::Owned(quoted(&format_utc(now))),
         };
         write_field(out, &mut first, "execution_date", &date);
         for key in ["email", "phone"] {
@@ -217,35 +253,27 @@ impl<'a> Object<'a> {
         Ok(())
     }
 
-    /// `variables`: the documented array of one-key objects, or a flat object turned into it.
+    /// `variables`: the documented array of one-key objects, or a flat object turned into it;
+    /// read once, from its raw text, straight into its pairs.
     fn write_variables(&self, out: &mut Vec<u8>) -> Result<(), Failure> {
         let Some(raw) = self.present("variables") else {
             out.extend_from_slice(b"[]");
             return Ok(());
         };
-        const SHAPE: &str = "variables (an array of one-key objects, or an object)";
-        let pairs: Vec<(String, &RawValue)> = if raw.get().starts_with('[') {
-            let items: Vec<&RawValue> = parse_raw(raw, SHAPE)?;
-            let mut pairs = Vec::with_capacity(items.len());
-            for item in items {
-                let object: Object = parse_raw(item, SHAPE)?;
-                let mut fields = object.fields.into_iter();
-                match (fields.next(), fields.next()) {
-                    (Some(pair), None) => pairs.push(pair),
-                    _ => return Err(Failure::InvalidEvent(format!("wrong shape for {SHAPE}"))),
-                }
-            }
-            pairs
-        } else {
-            parse_raw::<Object>(raw, SHAPE)?.fields
-        };
+        let pairs = serde_json::from_str::<Variables>(raw.get())
+            .map_err(|_| {
+                Failure::InvalidEvent(
+                    "wrong shape for variables (an array of one-key objects, or an object)".into(),
+                )
+            })?
+            .0;
         out.push(b'[');
         for (i, (key, value)) in pairs.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.push(b'{');
-            push_json_string(out, key);
+            push_key(out, key);
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
             out.push(b'}');
@@ -256,13 +284,17 @@ impl<'a> Object<'a> {
 }
 
 /// A string field as raw JSON; numbers (where allowed) become the string of their literal.
-fn stringish(value: &RawValue, field: &str, numbers: bool) -> Result<Vec<u8>, Failure> {
+fn stringish<'a>(
+    value: &'a RawValue,
+    field: &str,
+    numbers: bool,
+) -> Result<Cow<'a, [u8]>, Failure> {
     let text = value.get();
     if text.starts_with('"') {
-        return Ok(text.as_bytes().to_vec());
+        return Ok(Cow::Borrowed(text.as_bytes()));
     }
     if numbers && text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return Ok(quoted(text));
+        return Ok(Cow::Owned(quoted(text)));
     }
     let expected = if numbers {
         "a string or a number"
@@ -278,6 +310,19 @@ fn quoted(text: &str) -> Vec<u8> {
     out
 }
 
+/// A field name as a JSON string: a borrowed name held no escape, no quote and no control
+/// character (JSON allows none unescaped), so its text between quotes is already the literal.
+fn push_key(out: &mut Vec<u8>, key: &Key) {
+    match key {
+        Cow::Borrowed(text) => {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(text) => push_json_string(out, text),
+    }
+}
+
 fn write_field(out: &mut Vec<u8>, first: &mut bool, key: &str, raw_value: &[u8]) {
     if !*first {
         out.push(b',');
@@ -288,23 +333,151 @@ fn write_field(out: &mut Vec<u8>, first: &mut bool, key: &str, raw_value: &[u8])
     out.extend_from_slice(raw_value);
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
-            type Value = Object<'a>;
+/// A field name, borrowed when the body holds it without escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a field name")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Object<'a>, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    fields.push((key, value));
-                }
-                Ok(Object { fields })
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
+                Ok(Cow::Borrowed(text))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
+                Ok(Cow::Owned(text.to_owned()))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Key<'de>, E> {
+                Ok(Cow::Owned(text))
             }
         }
-        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The fields of one object, keys borrowed and values raw.
+fn read_fields<'de, M: MapAccess<'de>>(
+    mut map: M,
+) -> Result<Vec<(Key<'de>, &'de RawValue)>, M::Error> {
+    let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+    while let Some(key) = map.next_key_seed(KeySeed)? {
+        fields.push((key, map.next_value::<&'de RawValue>()?));
+    }
+    Ok(fields)
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Object<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Object<'de>, M::Error> {
+        Ok(Object {
+            fields: read_fields(map)?,
+        })
+    }
+}
+
+/// The body: one event object, or an array of them (true); `at` follows the item being read.
+struct TopSeed<'c>(&'c Cell<Option<usize>>);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = (Vec<Object<'de>>, bool);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = (Vec<Object<'de>>, bool);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object or an array of them")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+        Ok((vec![ObjectVisitor.visit_map(map)?], false))
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut objects = Vec::new();
+        loop {
+            self.0.set(Some(objects.len()));
+            match seq.next_element_seed(ItemSeed)? {
+                Some(object) => objects.push(object),
+                None => break,
+            }
+        }
+        Ok((objects, true))
+    }
+}
+
+/// One item of the event array: an object.
+struct ItemSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Object<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Object<'de>, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// `variables` read straight into its pairs: an array of one-key objects, or a flat object.
+struct Variables<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Variables<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VariablesVisitor;
+        impl<'de> Visitor<'de> for VariablesVisitor {
+            type Value = Variables<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of one-key objects, or an object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Variables<'de>, M::Error> {
+                Ok(Variables(read_fields(map)?))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Variables<'de>, S::Error> {
+                let mut pairs = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                while let Some(pair) = seq.next_element_seed(PairSeed)? {
+                    pairs.push(pair);
+                }
+                Ok(Variables(pairs))
+            }
+        }
+        deserializer.deserialize_any(VariablesVisitor)
+    }
+}
+
+/// One item of the variables array: an object of exactly one field.
+struct PairSeed;
+
+impl<'de> DeserializeSeed<'de> for PairSeed {
+    type Value = (Key<'de>, &'de RawValue);
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct PairVisitor;
+        impl<'de> Visitor<'de> for PairVisitor {
+            type Value = (Key<'de>, &'de RawValue);
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of one field")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                use serde::de::Error;
+                let key = map
+                    .next_key_seed(KeySeed)?
+                    .ok_or_else(|| M::Error::custom("an empty variable"))?;
+                let value = map.next_value::<&'de RawValue>()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(M::Error::custom("a variable of several fields"));
+                }
+                Ok((key, value))
+            }
+        }
+        deserializer.deserialize_map(PairVisitor)
     }
 }
 
