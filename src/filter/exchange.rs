@@ -233,7 +233,7 @@ impl Exchange {
     fn let_go(&mut self) {
         self.phase = Phase::Sent;
         self.sent_at = host::now_unix_nanos().ok();
-        self.metrics.count("hookgate.sent");
+        self.metrics.count_sent();
     }
 
     /// Sends one call to etcd through its Envoy cluster.
@@ -485,8 +485,7 @@ impl Exchange {
             Ok(()) => ("delivered", 1),
             Err(f) => (f.reason(), f.code().number()),
         };
-        self.metrics.count(&format!("hookgate.outcome.{reason}"));
-        self.metrics.count(&format!("hookgate.code.{code}"));
+        self.metrics.count_outcome(reason, code);
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
         let host = match (&self.destination, &self.webhook) {
@@ -525,10 +524,8 @@ impl Exchange {
             }
             self.receiver_status = Some(status);
             if let (Some(sent), Ok(now)) = (self.sent_at, host::now_unix_nanos()) {
-                self.metrics.record(
-                    "hookgate.receiver_latency_ms",
-                    now.saturating_sub(sent) / 1_000_000,
-                );
+                self.metrics
+                    .record_latency_ms(now.saturating_sub(sent) / 1_000_000);
             }
             return Ok(Upstream::Receiver { status });
         }

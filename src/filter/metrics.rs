@@ -8,9 +8,10 @@
 //! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
 //!
 //! Names are defined on first use and their ids kept per worker; a metric that cannot be
-//! defined is skipped, never fatal.
+//! defined is skipped, never fatal. The per-request ones (`sent`, the latency, the outcome and
+//! code counters) are found again without building or hashing their names.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 const COUNTER: u32 = 0;
@@ -32,20 +33,47 @@ extern "C" {
 #[derive(Default)]
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    sent: Cell<Option<u32>>,
+    latency: Cell<Option<u32>>,
+    /// `hookgate.outcome.<reason>` ids by reason (a failure's `reason()` or "delivered").
+    outcomes: RefCell<Vec<(&'static str, u32)>>,
+    /// `hookgate.code.<code>` ids by code.
+    codes: RefCell<Vec<(u32, u32)>>,
 }
 
 impl Metrics {
-    pub fn count(&self, name: &str) {
-        if let Some(id) = self.id(COUNTER, name) {
+    /// `hookgate.sent`.
+    pub fn count_sent(&self) {
+        if let Some(id) = self.fixed(&self.sent, COUNTER, "hookgate.sent") {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) };
         }
     }
 
-    pub fn record(&self, name: &str, value: u64) {
-        if let Some(id) = self.id(HISTOGRAM, name) {
+    /// `hookgate.receiver_latency_ms`.
+    pub fn record_latency_ms(&self, value: u64) {
+        if let Some(id) = self.fixed(&self.latency, HISTOGRAM, "hookgate.receiver_latency_ms") {
             // SAFETY: plain values.
             unsafe { proxy_record_metric(id, value) };
+        }
+    }
+
+    /// `hookgate.outcome.<reason>` and `hookgate.code.<code>`: names are built only the first
+    /// time a worker meets an outcome.
+    pub fn count_outcome(&self, reason: &'static str, code: u32) {
+        let outcome = find(&self.outcomes, |r| *r == reason).or_else(|| {
+            let id = self.id(COUNTER, &format!("hookgate.outcome.{reason}"))?;
+            self.outcomes.borrow_mut().push((reason, id));
+            Some(id)
+        });
+        let code = find(&self.codes, |c| *c == code).or_else(|| {
+            let id = self.id(COUNTER, &format!("hookgate.code.{code}"))?;
+            self.codes.borrow_mut().push((code, id));
+            Some(id)
+        });
+        for id in [outcome, code].into_iter().flatten() {
+            // SAFETY: plain values.
+            unsafe { proxy_increment_metric(id, 1) };
         }
     }
 
@@ -70,4 +98,19 @@ impl Metrics {
         self.ids.borrow_mut().insert(name.to_string(), id);
         Some(id)
     }
+
+    fn fixed(&self, cached: &Cell<Option<u32>>, kind: u32, name: &str) -> Option<u32> {
+        if cached.get().is_none() {
+            cached.set(self.id(kind, name));
+        }
+        cached.get()
+    }
+}
+
+/// The id kept for a key, if any (a handful of entries: a scan beats hashing).
+fn find<K: Copy>(ids: &RefCell<Vec<(K, u32)>>, is: impl Fn(&K) -> bool) -> Option<u32> {
+    ids.borrow()
+        .iter()
+        .find(|(key, _)| is(key))
+        .map(|(_, id)| *id)
 }
