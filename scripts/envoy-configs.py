@@ -157,6 +157,11 @@ static_resources:
           stat_prefix: hookgate
           codec_type: AUTO
           request_timeout: 30s
+          # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
+          # hookgate's 400 refusals (bad name, bad event) come once the whole request was read, so
+          # the engine's connection stays open for the next event. Malformed HTTP still closes it
+          # (codec errors close the connection whatever this says: tests/core.rs).
+          http_protocol_options: {{override_stream_error_on_invalid_http_message: true}}
           # A caller refused by the RBAC filter below gets hookgate's 21111011 envelope.
           local_reply_config:
             mappers:
