@@ -638,8 +638,8 @@ def write_report(v):
         w(f"| {label} | {fmt_rps(r)} | {ms(med([x['p50_us'] for x in rows]))} | {ms(med([x['p99_us'] for x in rows]))} | "
           f"{r / delivery:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
     w("")
-    w("Envoy adds `connection: close` to every local reply hookgate sends, even after the whole body was read: "
-      "wrk reconnects for every refused request; a delivery keeps its connection.\n")
+    w("Every refusal here comes after the whole event was read and keeps wrk's connection (the listener sets "
+      "`override_stream_error_on_invalid_http_message`; before, Envoy closed the connection after a 400).\n")
     w("### Against the targets\n")
     refusal_min = min(med([x["rps"] for x in rows]) / delivery for k, rows in v["ref_rows"].items() if k != "delivery")
     spread = (max(tr_bf.values()) - min(tr_bf.values())) if tr_bf else float("nan")
