@@ -14,10 +14,8 @@ mod support;
 
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use support::http;
 use support::{
@@ -524,38 +522,13 @@ fn got(receiver: &Receiver, path: &str) -> usize {
         .count()
 }
 
-/// `count` posts of one body at once, alternating between the ports, each on its own
-/// connection; the last byte of every request is sent together.
-fn post_concurrently(ports: &[u16], body: &str, count: usize) -> Vec<Reply> {
-    let barrier = Arc::new(Barrier::new(count));
-    let threads: Vec<_> = (0..count)
-        .map(|i| {
-            let (barrier, body, port) = (barrier.clone(), body.to_string(), ports[i % ports.len()]);
-            std::thread::spawn(move || {
-                let request = format!(
-                    "POST / HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes();
-                let (head, last) = request.split_at(request.len() - 1);
-                let mut stream = http::connect(port).unwrap();
-                std::io::Write::write_all(&mut stream, head).unwrap();
-                barrier.wait();
-                std::io::Write::write_all(&mut stream, last).unwrap();
-                http::read_reply(&mut BufReader::new(stream)).unwrap()
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
 /// Trials of `per_trial` simultaneous first sends of a fresh webhook over both Envoys: exactly
 /// one delivered each time, every other one 429 + 11110113.
 fn race(a: &Gateway, b: &Gateway, receiver: &Receiver, trials: usize, per_trial: usize) {
     for trial in 0..trials {
         let name = unique_name("FleetRace");
         let path = format!("/race/{name}");
-        let replies = post_concurrently(
+        let replies = http::post_simultaneously(
             &[a.port, b.port],
             &event(&name, &receiver.url(&path)),
             per_trial,
@@ -644,7 +617,7 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
         assert_delivered(&b.post(&body), r#"{"ok":1}"#);
         assert_delivered(&a.post(&body), r#"{"ok":1}"#);
     }
-    for reply in post_concurrently(&[a.port, b.port], &body, 8) {
+    for reply in http::post_simultaneously(&[a.port, b.port], &body, 8) {
         assert_delivered(&reply, r#"{"ok":1}"#);
     }
     assert_eq!(got(&receiver, "/verify"), 1 + 6 + 8);
@@ -708,7 +681,7 @@ fn etcd_stopped_refuses_every_send_and_restarted_keeps_the_state() {
     }
     // B never saw the verified webhook: it cannot know it without etcd.
     assert_unavailable(&b.post(&kept));
-    for reply in post_concurrently(&[a.port, b.port], &fresh, 8) {
+    for reply in http::post_simultaneously(&[a.port, b.port], &fresh, 8) {
         assert_unavailable(&reply);
     }
     assert_eq!(
@@ -847,7 +820,7 @@ fn shipped_mtls_reaches_etcd_with_client_certificate_auth_and_nothing_else_does(
         });
         let name = unique_name("FleetMtlsRefused");
         let path = format!("/mtls-refused/{name}");
-        for reply in post_concurrently(&[gw.port], &event(&name, &receiver.url(&path)), 8) {
+        for reply in http::post_simultaneously(&[gw.port], &event(&name, &receiver.url(&path)), 8) {
             assert_unavailable(&reply);
             let detail = reply.header("x-hookgate-detail").unwrap_or_default();
             assert!(detail.contains("connection failure"), "{label}: {detail}");

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::http::{self, read_body, read_head};
 use support::{
@@ -52,42 +52,6 @@ fn got(receiver: &Receiver, path: &str) -> usize {
         .count()
 }
 
-/// `count` posts of the same body at once, each from its own thread on its own connection.
-fn post_concurrently(port: u16, body: &str, count: usize) -> Vec<Reply> {
-    let barrier = Arc::new(Barrier::new(count));
-    let threads: Vec<_> = (0..count)
-        .map(|_| {
-            let (barrier, body) = (barrier.clone(), body.to_string());
-            std::thread::spawn(move || {
-                let request = post_request(&body, &[]);
-                let (head, last) = request.split_at(request.len() - 1);
-                let mut stream = http::connect(port).unwrap();
-                // Everything but the last byte first: every request waits in a worker, and the
-                // last bytes arrive together.
-                std::io::Write::write_all(&mut stream, head).unwrap();
-                barrier.wait();
-                std::io::Write::write_all(&mut stream, last).unwrap();
-                http::read_reply(&mut BufReader::new(stream)).unwrap()
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
-fn post_request(body: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut head = format!(
-        "POST / HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    bytes
-}
-
 fn test_report(gw: &Gateway, body: &str) -> (Reply, Value) {
     let reply = gw.post_with(body, &[("x-hookgate-test", "true")]);
     let report = reply.json();
@@ -117,7 +81,8 @@ fn concurrent_first_sends_deliver_exactly_one() {
     for trial in 0..TRIALS {
         let name = unique_name("Race");
         let path = format!("/race/{trial}");
-        let replies = post_concurrently(gw.port, &event(&name, &receiver.url(&path)), 32);
+        let replies =
+            http::post_simultaneously(&[gw.port], &event(&name, &receiver.url(&path)), 32);
         let delivered: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
         let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
         assert_eq!(delivered.len(), 1, "trial {trial}: statuses {statuses:?}");
@@ -146,7 +111,7 @@ fn right_key_verifies_and_then_every_send_goes_through() {
     for _ in 0..3 {
         assert_delivered(&gw.post(&body), r#"{"ok":1}"#);
     }
-    let replies = post_concurrently(gw.port, &body, 16);
+    let replies = http::post_simultaneously(&[gw.port], &body, 16);
     for reply in &replies {
         assert_delivered(reply, r#"{"ok":1}"#);
     }
@@ -237,7 +202,7 @@ fn pre_verified_webhooks_are_not_limited() {
     for _ in 0..3 {
         assert_delivered(&gw.post(&body), "{}");
     }
-    for reply in post_concurrently(gw.port, &body, 8) {
+    for reply in http::post_simultaneously(&[gw.port], &body, 8) {
         assert_delivered(&reply, "{}");
     }
     assert_eq!(got(&receiver, "/pre"), 11);

@@ -55,6 +55,11 @@ pub fn get(port: u16, path: &str) -> io::Result<Reply> {
 }
 
 pub fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> io::Result<Reply> {
+    raw(port, &post_request(path, body, headers))
+}
+
+/// A POST of `body` (JSON unless `headers` name another content-type), `connection: close`.
+pub fn post_request(path: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
     let mut request = format!("POST {path} HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n");
     if !headers
         .iter()
@@ -68,7 +73,29 @@ pub fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> io:
     request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(body);
-    raw(port, &bytes)
+    bytes
+}
+
+/// `count` posts of `body` over the `ports` in turn, each on its own connection, all arriving
+/// together: every request is written but its last byte, then the last bytes go at once (so every
+/// request waits in an Envoy worker first). The replies, in no particular order.
+pub fn post_simultaneously(ports: &[u16], body: &str, count: usize) -> Vec<Reply> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(count));
+    let threads: Vec<_> = (0..count)
+        .map(|i| {
+            let (barrier, port) = (barrier.clone(), ports[i % ports.len()]);
+            let request = post_request("/", body.as_bytes(), &[]);
+            std::thread::spawn(move || {
+                let (head, last) = request.split_at(request.len() - 1);
+                let mut stream = connect(port).unwrap();
+                stream.write_all(head).unwrap();
+                barrier.wait();
+                stream.write_all(last).unwrap();
+                read_reply(&mut BufReader::new(stream)).unwrap()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 /// Reads the head of a request or response: the first line and the headers.
