@@ -146,8 +146,10 @@ static_resources:
   listeners:
   - name: hookgate
     address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
-    # Twice the filter's caps (max_event_bytes / max_response_bytes, 512 KiB): the filter answers
-    # 413 or drops an oversized answer before Envoy's own limit is ever reached.
+    # Bounds what Envoy buffers for one engine stream: twice the event cap (max_event_bytes,
+    # 512 KiB), so the filter answers 413 before Envoy's own limit is reached. The receiver's
+    # answer is moved out of Envoy's buffer chunk by chunk; the cluster's smaller limit below
+    # keeps every chunk well under this one.
     per_connection_buffer_limit_bytes: 1048576
     filter_chains:
     - filters:
@@ -274,7 +276,11 @@ static_resources:
   - name: webhooks
     connect_timeout: 5s
     lb_policy: CLUSTER_PROVIDED
-    per_connection_buffer_limit_bytes: 1048576
+    # Bounds one read from a receiver (Envoy stops reading past it), so one chunk of an answer
+    # can never fill the engine stream's 1 MiB by itself. At 1 MiB here, a fast receiver's
+    # oversized answer sometimes arrived as one chunk over the limit and Envoy answered a bare
+    # 500 response_payload_too_large (tests/core.rs, measured under load: 6 of 8 runs).
+    per_connection_buffer_limit_bytes: 262144
     # IPv4 only: no IPv6 address is ever connected to (IPv6 literals and AAAA-only names fail as
     # DNS failures). See docs/security.md before changing it.
     dns_lookup_family: V4_ONLY

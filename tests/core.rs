@@ -452,27 +452,9 @@ fn keep_alive_connections_carry_several_exchanges() {
 
 #[test]
 fn an_invalid_plugin_configuration_stops_envoy_with_a_clear_line() {
-    let mut config =
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(r#"{"max_event_bytes":0}"#);
-    let dir = support::scratch("badconfig");
-    for filter in config.hookgate_filters() {
-        filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
-            serde_yaml::Value::String(support::repo().join("hookgate.wasm").display().to_string());
-    }
-    config.yaml["admin"]["address"]["socket_address"]["port_value"] = support::free_port().into();
-    let path = dir.join("envoy.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
-    let mut command = support::envoy_command();
-    let program = command.remove(0);
-    let out = std::process::Command::new(program)
-        .args(command)
-        .arg("-c")
-        .arg(&path)
-        .args(["--disable-hot-restart", "--concurrency", "1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(r#"{"max_event_bytes":0}"#)
+        .refused_by_envoy();
     assert!(
         log.contains("hookgate: invalid plugin configuration: max_event_bytes"),
         "{log}"

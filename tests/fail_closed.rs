@@ -127,26 +127,7 @@ fn a_module_that_cannot_load_stops_envoy_with_a_clear_message() {
         (garbage, "wasm"),
         (dir.join("missing.wasm"), "missing.wasm"),
     ] {
-        let mut config = with_module(&module, "FAIL_CLOSED");
-        config.yaml["admin"]["address"]["socket_address"]["port_value"] =
-            support::free_port().into();
-        let path = dir.join("envoy.yaml");
-        std::fs::write(&path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
-        let mut command = support::envoy_command();
-        let program = command.remove(0);
-        let out = Command::new(program)
-            .args(command)
-            .arg("-c")
-            .arg(&path)
-            .args(["--disable-hot-restart", "--concurrency", "1"])
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "Envoy started with {}",
-            module.display()
-        );
-        let log = String::from_utf8_lossy(&out.stderr);
+        let log = with_module(&module, "FAIL_CLOSED").refused_by_envoy();
         assert!(log.contains(expected), "{}: {log}", module.display());
     }
 }

@@ -47,6 +47,20 @@ pub fn envoy_command() -> Vec<String> {
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
+/// Envoy (as `scripts/envoy.sh` finds it) on the configuration at `path`, hot restart off.
+fn envoy_process(path: &Path, concurrency: u32) -> Command {
+    let mut command = envoy_command();
+    let mut process = Command::new(command.remove(0));
+    process.args(command).arg("-c").arg(path).args([
+        "--concurrency",
+        &concurrency.to_string(),
+        "--disable-hot-restart",
+        "-l",
+        "info",
+    ]);
+    process
+}
+
 /// A scratch directory for one test.
 pub fn scratch(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -60,6 +74,7 @@ pub fn scratch(label: &str) -> PathBuf {
 }
 
 /// A shipped Envoy configuration, loaded for a test: ports and the wasm path made local.
+#[derive(Clone)]
 pub struct EnvoyConfig {
     pub yaml: Yaml,
 }
@@ -152,6 +167,61 @@ impl EnvoyConfig {
         })
     }
 
+    /// Writes the configuration into `dir` as Envoy will run it: the shipped relative wasm path
+    /// made this checkout's module, admin and listeners on free ports. (path, admin, listeners).
+    pub fn materialise(mut self, dir: &Path) -> (PathBuf, u16, Vec<u16>) {
+        let wasm = repo().join("hookgate.wasm");
+        assert!(
+            wasm.exists(),
+            "hookgate.wasm missing: run `make wasm` (make test does)"
+        );
+        for filter in self.hookgate_filters() {
+            let filename =
+                &mut filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
+            // A test's own module stays.
+            if filename.as_str() == Some("hookgate.wasm") {
+                *filename = Yaml::String(wasm.display().to_string());
+            }
+        }
+        let admin_port = free_port();
+        self.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
+        let mut ports = Vec::new();
+        if let Some(listeners) = self.yaml["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                let port = free_port();
+                listener["address"]["socket_address"]["port_value"] = port.into();
+                ports.push(port);
+            }
+        }
+        let path = dir.join("envoy.yaml");
+        std::fs::write(&path, serde_yaml::to_string(&self.yaml).unwrap()).unwrap();
+        (path, admin_port, ports)
+    }
+
+    /// Runs Envoy on this configuration, expecting it to refuse to start; its log.
+    pub fn refused_by_envoy(self) -> String {
+        let dir = scratch("refused");
+        let (path, _, _) = self.materialise(&dir);
+        let mut child = envoy_process(&path, 1)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("Envoy started (still running after 30 s)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "Envoy exited successfully");
+        std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
+    }
+
     pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
         f(&mut self.yaml);
         self
@@ -190,79 +260,51 @@ impl Gateway {
         Self::start_with(config, 1, &[])
     }
 
-    pub fn start_with(mut config: EnvoyConfig, concurrency: u32, extra_args: &[&str]) -> Gateway {
-        let dir = scratch("envoy");
-        let wasm = repo().join("hookgate.wasm");
-        assert!(
-            wasm.exists(),
-            "hookgate.wasm missing: run `make wasm` (make test does)"
-        );
-        for filter in config.hookgate_filters() {
-            let filename =
-                &mut filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
-            // The shipped relative path becomes this checkout's module; a test's own module stays.
-            if filename.as_str() == Some("hookgate.wasm") {
-                *filename = Yaml::String(wasm.display().to_string());
+    /// Free ports are found by binding and releasing them, so another process of the test run
+    /// can take one before Envoy binds it: then Envoy is started again on other ports (bounded).
+    pub fn start_with(config: EnvoyConfig, concurrency: u32, extra_args: &[&str]) -> Gateway {
+        for _ in 0..3 {
+            let dir = scratch("envoy");
+            let (path, admin_port, ports) = config.clone().materialise(&dir);
+            let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+            let child = envoy_process(&path, concurrency)
+                .args(extra_args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start envoy");
+            let port = ports.first().copied().unwrap_or(0);
+            let mut gateway = Gateway {
+                child,
+                port,
+                ports,
+                admin_port,
+                dir,
+            };
+            match gateway.wait_ready() {
+                Ok(()) => return gateway,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("envoy did not start:\n{log}"),
             }
         }
-        let admin_port = free_port();
-        config.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
-        let mut ports = Vec::new();
-        if let Some(listeners) = config.yaml["static_resources"]["listeners"].as_sequence_mut() {
-            for listener in listeners {
-                let port = free_port();
-                listener["address"]["socket_address"]["port_value"] = port.into();
-                ports.push(port);
-            }
-        }
-        let path = dir.join("envoy.yaml");
-        std::fs::write(&path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
-        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-        let mut command = envoy_command();
-        let program = command.remove(0);
-        let child = Command::new(program)
-            .args(command)
-            .arg("-c")
-            .arg(&path)
-            .args([
-                "--concurrency",
-                &concurrency.to_string(),
-                "--disable-hot-restart",
-                "-l",
-                "info",
-            ])
-            .args(extra_args)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start envoy");
-        let port = ports.first().copied().unwrap_or(0);
-        let mut gateway = Gateway {
-            child,
-            port,
-            ports,
-            admin_port,
-            dir,
-        };
-        gateway.wait_ready();
-        gateway
+        panic!("envoy found its ports taken three times");
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("envoy exited ({status}) during start:\n{}", self.logs());
+                return Err(format!("exited ({status}) during start:\n{}", self.logs()));
             }
             if let Ok(reply) = http::get(self.admin_port, "/ready") {
                 if reply.status == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("envoy not ready in 30 s:\n{}", self.logs());
+        Err(format!("not ready in 30 s:\n{}", self.logs()))
     }
 
     /// Posts an event to the gateway.
