@@ -1209,7 +1209,7 @@ fn fill(max_tracked: u32, attempts: u32, salt: &str) -> (u32, u32, u32, usize, u
 }
 
 #[test]
-#[ignore = "measurement: cargo test --release --lib fill_measurement -- --ignored --nocapture"]
+#[ignore = "a measurement, not a test: bench/limit-table.sh runs it"]
 fn fill_measurement() {
     for max_tracked in [1000u32, 10_000, 100_000] {
         for salt in ["", "a", "b"] {
@@ -1601,7 +1601,7 @@ fn one_scan_per_period_for_all_workers() {
 }
 
 #[test]
-#[ignore = "measurement: cargo test --release --lib cost_measurement -- --ignored --nocapture"]
+#[ignore = "a measurement, not a test: bench/limit-table.sh runs it"]
 fn cost_measurement() {
     use std::time::Instant;
     let url = "https://receiver.example/hooks/orders";
