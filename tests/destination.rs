@@ -32,6 +32,20 @@ const SHIPPED: &[&str] = &[
 /// Plenty of sends per hour, so that repeated sends measure the destination policy only.
 const HIGH_LIMIT: &str = r#""limit":{"unverified_per_hour":1000}"#;
 
+/// The production configuration, with a limit high enough that no test here meets it.
+fn shipped_high_limit() -> EnvoyConfig {
+    EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}"))
+}
+
+/// The same with receivers on 127.0.0.1 allowed, in the plugin and in Envoy's upstream RBAC.
+fn loopback_high_limit() -> EnvoyConfig {
+    EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(&format!(
+            r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
+        ))
+        .allow_loopback_receivers()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Safety and fixtures
 
@@ -403,9 +417,7 @@ fn every_shipped_config_is_tested() {
 #[test]
 fn ip_literals_are_refused_in_every_spelling() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}")),
-    );
+    let gw = Gateway::start(shipped_high_limit());
     let listener = Counter::start("127.0.0.1", 0);
     let p = listener.port;
     let urls = [
@@ -438,9 +450,7 @@ fn ip_literals_are_refused_in_every_spelling() {
 #[test]
 fn names_that_resolve_to_loopback_are_refused_and_never_connected() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}")),
-    );
+    let gw = Gateway::start(shipped_high_limit());
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let p = receiver.port;
     for url in [
@@ -465,12 +475,7 @@ fn names_that_resolve_to_loopback_are_refused_and_never_connected() {
 fn mixed_dns_answers_never_reach_the_blocked_address() {
     isolated();
     // 127.0.0.2 is the allowed receiver here; 127.0.0.1 stays blocked.
-    let gw = Gateway::start(except(
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}")),
-        "127.0.0.2",
-        32,
-        None,
-    ));
+    let gw = Gateway::start(except(shipped_high_limit(), "127.0.0.2", 32, None));
     // The allowed address refuses connections (nothing listens on 127.0.0.2:port).
     let blocked = Counter::start("127.0.0.1", 0);
     let mut refused = 0;
@@ -586,13 +591,7 @@ fn run_config_excepts_the_demo_receiver_only() {
 #[test]
 fn https_never_travels_in_plaintext_after_http_to_the_same_host_port() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(&format!(
-                r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
-            ))
-            .allow_loopback_receivers(),
-    );
+    let gw = Gateway::start(loopback_high_limit());
     // A plaintext receiver: an https webhook can only reach its HTTP parser in plaintext.
     let receiver = Counter::start("127.0.0.1", 0);
     let p = receiver.port;
@@ -626,13 +625,7 @@ fn https_never_travels_in_plaintext_after_http_to_the_same_host_port() {
 #[test]
 fn redirects_are_not_followed() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(&format!(
-                r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
-            ))
-            .allow_loopback_receivers(),
-    );
+    let gw = Gateway::start(loopback_high_limit());
     let target = Counter::start("127.0.0.1", 80);
     let redirect = Receiver::start(Behaviour::Answer {
         status: 302,
@@ -695,19 +688,12 @@ fn assert_caller_refused(reply: &Reply, what: &str) {
 #[test]
 fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(&format!(
-                r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
-            ))
-            .allow_loopback_receivers()
-            .edit(|yaml| {
-                *caller_networks(yaml) = serde_yaml::from_str(
-                    r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
-                )
-                .unwrap();
-            }),
-    );
+    let gw = Gateway::start(loopback_high_limit().edit(|yaml| {
+        *caller_networks(yaml) = serde_yaml::from_str(
+            r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
+        )
+        .unwrap();
+    }));
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     // Whatever the caller claims in X-Forwarded-For, the peer address decides.
     let reply = gw.post_with(

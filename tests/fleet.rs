@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::http;
 use support::{
-    assert_delivered, assert_over_limit, event, free_port, scratch, unique_name, Behaviour,
-    EnvoyConfig, Gateway, Receiver, Reply,
+    assert_delivered, assert_over_limit, event, eventually, free_port, scratch, unique_name,
+    Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
 };
 
 const QUERY_ERROR: &str = "Error during query execution";
@@ -542,18 +542,6 @@ fn race(a: &Gateway, b: &Gateway, receiver: &Receiver, trials: usize, per_trial:
         }
         assert_eq!(got(receiver, &path), 1, "trial {trial}");
     }
-}
-
-/// Waits (bounded) until `check` holds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 // ---------------------------------------------------------------------------------------------

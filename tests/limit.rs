@@ -17,11 +17,11 @@ use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::http::{self, read_body, read_head};
 use support::{
-    assert_delivered, assert_over_limit, event, unique_name, Behaviour, EnvoyConfig, Gateway,
-    Receiver, Reply, OVER_LIMIT,
+    assert_delivered, assert_over_limit, event, eventually, unique_name, Behaviour, EnvoyConfig,
+    Gateway, Receiver, Reply, OVER_LIMIT,
 };
 
 const ALLOW_LOOPBACK: &str = r#"{"allow":[{"cidr":"127.0.0.1/32"}]}"#;
@@ -514,18 +514,6 @@ fn filters_in_one_vm_id_share_state_by_namespace() {
     assert_delivered(&post_to(b, &body), r#"{"key":"s3cret"}"#);
     assert_over_limit(&post_to(b, &body));
     assert_eq!(got(&receiver, "/ns-key"), 5);
-}
-
-/// Waits (bounded) until `check` holds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The listener served from a file (LDS), so that a test can reload it as an operator would.

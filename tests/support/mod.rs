@@ -404,6 +404,18 @@ pub fn assert_delivered(reply: &Reply, receiver_body: &str) {
     assert_answer(reply, 200, "yes", 1, receiver_body);
 }
 
+/// Waits (bounded, 20 s) until `check` holds.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// An event for `name` and `url` with the document's fields.
 pub fn event(name: &str, url: &str) -> String {
     format!(
