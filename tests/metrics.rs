@@ -113,3 +113,42 @@ fn tracked_webhooks_gauge_counts_the_table() {
         "gauge missing from /stats/prometheus"
     );
 }
+
+/// One log line per decision at info, with the webhook name, host, outcome and code, and no
+/// personal data: the event's email, phone and variables never reach the log.
+#[test]
+fn one_decision_line_per_request_without_personal_data() {
+    let gw = Gateway::start(support::loopback_config());
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let text = Receiver::start(Behaviour::with_type(200, "text/plain", b"OK"));
+    let good = unique_name("LogGood");
+    let odd = unique_name("LogText");
+    assert_eq!(gw.post(&event(&good, &receiver.url("/"))).status, 200);
+    assert_eq!(gw.post(&event(&odd, &text.url("/"))).status, 200);
+    let bad_email = r#"{"webhook":{"name":"Bad Name","url":"http://127.0.0.1/"},"automation_id":"1","email":"secret.person@example.com"}"#;
+    assert_eq!(gw.post(bad_email).status, 400);
+    let logs = gw.logs();
+    let decisions: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("hookgate: webhook="))
+        .collect();
+    assert_eq!(decisions.len(), 3, "{decisions:#?}");
+    assert!(decisions.iter().any(|l| l.contains(&format!(
+        "webhook={good} host=127.0.0.1 outcome=delivered code=1"
+    ))));
+    assert!(decisions.iter().any(|l| l.contains(&format!(
+        "webhook={odd} host=127.0.0.1 outcome=receiver_not_json code=11110112"
+    ))));
+    assert!(decisions
+        .iter()
+        .any(|l| l.contains("outcome=invalid_name code=21111011")));
+    for personal in [
+        "example@example.com",
+        "+380631234567",
+        "value1",
+        "value2",
+        "secret.person",
+    ] {
+        assert!(!logs.contains(personal), "{personal} in the log:\n{logs}");
+    }
+}
