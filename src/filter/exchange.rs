@@ -107,7 +107,7 @@ impl Exchange {
             .ok_or_else(|| Failure::Internal("no valid configuration".into()))
     }
 
-    /// Checks what the request headers can tell; Ok(true) when a body must follow.
+    /// Checks what the request headers can tell; Ok when a body must follow.
     fn check_request_headers(&mut self, end_of_stream: bool) -> Result<(), Failure> {
         let settings = self.settings()?;
         // Every header in one host call; a name read here is the first value Envoy holds for
@@ -506,7 +506,7 @@ impl Exchange {
     }
 
     /// The response headers of a webhook that was sent: who answered, and how.
-    fn read_upstream(&mut self) -> Result<Upstream, Failure> {
+    fn read_upstream(&mut self) -> Upstream {
         let status = host::get_header_text(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
@@ -527,13 +527,13 @@ impl Exchange {
                 self.metrics
                     .record_latency_ms(now.saturating_sub(sent) / 1_000_000);
             }
-            return Ok(Upstream::Receiver { status });
+            return Upstream::Receiver { status };
         }
         let failure = judge_envoy_reply(status, &details);
         if failure.delivered() == Delivered::No {
             self.give_back();
         }
-        Ok(Upstream::Envoy(failure))
+        Upstream::Envoy(failure)
     }
 
     /// The final outcome once the whole answer is here.
@@ -713,10 +713,7 @@ impl HttpContext for Exchange {
                 };
                 self.upstream = Some(Upstream::Envoy(failure));
             }
-            Phase::Sent => match self.read_upstream() {
-                Ok(upstream) => self.upstream = Some(upstream),
-                Err(failure) => self.upstream = Some(Upstream::Envoy(failure)),
-            },
+            Phase::Sent => self.upstream = Some(self.read_upstream()),
         }
         if end_of_stream {
             // No body to write into: answer with a local reply instead.
