@@ -5,6 +5,7 @@ use crate::caller::CallerToken;
 use crate::destination::{DestinationConfig, DestinationPolicy};
 use crate::limit::etcd::{Backend, Etcd, StateConfig};
 use crate::limit::{LimitConfig, Limiter};
+use crate::signing::{Signer, SigningConfig};
 use std::collections::BTreeMap;
 
 /// Envoy's default connection buffer limit is 1 MiB; the filter's caps stay well below it so that
@@ -31,6 +32,8 @@ pub struct Config {
     pub state: StateConfig,
     /// A shared token every caller must send in a header (see `caller`); none by default.
     pub caller_token: Option<CallerToken>,
+    /// Standard Webhooks signing secrets per webhook name; off (no secret) by default.
+    pub signing: SigningConfig,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             limit: LimitConfig::default(),
             state: StateConfig::default(),
             caller_token: None,
+            signing: SigningConfig::default(),
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct Settings {
     pub limiter: Limiter,
     /// Set when `state.backend` is `etcd`.
     pub etcd: Option<Etcd>,
+    /// The decoded signing secrets (`signing`).
+    pub signer: Signer,
 }
 
 /// Headers hookgate or Envoy set or read, or that change how a request travels: neither a static
@@ -124,12 +130,14 @@ impl Settings {
         let destinations = DestinationPolicy::new(&config.destination)?;
         let limiter = Limiter::new(&config.limit)?;
         config.state.validate()?;
+        let signer = Signer::new(&config.signing)?;
         let etcd = (config.state.backend == Backend::Etcd).then(|| Etcd::new(&config.state));
         Ok(Settings {
             config,
             destinations,
             limiter,
             etcd,
+            signer,
         })
     }
 }
@@ -224,6 +232,23 @@ mod tests {
         );
         assert!(error(r#"{"state":{"backend":"zookeeper"}}"#).contains("zookeeper"));
         assert!(error(r#"{"state":{"on_failure":"allow"}}"#).contains("allow"));
+    }
+
+    #[test]
+    fn signing_is_off_by_default_and_validated() {
+        assert!(!Settings::parse(b"{}").unwrap().signer.is_enabled());
+        let settings = Settings::parse(
+            br#"{"signing":{"secrets":{"orders":["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(settings.signer.secrets_for("orders").len(), 1);
+        assert!(!format!("{:?}", settings.config).contains("C2FVsBQ"));
+        let bad = error(r#"{"signing":{"secrets":{"orders":["whsec_C2FVsBQIhrsc"]}}}"#);
+        assert!(bad.starts_with("signing.secrets.orders[0]"), "{bad}");
+        assert!(!bad.contains("C2FVsBQ"), "{bad}");
+        assert!(error(r#"{"signing":{"secret":{}}}"#).contains("secret"));
+        assert!(error(r#"{"signing":{"default_secrets":["x"]}}"#)
+            .starts_with("signing.default_secrets[0]"));
     }
 
     #[test]

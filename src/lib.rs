@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod answer;
+pub mod base64;
 pub mod caller;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod limit;
 pub mod report;
+pub mod signing;
 
 // The proxy-wasm layer calls host functions that only exist inside Envoy; unit tests of the
 // core do not link it.
