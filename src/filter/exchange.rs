@@ -11,8 +11,10 @@ use crate::event::{self, Webhook};
 use crate::limit::etcd::{Acquire, Admitted, Call, Next, Reply, Update};
 use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
 use crate::report::{ReceivedResponse, Report, SentRequest};
+use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// The route in Envoy only accepts requests that carry this header, which hookgate sets after
@@ -20,6 +22,9 @@ use std::rc::Rc;
 const ROUTE_MARKER: &str = "x-hookgate-route";
 const TEST_HEADER: &str = "x-hookgate-test";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
+/// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
+/// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 enum Phase {
     /// Reading the engine's request.
@@ -64,6 +69,8 @@ pub struct Exchange {
     etcd_state: Option<LimitState>,
     /// The engine's answer is written and waits for an etcd write (give-back, verification).
     holding_response: bool,
+    /// The engine's `idempotency-key` header, if it sent one.
+    idempotency_key: Option<String>,
 }
 
 /// A call to etcd in flight (one at a time per request).
@@ -98,6 +105,7 @@ impl Exchange {
             admitted: None,
             etcd_state: None,
             holding_response: false,
+            idempotency_key: None,
         }
     }
 
@@ -124,6 +132,7 @@ impl Exchange {
             header(name).map(str::to_owned)
         })?;
         self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(str::to_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
             return Err(Failure::MethodNotAllowed(method.to_owned()));
@@ -177,6 +186,21 @@ impl Exchange {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        // Standard Webhooks signing, over the exact payload bytes set below (issue 9).
+        let signed = sign(
+            &settings,
+            self.idempotency_key.as_deref(),
+            &event.webhook.name,
+            now,
+            &event.payload,
+        )?;
+        if let Some(signed) = &signed {
+            headers.extend([
+                ("webhook-id", signed.id.as_str()),
+                ("webhook-timestamp", signed.timestamp.as_str()),
+                ("webhook-signature", signed.signature.as_str()),
+            ]);
+        }
         if self.test {
             self.sent = Some(SentRequest {
                 url: destination.url.clone(),
@@ -606,6 +630,98 @@ struct EngineAnswer {
     status: u32,
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
+}
+
+/// The signing headers of one delivery.
+struct Signed {
+    id: String,
+    timestamp: String,
+    signature: String,
+}
+
+/// Signs a delivery when a secret applies to its webhook name; None: it goes unsigned.
+fn sign(
+    settings: &Settings,
+    idempotency_key: Option<&str>,
+    name: &str,
+    now: u64,
+    payload: &[u8],
+) -> Result<Option<Signed>, Failure> {
+    let secrets = settings.signer.secrets_for(name);
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    let id = match idempotency_key {
+        Some(key) if signing::is_valid_id(key) => key.to_owned(),
+        Some(_) => {
+            return Err(Failure::InvalidEvent(format!(
+                "{IDEMPOTENCY_HEADER} header: 1 to 128 of A-Z a-z 0-9 _ - :"
+            )))
+        }
+        None => next_id(),
+    };
+    let signature = signing::signature(secrets, &id, now, payload);
+    Ok(Some(Signed {
+        id,
+        timestamp: now.to_string(),
+        signature,
+    }))
+}
+
+/// What makes this worker's generated webhook ids its own (see `next_id`).
+struct IdSource {
+    node: String,
+    worker: u32,
+    counter: u64,
+}
+
+thread_local! {
+    static IDS: RefCell<Option<IdSource>> = const { RefCell::new(None) };
+}
+
+/// Shared data (one map per Envoy process and vm_id) where each worker's VM claims its number.
+const WORKER_KEY: &str = "hookgate.signing.workers";
+
+/// A webhook id unique across workers, Envoys and restarts with no random source:
+/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`) tells Envoys
+/// apart, the worker number (claimed once per VM by a compare-and-swap increment in shared data)
+/// tells this Envoy's workers apart, the counter tells this worker's ids apart, and the host's
+/// nanosecond time moves on across restarts.
+fn next_id() -> String {
+    let now = host::now_unix_nanos().unwrap_or(0);
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        let source = ids.get_or_insert_with(|| IdSource {
+            node: host::get_property(&["node", "id"])
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default(),
+            worker: claim_worker(),
+            counter: 0,
+        });
+        let id = signing::make_id(now, &source.node, source.worker, source.counter);
+        source.counter = source.counter.wrapping_add(1);
+        id
+    })
+}
+
+/// This VM's worker number: the shared counter's next value (bounded tries; 0 if none succeeds).
+fn claim_worker() -> u32 {
+    for _ in 0..64 {
+        let Ok((value, cas)) = host::get_shared_data(WORKER_KEY) else {
+            break;
+        };
+        let claimed = value
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+            .unwrap_or(0)
+            .wrapping_add(1);
+        if let Ok(true) = host::set_shared_data(WORKER_KEY, claimed.to_string().as_bytes(), cas) {
+            return claimed;
+        }
+    }
+    log::warn!("hookgate: no worker number for webhook ids; using 0");
+    0
 }
 
 /// Header values carry only printable ASCII, bounded.
