@@ -177,12 +177,40 @@ static_resources:
               # Only requests that hookgate rewrote carry x-hookgate-route (it removes any copy the
               # caller sent): the forward proxy is never an open proxy. Both schemes go to the one
               # forward-proxy cluster; the transport (TLS or not) is chosen per request below.
+              # Retries (issue 9) only of what provably never reached the receiver: the connection
+              # failed (refused, unreachable, connect timeout), the stream was refused
+              # (REFUSED_STREAM), or it was reset before the request was sent. Never `5xx`,
+              # `reset`, `gateway-error` nor a request timeout: the receiver may have acted on
+              # those. Another address of the name first (previous_hosts), jittered backoff, the
+              # route timeout bounds the whole; every try passes the upstream RBAC again. hookgate
+              # sees only the last try's answer: the hourly slot is taken once, and
+              # x-hookgate-delivered describes that answer (tests/signing.rs).
               - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: https}}}}]}}
                 request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
-                route: {{cluster: webhooks, timeout: 10s}}
+                route:
+                  cluster: webhooks
+                  timeout: 10s
+                  retry_policy:
+                    retry_on: connect-failure,refused-stream,reset-before-request
+                    num_retries: 2
+                    retry_back_off: {{base_interval: 0.1s, max_interval: 1s}}
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config: {{"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}
+                    host_selection_retry_max_attempts: 3
               - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: http}}}}]}}
                 request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
-                route: {{cluster: webhooks, timeout: 10s}}
+                route:
+                  cluster: webhooks
+                  timeout: 10s
+                  retry_policy:
+                    retry_on: connect-failure,refused-stream,reset-before-request
+                    num_retries: 2
+                    retry_back_off: {{base_interval: 0.1s, max_interval: 1s}}
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config: {{"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}
+                    host_selection_retry_max_attempts: 3
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:

@@ -228,3 +228,166 @@ fn the_engines_idempotency_key_is_the_webhook_id_and_generated_ids_differ() {
     );
     assert_eq!(receiver.records().len(), 5);
 }
+
+// ---- Safe retries (the shipped route retry policy) ----
+
+/// A DNS server for the namespace (scripts/test.sh points resolv.conf at 127.0.0.1):
+/// `retry.dns.test` is 127.0.0.2 then 127.0.0.1, NXDOMAIN for anything else. (tests/destination.rs
+/// runs its own for its names; test binaries run one after another, so the port is free here.)
+fn dns() {
+    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:53")
+            .expect("DNS server on 127.0.0.1:53 (run the tests with scripts/test.sh)");
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+                if let Some(answer) = dns_answer(&buffer[..n]) {
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+    });
+}
+
+/// One answer to one query (RFC 1035, just enough for c-ares).
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let mut labels = Vec::new();
+    let mut at = 12;
+    loop {
+        let length = usize::from(*query.get(at)?);
+        at += 1;
+        if length == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + length)?).to_ascii_lowercase());
+        at += length;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = query.get(12..at + 4)?;
+    let known = labels.join(".") == "retry.dns.test";
+    let addresses: &[[u8; 4]] = if known && qtype == 1 {
+        &[[127, 0, 0, 2], [127, 0, 0, 1]]
+    } else {
+        &[]
+    };
+    let mut out = query.get(..2)?.to_vec();
+    out.extend_from_slice(&[0x84 | (query[2] & 1), if known { 0x80 } else { 0x83 }]);
+    out.extend_from_slice(&[0, 1, 0, addresses.len() as u8, 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    for address in addresses {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        out.extend_from_slice(address);
+    }
+    Some(out)
+}
+
+/// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and
+/// 127.0.0.2 allowed in Envoy's upstream RBAC; the plugin allows names by default.
+fn retry_gateway() -> Gateway {
+    dns();
+    let config = support::EnvoyConfig::load("envoy/envoy.yaml")
+        .allow_loopback_receivers()
+        .edit(|yaml| {
+            let mut found = 0;
+            allow_second_loopback(yaml, &mut found);
+            assert!(found > 0, "no blocked-destinations policy");
+        });
+    Gateway::start(config)
+}
+
+/// Adds 127.0.0.2 to the exceptions of every blocked-destinations policy.
+fn allow_second_loopback(value: &mut serde_yaml::Value, found: &mut usize) {
+    if let Some(policy) = value.get_mut("blocked-destinations") {
+        let rule: serde_yaml::Value = serde_yaml::from_str(&format!(
+            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}}}}}}}}}"#,
+            "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
+        ))
+        .unwrap();
+        policy["permissions"][0]["and_rules"]["rules"]
+            .as_sequence_mut()
+            .expect("blocked-destinations: and_rules.rules")
+            .push(rule);
+        *found += 1;
+        return;
+    }
+    match value {
+        serde_yaml::Value::Mapping(map) => map
+            .values_mut()
+            .for_each(|v| allow_second_loopback(v, found)),
+        serde_yaml::Value::Sequence(seq) => {
+            seq.iter_mut().for_each(|v| allow_second_loopback(v, found))
+        }
+        _ => {}
+    }
+}
+
+/// The sum of one counter over every cluster (sub-clusters are named by host:port).
+fn cluster_counter(gw: &Gateway, suffix: &str) -> u64 {
+    let reply = support::http::get(gw.admin_port, &format!("/stats?filter={suffix}$")).unwrap();
+    reply
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("cluster."))
+        .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_refused_first_connection_is_retried_and_delivered_exactly_once() {
+    let gw = retry_gateway();
+    // Listens on 127.0.0.1 only: a connection to 127.0.0.2 on the same port is refused.
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
+    let retries_before = cluster_counter(&gw, "upstream_rq_retry");
+    let deliveries = 4;
+    for n in 0..deliveries {
+        let url = format!("http://retry.dns.test:{}/{n}", receiver.port);
+        let reply = gw.post_with(&event("Retried", &url), &[("x-hookgate-test", "true")]);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.header("x-hookgate-delivered"), Some("yes"));
+        // One send counted for this webhook, however many tries it took.
+        assert_eq!(
+            reply.json()["limit"]["sends_in_window"],
+            1,
+            "{}",
+            reply.text()
+        );
+    }
+    // Round robin over the two addresses: some first tries went to the refusing one.
+    let retries = cluster_counter(&gw, "upstream_rq_retry") - retries_before;
+    assert!(retries >= 1, "no try was refused and retried");
+    assert!(cluster_counter(&gw, "upstream_cx_connect_fail") >= retries);
+    let mut paths: Vec<String> = receiver
+        .records()
+        .iter()
+        .map(|r| r.request_line.clone())
+        .collect();
+    paths.sort();
+    let expected: Vec<String> = (0..deliveries)
+        .map(|n| format!("POST /{n} HTTP/1.1"))
+        .collect();
+    assert_eq!(paths, expected, "each delivered exactly once");
+}
+
+#[test]
+fn when_every_try_is_refused_it_was_never_sent_and_the_slot_is_given_back() {
+    let gw = retry_gateway();
+    // Nothing listens on this port on either address.
+    let port = support::free_port();
+    let url = format!("http://retry.dns.test:{port}/");
+    let before = cluster_counter(&gw, "upstream_rq_retry");
+    let reply = gw.post_with(&event("Refused", &url), &[("x-hookgate-test", "true")]);
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.header("x-hookgate-delivered"), Some("no"));
+    assert_eq!(
+        reply.json()["limit"]["sends_in_window"],
+        0,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        cluster_counter(&gw, "upstream_rq_retry") - before,
+        2,
+        "num_retries"
+    );
+}
