@@ -149,7 +149,11 @@ fn check_static_header(name: &str, value: &str) -> Result<(), String> {
         ));
     }
     // x-hookgate-* names hookgate's own headers to the engine and receiver.
-    if is_reserved_header(name) || name.starts_with("x-hookgate-") {
+    // webhook-id, -timestamp and -signature are signing's (crate::signing).
+    if is_reserved_header(name)
+        || name.starts_with("x-hookgate-")
+        || crate::signing::HEADERS.contains(&name)
+    {
         return Err(format!(
             "static_headers: {name:?} is set by hookgate or Envoy"
         ));
@@ -247,6 +251,10 @@ mod tests {
         assert!(bad.starts_with("signing.secrets.orders[0]"), "{bad}");
         assert!(!bad.contains("C2FVsBQ"), "{bad}");
         assert!(error(r#"{"signing":{"secret":{}}}"#).contains("secret"));
+        for name in crate::signing::HEADERS {
+            let json = format!(r#"{{"static_headers":{{"{name}":"x"}}}}"#);
+            assert!(error(&json).starts_with("static_headers"), "{name}");
+        }
         assert!(error(r#"{"signing":{"default_secrets":["x"]}}"#)
             .starts_with("signing.default_secrets[0]"));
     }

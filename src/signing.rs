@@ -6,6 +6,9 @@
 use crate::base64;
 use std::collections::BTreeMap;
 
+/// The headers signing sets (Standard Webhooks); no static header may be one of them.
+pub const HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+
 /// A secret's written form: `whsec_` and the base64 of its bytes.
 const PREFIX: &str = "whsec_";
 /// The spec asks for 24 to 64 random bytes.

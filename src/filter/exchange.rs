@@ -195,10 +195,11 @@ impl Exchange {
             &event.payload,
         )?;
         if let Some(signed) = &signed {
+            let [id, timestamp, signature] = signing::HEADERS;
             headers.extend([
-                ("webhook-id", signed.id.as_str()),
-                ("webhook-timestamp", signed.timestamp.as_str()),
-                ("webhook-signature", signed.signature.as_str()),
+                (id, signed.id.as_str()),
+                (timestamp, signed.timestamp.as_str()),
+                (signature, signed.signature.as_str()),
             ]);
         }
         if self.test {
