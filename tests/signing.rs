@@ -14,6 +14,7 @@ mod support;
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use support::{event, loopback_config, repo, Behaviour, Gateway, Receiver};
 
 /// Two secrets for the webhook named `Orders` (the new one first, the old one kept for rotation);
@@ -390,4 +391,34 @@ fn when_every_try_is_refused_it_was_never_sent_and_the_slot_is_given_back() {
         2,
         "num_retries"
     );
+}
+
+#[test]
+fn a_receiver_that_never_completes_a_connection_uses_every_try_within_the_route_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connection to
+    // it times out (the dropped-SYN receiver of a firewall).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() < 1000, "the accept queue never filled");
+    let gw = Gateway::start(loopback_config());
+    let before = cluster_counter(&gw, "upstream_rq_retry");
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{}/", address.port());
+    let reply = gw.post(&event("Blackhole", &url));
+    let took = started.elapsed();
+    // Three tries of the cluster's 3 s connect timeout, then Envoy's own connection-timeout
+    // answer: before the route's 10 s timeout, which would hide why (response_timeout).
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_ne!(reply.header("x-hookgate-delivered"), Some("yes"));
+    let detail = reply.header("x-hookgate-detail").unwrap_or_default();
+    assert!(detail.contains("connection_timeout"), "{detail}");
+    assert_eq!(cluster_counter(&gw, "upstream_rq_retry") - before, 2);
+    drop(held);
 }
