@@ -90,8 +90,12 @@ pub const BUCKET_ENTRIES: u32 = 8;
 pub const MAX_PROBE_BUCKETS: u32 = 32;
 /// Redirects one home bucket may hold (part of the layout).
 pub const MAX_REDIRECTS: u32 = 24;
-/// Read-CAS-write attempts on one bucket before giving up with `LimitUnavailable`.
-pub const MAX_CAS_ATTEMPTS: u32 = 64;
+/// Read-CAS-write attempts on one bucket before giving up with `LimitUnavailable`. An attempt
+/// only fails when another worker wrote the same bucket in between, so this bounds a pathological
+/// case; it is generous because a worker descheduled between its read and its write (a loaded
+/// machine) can lose many rounds in a row to busy neighbours: at 64, eight threads hammering one
+/// bucket on a loaded 2-core machine gave up now and then.
+pub const MAX_CAS_ATTEMPTS: u32 = 1024;
 
 const MAX_UNVERIFIED_PER_HOUR: u32 = 1000;
 const MAX_VERIFIED_PER_HOUR: u32 = 10_000;
