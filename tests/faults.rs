@@ -642,7 +642,10 @@ fn engines_that_go_away_break_nothing() {
     let mut stream = support::http::connect(gw.port).unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body.as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Gone once the receiver has the webhook, while it still takes 500 ms to answer.
+    support::eventually("the slow receiver to get the webhook", || {
+        slow.records().len() == 1
+    });
     drop(stream);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(slow.records().len(), 1);
