@@ -34,6 +34,8 @@ pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
     const NEVER_SENT: &[&str] = &[
         "connection_failure",
         "delayed_connect_error",
+        // The TCP connection never completed: nothing was written to the receiver.
+        "connection_timeout",
         "dns_resolution_failure",
         // Sub-cluster mode: the name resolved to nothing (NXDOMAIN, or only addresses of the
         // family not looked up), DNS did not answer in time, or too many hosts.
@@ -107,6 +109,14 @@ mod tests {
         assert_eq!(
             judge_envoy_reply(503, "dns_resolution_failure{x}").http_status(),
             502
+        );
+        let timeout = judge_envoy_reply(
+            503,
+            "upstream_reset_before_response_started{connection_timeout}",
+        );
+        assert_eq!(
+            (timeout.http_status(), timeout.delivered()),
+            (502, Delivered::No)
         );
         assert_eq!(
             judge_envoy_reply(504, "upstream_response_timeout").http_status(),
