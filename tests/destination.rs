@@ -14,9 +14,9 @@ mod support;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
-use std::net::{IpAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
 
@@ -61,73 +61,7 @@ fn isolated() {
         ["lo"],
         "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
     );
-    dns();
-}
-
-/// The namespace's DNS server (scripts/test.sh points resolv.conf at 127.0.0.1): fixed A
-/// records in a fixed order, no AAAA, NXDOMAIN for anything else.
-fn zone(name: &str) -> Option<Vec<[u8; 4]>> {
-    match name {
-        // The hosts file has it too, but c-ares looks a name with a trailing dot up in DNS only.
-        "loopback.dns.test" | "receiver.test" => Some(vec![[127, 0, 0, 1]]),
-        // An allowed address first, a blocked one after it: the logical-host trap.
-        "mixed.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
-        "mixedrev.dns.test" => Some(vec![[127, 0, 0, 1], [127, 0, 0, 2]]),
-        _ => None,
-    }
-}
-
-fn dns() {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        let socket = UdpSocket::bind("127.0.0.1:53").expect("DNS server on 127.0.0.1:53");
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 512];
-            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
-                if let Some(answer) = dns_answer(&buffer[..n]) {
-                    let _ = socket.send_to(&answer, peer);
-                }
-            }
-        });
-    });
-}
-
-/// One answer to one query (RFC 1035, just enough for c-ares).
-fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
-    if query.len() < 12 {
-        return None;
-    }
-    let mut labels = Vec::new();
-    let mut at = 12;
-    loop {
-        let length = usize::from(*query.get(at)?);
-        at += 1;
-        if length == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(at..at + length)?).to_ascii_lowercase());
-        at += length;
-    }
-    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
-    let question = query.get(12..at + 4)?;
-    let records = zone(&labels.join("."));
-    let addresses = match (&records, qtype) {
-        (Some(a), 1) => a.clone(),
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    out.extend_from_slice(&query[..2]);
-    let rcode = if records.is_some() { 0 } else { 3 };
-    out.extend_from_slice(&[0x84 | (query[2] & 1), 0x80 | rcode]);
-    out.extend_from_slice(&[0, 1]);
-    out.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(question);
-    for address in addresses {
-        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
-        out.extend_from_slice(&address);
-    }
-    Some(out)
+    support::dns::start();
 }
 
 /// A listener that counts accepted connections and answers `200 {"ok":true}` to each request.

@@ -232,61 +232,10 @@ fn the_engines_idempotency_key_is_the_webhook_id_and_generated_ids_differ() {
 
 // ---- Safe retries (the shipped route retry policy) ----
 
-/// A DNS server for the namespace (scripts/test.sh points resolv.conf at 127.0.0.1):
-/// `retry.dns.test` is 127.0.0.2 then 127.0.0.1, NXDOMAIN for anything else. (tests/destination.rs
-/// runs its own for its names; test binaries run one after another, so the port is free here.)
-fn dns() {
-    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    STARTED.get_or_init(|| {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:53")
-            .expect("DNS server on 127.0.0.1:53 (run the tests with scripts/test.sh)");
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 512];
-            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
-                if let Some(answer) = dns_answer(&buffer[..n]) {
-                    let _ = socket.send_to(&answer, peer);
-                }
-            }
-        });
-    });
-}
-
-/// One answer to one query (RFC 1035, just enough for c-ares).
-fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
-    let mut labels = Vec::new();
-    let mut at = 12;
-    loop {
-        let length = usize::from(*query.get(at)?);
-        at += 1;
-        if length == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(at..at + length)?).to_ascii_lowercase());
-        at += length;
-    }
-    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
-    let question = query.get(12..at + 4)?;
-    let known = labels.join(".") == "retry.dns.test";
-    let addresses: &[[u8; 4]] = if known && qtype == 1 {
-        &[[127, 0, 0, 2], [127, 0, 0, 1]]
-    } else {
-        &[]
-    };
-    let mut out = query.get(..2)?.to_vec();
-    out.extend_from_slice(&[0x84 | (query[2] & 1), if known { 0x80 } else { 0x83 }]);
-    out.extend_from_slice(&[0, 1, 0, addresses.len() as u8, 0, 0, 0, 0]);
-    out.extend_from_slice(question);
-    for address in addresses {
-        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
-        out.extend_from_slice(address);
-    }
-    Some(out)
-}
-
 /// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and
 /// 127.0.0.2 allowed in Envoy's upstream RBAC; the plugin allows names by default.
 fn retry_gateway() -> Gateway {
-    dns();
+    support::dns::start();
     let config = support::EnvoyConfig::load("envoy/envoy.yaml")
         .allow_loopback_receivers()
         .edit(|yaml| {

@@ -2,6 +2,7 @@
 //! loopback, and a raw HTTP client. Every socket has a timeout; every loop is bounded.
 #![allow(dead_code, unused_imports)] // each test crate uses part of the support
 
+pub mod dns;
 pub mod http;
 pub mod receiver;
 

@@ -1,0 +1,72 @@
+//! The namespace's DNS server (scripts/test.sh points resolv.conf at 127.0.0.1): fixed A records
+//! in a fixed order, no AAAA, NXDOMAIN for anything else. Names with several addresses need it:
+//! c-ares reads only the first hosts-file line of a name. One per test process (test binaries
+//! run one after another, so port 53 is free for each).
+
+use std::net::UdpSocket;
+use std::sync::OnceLock;
+
+/// The zone, in answer order.
+fn zone(name: &str) -> Option<Vec<[u8; 4]>> {
+    match name {
+        // The hosts file has it too, but c-ares looks a name with a trailing dot up in DNS only.
+        "loopback.dns.test" | "receiver.test" => Some(vec![[127, 0, 0, 1]]),
+        // An allowed address first, a blocked one after it: the logical-host trap.
+        "mixed.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
+        "mixedrev.dns.test" => Some(vec![[127, 0, 0, 1], [127, 0, 0, 2]]),
+        // A first address that refuses, a second that answers: the retry policy's case.
+        "retry.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
+        _ => None,
+    }
+}
+
+/// Starts the server on 127.0.0.1:53 once for this process.
+pub fn start() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let socket = UdpSocket::bind("127.0.0.1:53")
+            .expect("DNS server on 127.0.0.1:53 (run the tests with scripts/test.sh)");
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+                if let Some(answer) = answer(&buffer[..n]) {
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+    });
+}
+
+/// One answer to one query (RFC 1035, just enough for c-ares).
+fn answer(query: &[u8]) -> Option<Vec<u8>> {
+    let mut labels = Vec::new();
+    let mut at = 12;
+    loop {
+        let length = usize::from(*query.get(at)?);
+        at += 1;
+        if length == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + length)?).to_ascii_lowercase());
+        at += length;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = query.get(12..at + 4)?;
+    let records = zone(&labels.join("."));
+    let addresses = match (&records, qtype) {
+        (Some(a), 1) => a.clone(),
+        _ => Vec::new(),
+    };
+    let mut out = query.get(..2)?.to_vec();
+    let rcode = if records.is_some() { 0 } else { 3 };
+    out.extend_from_slice(&[0x84 | (query.get(2)? & 1), 0x80 | rcode]);
+    out.extend_from_slice(&[0, 1]);
+    out.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    for address in addresses {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        out.extend_from_slice(&address);
+    }
+    Some(out)
+}
