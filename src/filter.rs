@@ -75,6 +75,7 @@ impl RootContext for Root {
             log::error!("hookgate: cannot prepare the limit state: {why}");
             return false;
         }
+        exchange::prepare_worker_numbers();
         self.gauge_name = tracked_gauge_name(settings.limiter.namespace());
         self.settings = Some(Rc::new(settings));
         // SAFETY: a plain value; a failure only means no gauge.

@@ -707,6 +707,17 @@ fn next_id() -> String {
     })
 }
 
+/// Creates the worker-number counter if it is missing, from `on_configure` (the main thread's
+/// configure runs before any worker serves). CAS does not protect creating a key, so two workers
+/// claiming from a missing counter could both get 1; with the key made first, every claim is a
+/// real compare-and-swap. Creating with a CAS token that no existing key can hold never
+/// overwrites a counter that is already there.
+pub(super) fn prepare_worker_numbers() {
+    if let Ok((None, _)) = host::get_shared_data(WORKER_KEY) {
+        let _ = host::set_shared_data(WORKER_KEY, b"0", Some(u32::MAX));
+    }
+}
+
 /// This VM's worker number: the shared counter's next value (bounded tries; 0 if none succeeds).
 fn claim_worker() -> u32 {
     for _ in 0..64 {
