@@ -185,20 +185,7 @@ static_resources:
               # route timeout bounds the whole; every try passes the upstream RBAC again. hookgate
               # sees only the last try's answer: the hourly slot is taken once, and
               # x-hookgate-delivered describes that answer (tests/signing.rs).
-              - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: https}}}}]}}
-                request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
-                route:
-                  cluster: webhooks
-                  timeout: 10s
-                  retry_policy:
-                    retry_on: connect-failure,refused-stream,reset-before-request
-                    num_retries: 2
-                    retry_back_off: {{base_interval: 0.1s, max_interval: 1s}}
-                    retry_host_predicate:
-                    - name: envoy.retry_host_predicates.previous_hosts
-                      typed_config: {{"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}
-                    host_selection_retry_max_attempts: 3
-              - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{exact: http}}}}]}}
+              - match: {{prefix: "/", headers: [{{name: x-hookgate-route, string_match: {{safe_regex: {{regex: "https?"}}}}}}]}}
                 request_headers_to_remove: [x-hookgate-route, x-forwarded-proto]
                 route:
                   cluster: webhooks
