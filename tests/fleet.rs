@@ -513,15 +513,6 @@ fn assert_unavailable(reply: &Reply) {
     assert!(detail.contains("etcd"), "{detail}");
 }
 
-fn got(receiver: &Receiver, path: &str) -> usize {
-    let line = format!("POST {path} HTTP/1.1");
-    receiver
-        .records()
-        .iter()
-        .filter(|r| r.request_line == line)
-        .count()
-}
-
 /// Trials of `per_trial` simultaneous first sends of a fresh webhook over both Envoys: exactly
 /// one delivered each time, every other one 429 + 11110113.
 fn race(a: &Gateway, b: &Gateway, receiver: &Receiver, trials: usize, per_trial: usize) {
@@ -540,7 +531,7 @@ fn race(a: &Gateway, b: &Gateway, receiver: &Receiver, trials: usize, per_trial:
         for reply in replies.iter().filter(|r| r.status != 200) {
             assert_over_limit(reply);
         }
-        assert_eq!(got(receiver, &path), 1, "trial {trial}");
+        assert_eq!(receiver.received_on(&path), 1, "trial {trial}");
     }
 }
 
@@ -589,7 +580,7 @@ fn retry_after_agrees_across_instances() {
     assert_eq!(limit["sends_in_window"], 1);
     assert_eq!(limit["allowed_per_hour"], 1);
     assert!(limit["retry_after"].as_u64().unwrap().abs_diff(on_a) <= 1);
-    assert_eq!(got(&receiver, "/retry"), 1);
+    assert_eq!(receiver.received_on("/retry"), 1);
 }
 
 #[test]
@@ -608,7 +599,7 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
     for reply in http::post_simultaneously(&[a.port, b.port], &body, 8) {
         assert_delivered(&reply, r#"{"ok":1}"#);
     }
-    assert_eq!(got(&receiver, "/verify"), 1 + 6 + 8);
+    assert_eq!(receiver.received_on("/verify"), 1 + 6 + 8);
     let (_, value) = etcd
         .keys(0)
         .into_iter()
@@ -625,7 +616,7 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
         (200, json!(11110113))
     );
     assert_over_limit(&b.post(&wrong));
-    assert_eq!(got(&receiver, "/wrong"), 1);
+    assert_eq!(receiver.received_on("/wrong"), 1);
 }
 
 #[test]
@@ -691,8 +682,8 @@ fn etcd_stopped_refuses_every_send_and_restarted_keeps_the_state() {
     assert_delivered(&b.post(&kept), r#"{"ok":1}"#);
     assert_delivered(&b.post(&fresh), r#"{"ok":1}"#);
     assert_over_limit(&a.post(&fresh));
-    assert_eq!(got(&receiver, "/limited"), 1);
-    assert_eq!(got(&receiver, "/down"), 1);
+    assert_eq!(receiver.received_on("/limited"), 1);
+    assert_eq!(receiver.received_on("/down"), 1);
 }
 
 /// How many race webhooks member `i` holds.
@@ -814,10 +805,10 @@ fn shipped_mtls_reaches_etcd_with_client_certificate_auth_and_nothing_else_does(
             assert!(detail.contains("connection failure"), "{label}: {detail}");
         }
         assert_unavailable(&gw.post(&sent_body));
-        assert_eq!(got(&receiver, &path), 0, "{label}");
+        assert_eq!(receiver.received_on(&path), 0, "{label}");
         assert!(gw.logs().contains("outcome=limit_unavailable"), "{label}");
     }
-    assert_eq!(got(&receiver, "/mtls-sent"), 1);
+    assert_eq!(receiver.received_on("/mtls-sent"), 1);
     // Nothing the refused Envoys tried reached etcd.
     assert_eq!(etcd.keys(0).len(), 6);
 }

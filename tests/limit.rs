@@ -42,16 +42,6 @@ fn gateway(limit: &Value) -> Gateway {
     Gateway::start_with(config(limit), 2, &[])
 }
 
-/// Requests the receiver got on `path`.
-fn got(receiver: &Receiver, path: &str) -> usize {
-    let line = format!("POST {path} HTTP/1.1");
-    receiver
-        .records()
-        .iter()
-        .filter(|r| r.request_line == line)
-        .count()
-}
-
 fn test_report(gw: &Gateway, body: &str) -> (Reply, Value) {
     let reply = gw.post_with(body, &[("x-hookgate-test", "true")]);
     let report = reply.json();
@@ -92,7 +82,7 @@ fn concurrent_first_sends_deliver_exactly_one() {
         for reply in refused {
             assert_over_limit(reply);
         }
-        assert_eq!(got(&receiver, &path), 1, "trial {trial}");
+        assert_eq!(receiver.received_on(&path), 1, "trial {trial}");
         threads_seen.extend(deciding_threads(&gw, &name));
     }
     // Both workers took part: the limit held across threads, not inside one.
@@ -115,7 +105,7 @@ fn right_key_verifies_and_then_every_send_goes_through() {
     for reply in &replies {
         assert_delivered(reply, r#"{"ok":1}"#);
     }
-    assert_eq!(got(&receiver, "/v"), 1 + 3 + 16);
+    assert_eq!(receiver.received_on("/v"), 1 + 3 + 16);
     let (_, report) = test_report(&gw, &body);
     assert_eq!(
         report["limit"],
@@ -143,14 +133,14 @@ fn wrong_key_is_11110113_delivered_and_stays_limited() {
     assert_eq!(reply.header("retry-after"), None);
     receiver.set(Behaviour::json(200, r#"{"key":"s3cret"}"#));
     assert_over_limit(&gw.post(&body));
-    assert_eq!(got(&receiver, "/w"), 1);
+    assert_eq!(receiver.received_on("/w"), 1);
 
     // An answer without a key changes nothing either.
     let quiet = event(&name, &receiver.url("/quiet"));
     receiver.set(Behaviour::json(200, r#"{"ok":true}"#));
     assert_delivered(&gw.post(&quiet), r#"{"ok":true}"#);
     assert_over_limit(&gw.post(&quiet));
-    assert_eq!(got(&receiver, "/quiet"), 1);
+    assert_eq!(receiver.received_on("/quiet"), 1);
 }
 
 #[test]
@@ -186,9 +176,9 @@ fn key_in_an_array_answer_default_key_and_key_field() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()[0]["code"], 11110113);
     assert_over_limit(&gw.post(&body));
-    assert_eq!(got(&receiver, "/array"), 4);
-    assert_eq!(got(&receiver, "/default"), 4);
-    assert_eq!(got(&receiver, "/listed-default"), 1);
+    assert_eq!(receiver.received_on("/array"), 4);
+    assert_eq!(receiver.received_on("/default"), 4);
+    assert_eq!(receiver.received_on("/listed-default"), 1);
 }
 
 #[test]
@@ -205,7 +195,7 @@ fn pre_verified_webhooks_are_not_limited() {
     for reply in http::post_simultaneously(&[gw.port], &body, 8) {
         assert_delivered(&reply, "{}");
     }
-    assert_eq!(got(&receiver, "/pre"), 11);
+    assert_eq!(receiver.received_on("/pre"), 11);
     // Only that name and URL.
     let body = event(&name, &receiver.url("/not-listed"));
     assert_delivered(&gw.post(&body), "{}");
@@ -322,7 +312,7 @@ fn unclear_outcomes_keep_the_slot_used() {
     assert_eq!(reply.json()[0]["code"], 11110111);
     receiver.set(Behaviour::json(200, "{}"));
     assert_over_limit(&gw.post(&body));
-    assert_eq!(got(&receiver, "/slow"), 1);
+    assert_eq!(receiver.received_on("/slow"), 1);
 
     // The receiver reads the webhook and closes without answering.
     receiver.set(Behaviour::CloseAfterRead);
@@ -332,7 +322,7 @@ fn unclear_outcomes_keep_the_slot_used() {
     assert_eq!(reply.header("x-hookgate-delivered"), Some("unknown"));
     receiver.set(Behaviour::json(200, "{}"));
     assert_over_limit(&gw.post(&body));
-    assert_eq!(got(&receiver, "/closed"), 1);
+    assert_eq!(receiver.received_on("/closed"), 1);
 
     // A non-2xx answer is a delivery too.
     receiver.set(Behaviour::json(500, "{}"));
@@ -341,7 +331,7 @@ fn unclear_outcomes_keep_the_slot_used() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()[0]["code"], 11110111);
     assert_over_limit(&gw.post(&body));
-    assert_eq!(got(&receiver, "/500"), 1);
+    assert_eq!(receiver.received_on("/500"), 1);
 }
 
 #[test]
@@ -369,7 +359,7 @@ fn test_requests_follow_the_rules_and_report_the_limit() {
     assert_eq!(report["limit"]["sends_in_window"], 1);
     assert!(report["limit"]["retry_after"].as_u64().unwrap() <= 3600);
     assert_eq!(report["response"], Value::Null);
-    assert_eq!(got(&receiver, "/report"), 1);
+    assert_eq!(receiver.received_on("/report"), 1);
 
     // A test request verifies like any other.
     let body = event(&name, &receiver.url("/report-key"));
@@ -396,7 +386,7 @@ fn ceiling_refuses_new_webhooks_never_lets_them_through() {
         .header("x-hookgate-detail")
         .unwrap()
         .contains("webhook table full"));
-    assert_eq!(got(&receiver, "/c"), 0);
+    assert_eq!(receiver.received_on("/c"), 0);
     // Tracked webhooks keep their own state.
     assert_over_limit(&gw.post(&event("Ceiling", &receiver.url("/a"))));
 }
@@ -502,7 +492,7 @@ fn filters_in_one_vm_id_share_state_by_namespace() {
     // B has its own table.
     assert_delivered(&post_to(b, &body), "{}");
     assert_over_limit(&post_to(b, &body));
-    assert_eq!(got(&receiver, "/ns"), 2);
+    assert_eq!(receiver.received_on("/ns"), 2);
 
     // Verified through C (which knows the key), the webhook is verified in A too, not in B.
     let body = event(&name, &receiver.url("/ns-key"));
@@ -513,7 +503,7 @@ fn filters_in_one_vm_id_share_state_by_namespace() {
     }
     assert_delivered(&post_to(b, &body), r#"{"key":"s3cret"}"#);
     assert_over_limit(&post_to(b, &body));
-    assert_eq!(got(&receiver, "/ns-key"), 5);
+    assert_eq!(receiver.received_on("/ns-key"), 5);
 }
 
 /// The listener served from a file (LDS), so that a test can reload it as an operator would.
@@ -606,8 +596,8 @@ fn configuration_reload_keeps_limit_and_verification_state() {
     });
     // The verification survived (every send above went through) and so did the used hour.
     assert_over_limit(&post_to(file.port, &limited));
-    assert_eq!(got(&receiver, "/limited"), 1);
-    assert_eq!(got(&receiver, "/verified"), 1 + sends);
+    assert_eq!(receiver.received_on("/limited"), 1);
+    assert_eq!(receiver.received_on("/verified"), 1 + sends);
 
     // A reload into another namespace starts from an empty table.
     file.write(&plugin_with(&json!({"namespace": "fresh"}), &[]));
@@ -619,7 +609,7 @@ fn configuration_reload_keeps_limit_and_verification_state() {
         reply.status == 200
     });
     assert_over_limit(&post_to(file.port, &limited));
-    assert_eq!(got(&receiver, "/limited"), 2);
+    assert_eq!(receiver.received_on("/limited"), 2);
 
     // Another table layout in a namespace that already has one: the new configuration is
     // refused (on_configure fails) and the running one keeps serving with its state.

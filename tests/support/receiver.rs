@@ -149,6 +149,15 @@ impl Receiver {
         *self.behaviour.lock().unwrap() = behaviour;
     }
 
+    /// How many requests the receiver got on `path` (path and query as sent).
+    pub fn received_on(&self, path: &str) -> usize {
+        let line = format!("POST {path} HTTP/1.1");
+        self.records()
+            .iter()
+            .filter(|r| r.request_line == line)
+            .count()
+    }
+
     pub fn records(&self) -> Vec<Recorded> {
         self.records.lock().unwrap().clone()
     }
