@@ -158,6 +158,21 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: hookgate
           codec_type: AUTO
+          # One line per engine request with hookgate's decision record (webhook name, host,
+          # outcome, code; never the event's personal data, nor the URL's path or query). Envoy
+          # buffers access logs and writes them off the worker threads (every
+          # --file-flush-interval-msec, 10 s by default, or per 64 KiB); a line per request in
+          # Envoy's own log would be a synchronous write on the worker.
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format:
+                  time: "%START_TIME%"
+                  status: "%RESPONSE_CODE%"
+                  duration_ms: "%DURATION%"
+                  hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
           request_timeout: 30s
           # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
           # hookgate's 400 refusals (bad name, bad event) come once the whole request was read, so

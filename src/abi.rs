@@ -21,8 +21,22 @@ pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Decodes the ABI's map encoding without trusting its sizes (a bad map decodes short).
+/// Decodes the ABI's map encoding as text (lossy for bytes that are not UTF-8).
 pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
+    map_pairs(bytes)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Decodes the ABI's map encoding into borrowed pairs, without trusting its sizes (a bad map
+/// decodes short).
+pub fn map_pairs(bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(u32::from_le_bytes(raw) as usize)
@@ -48,10 +62,7 @@ pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
         let (Some(key), Some(value)) = (key, value) else {
             break;
         };
-        pairs.push((
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        pairs.push((key, value));
     }
     pairs
 }

@@ -5,6 +5,13 @@ pub trait Clock {
     fn now(&self) -> u64;
 }
 
+/// A fixed instant is a clock that never moves (tests, fuzzing).
+impl Clock for u64 {
+    fn now(&self) -> u64 {
+        *self
+    }
+}
+
 /// Formats Unix seconds as the document's `execution_date`: `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn format_utc(unix_seconds: u64) -> String {
     let days = unix_seconds / 86_400;

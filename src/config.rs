@@ -2,7 +2,7 @@
 //! `on_configure`. Every error names the key at fault.
 
 use crate::caller::CallerToken;
-use crate::destination::{DestinationConfig, DestinationPolicy};
+use crate::destination::{DestinationConfig, DestinationPolicy, RecentChecks};
 use crate::limit::etcd::{Backend, Etcd, StateConfig};
 use crate::limit::{LimitConfig, Limiter};
 use crate::signing::{Signer, SigningConfig};
@@ -56,6 +56,8 @@ impl Default for Config {
 pub struct Settings {
     pub config: Config,
     pub destinations: DestinationPolicy,
+    /// The policy's recent answers, by URL (kept with the configuration they come from).
+    pub recent_destinations: RecentChecks,
     pub limiter: Limiter,
     /// Set when `state.backend` is `etcd`.
     pub etcd: Option<Etcd>,
@@ -135,6 +137,7 @@ impl Settings {
         Ok(Settings {
             config,
             destinations,
+            recent_destinations: RecentChecks::default(),
             limiter,
             etcd,
             signer,

@@ -53,6 +53,7 @@
 //!   reason and the address or host meant, e.g. `127.0.0.1 is in 127.0.0.0/8 (loopback)`.
 
 use crate::error::Failure;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
@@ -284,6 +285,40 @@ fn parse_cidr(text: &str) -> Option<Net> {
     }
 }
 
+/// Why an address is refused: the range it is in, or the range of the IPv4 address it embeds.
+enum Refusal<'a> {
+    Address {
+        ip: IpAddr,
+        range: &'a DenyRange,
+    },
+    Embedding {
+        ip: Ipv6Addr,
+        range: &'a DenyRange,
+        v4: Ipv4Addr,
+        inner: &'a DenyRange,
+    },
+}
+
+impl fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Address { ip, range } => {
+                write!(f, "{ip} is in {} ({})", range.text, range.reason)
+            }
+            Refusal::Embedding {
+                ip,
+                range,
+                v4,
+                inner,
+            } => write!(
+                f,
+                "{ip} is in {} ({}) and embeds {v4}, which is in {} ({})",
+                range.text, range.reason, inner.text, inner.reason
+            ),
+        }
+    }
+}
+
 /// A refused range.
 #[derive(Clone, Debug)]
 struct DenyRange {
@@ -506,7 +541,7 @@ impl DestinationPolicy {
                 "{why}; the exception for {} covers port {p} only, not {port}",
                 quote(cidr)
             ),
-            None => why,
+            None => why.to_string(),
         }))
     }
 
@@ -547,10 +582,11 @@ impl DestinationPolicy {
         }
     }
 
-    /// Why an address is refused by the CIDR rules (before exceptions), or None.
-    fn refusal(&self, ip: IpAddr) -> Option<String> {
+    /// Why an address is refused by the CIDR rules (before exceptions), or None. Its text is
+    /// only written when the refusal stands (an exception often lifts it).
+    fn refusal(&self, ip: IpAddr) -> Option<Refusal<'_>> {
         if let Some(range) = self.deny_match(ip, Judged::Whole) {
-            return Some(format!("{ip} is in {} ({})", range.text, range.reason));
+            return Some(Refusal::Address { ip, range });
         }
         let IpAddr::V6(v6) = ip else {
             return None;
@@ -558,10 +594,12 @@ impl DestinationPolicy {
         let range = self.deny_match(ip, Judged::Embedding)?;
         let v4 = embedded_ipv4(v6)?;
         let inner = self.deny_match(IpAddr::V4(v4), Judged::Whole)?;
-        Some(format!(
-            "{ip} is in {} ({}) and embeds {v4}, which is in {} ({})",
-            range.text, range.reason, inner.text, inner.reason
-        ))
+        Some(Refusal::Embedding {
+            ip: v6,
+            range,
+            v4,
+            inner,
+        })
     }
 
     /// The most specific range of the given kind that contains the address.
@@ -778,6 +816,9 @@ fn quote(text: &str) -> String {
     out.push('"');
     out
 }
+
+mod recent;
+pub use recent::RecentChecks;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //! from their own raw text. Error details name fields, never their values, so that no personal
 //! data reaches a log line.
 
-use crate::clock::format_utc;
+use crate::clock::{format_utc, Clock};
 use crate::envelope::push_json_string;
 use crate::error::Failure;
 use serde::de::{
@@ -50,8 +50,9 @@ pub fn check_name(name: &str, max_length: usize) -> Result<(), Failure> {
 }
 
 /// Parses the engine's body (one event, or an array of events for one webhook) into the webhook
-/// to send. `now` is Unix seconds, for the defaults (`execution_date`, `timestamp`).
-pub fn parse(body: &[u8], now: u64, max_name_length: usize) -> Result<Event, Failure> {
+/// to send. The clock gives the defaults (`execution_date`, `timestamp`); it is read only when
+/// an event lacks one.
+pub fn parse(body: &[u8], clock: &dyn Clock, max_name_length: usize) -> Result<Event, Failure> {
     let objects = read_objects(body)?;
     let webhook = common_webhook(&objects)?;
     check_name(&webhook.name, max_name_length)?;
@@ -62,7 +63,7 @@ pub fn parse(body: &[u8], now: u64, max_name_length: usize) -> Result<Event, Fai
         if i > 0 {
             payload.push(b',');
         }
-        object.write_webhook(&mut payload, now)?;
+        object.write_webhook(&mut payload, clock)?;
     }
     payload.push(b']');
     Ok(Event { webhook, payload })
@@ -176,10 +177,10 @@ impl<'a> Object<'a> {
         self.get(key).filter(|v| v.get() != "null")
     }
 
-    fn write_webhook(&self, out: &mut Vec<u8>, now: u64) -> Result<(), Failure> {
+    fn write_webhook(&self, out: &mut Vec<u8>, clock: &dyn Clock) -> Result<(), Failure> {
         match self.get("event") {
-            Some(event) => self.write_event_webhook(out, event, now),
-            None => self.write_automation_webhook(out, now),
+            Some(event) => self.write_event_webhook(out, event, clock),
+            None => self.write_automation_webhook(out, clock),
         }
     }
 
@@ -189,7 +190,7 @@ impl<'a> Object<'a> {
         &self,
         out: &mut Vec<u8>,
         event: &RawValue,
-        now: u64,
+        clock: &dyn Clock,
     ) -> Result<(), Failure> {
         let kind: Cow<str> = parse_raw(event, "event (a string)")?;
         if kind != "unsubscribe" && kind != "spam" {
@@ -206,14 +207,23 @@ impl<'a> Object<'a> {
             write_field(out, &mut first, "source", b"\"automation360\"");
         }
         if self.get("timestamp").is_none() {
-            write_field(out, &mut first, "timestamp", now.to_string().as_bytes());
+            write_field(
+                out,
+                &mut first,
+                "timestamp",
+                clock.now().to_string().as_bytes(),
+            );
         }
         out.push(b'}');
         Ok(())
     }
 
     /// The document's automation webhook, in the document's field order.
-    fn write_automation_webhook(&self, out: &mut Vec<u8>, now: u64) -> Result<(), Failure> {
+    fn write_automation_webhook(
+        &self,
+        out: &mut Vec<u8>,
+        clock: &dyn Clock,
+    ) -> Result<(), Failure> {
         let mut first = true;
         out.push(b'{');
         let automation_id = self
@@ -237,7 +247,7 @@ impl<'a> Object<'a> {
         );
         let date = match self.present("execution_date") {
             Some(v) => stringish(v, "execution_date", false)?,
-            None => Cow::Owned(quoted(&format_utc(now))),
+            None => Cow::Owned(quoted(&format_utc(clock.now()))),
         };
         write_field(out, &mut first, "execution_date", &date);
         for key in ["email", "phone"] {
@@ -488,11 +498,11 @@ mod tests {
     const NOW: u64 = 1_641_286_959; // 2022-01-04 09:02:39
 
     fn out(body: &str) -> String {
-        String::from_utf8(parse(body.as_bytes(), NOW, 64).unwrap().payload).unwrap()
+        String::from_utf8(parse(body.as_bytes(), &NOW, 64).unwrap().payload).unwrap()
     }
 
     fn refused(body: &str) -> Failure {
-        parse(body.as_bytes(), NOW, 64).unwrap_err()
+        parse(body.as_bytes(), &NOW, 64).unwrap_err()
     }
 
     #[test]
@@ -500,7 +510,7 @@ mod tests {
         let body = r#"{"webhook":{"name":"LeadCalled3","url":"https://crm.example.com/hooks/sendpulse"},
             "automation_id":"123456789","title":"New Automation","execution_date":"2022-01-04 09:02:39",
             "email":"example@example.com","phone":"+380631234567","variables":[{"name1":"value1"},{"name2":"value2"}]}"#;
-        let event = parse(body.as_bytes(), 0, 64).unwrap();
+        let event = parse(body.as_bytes(), &0, 64).unwrap();
         assert_eq!(
             event.webhook,
             Webhook {
@@ -549,7 +559,7 @@ mod tests {
     #[test]
     fn an_array_of_events_goes_as_one_delivery() {
         let body = r#"[{"webhook":{"name":"S","url":"https://x.example/"},"automation_id":"1"},{"automation_id":"2","variables":[]}]"#;
-        let event = parse(body.as_bytes(), NOW, 64).unwrap();
+        let event = parse(body.as_bytes(), &NOW, 64).unwrap();
         assert_eq!(event.webhook.name, "S");
         assert_eq!(
             String::from_utf8(event.payload).unwrap(),

@@ -12,6 +12,7 @@ use exchange::Exchange;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -54,6 +55,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        host_logger::follow_host_level();
         let bytes = match host::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -90,6 +92,7 @@ impl RootContext for Root {
     /// the period first (one CAS in shared data) scans the table and sets the gauge, which
     /// every context of the Envoy shares: one scan per period, not one per context.
     fn on_tick(&mut self) {
+        host_logger::follow_host_level();
         let Some(settings) = &self.settings else {
             return;
         };
@@ -134,6 +137,17 @@ impl SharedStore for HostStore {
 /// The host clock.
 struct HostClock;
 
+/// The host clock read at most once per request: the event's defaults, the limit and the
+/// signature share one reading, and a request that needs none of them makes no clock call.
+#[derive(Default)]
+struct RequestClock(OnceCell<u64>);
+
+impl Clock for RequestClock {
+    fn now(&self) -> u64 {
+        *self.0.get_or_init(|| HostClock.now())
+    }
+}
+
 impl Clock for HostClock {
     fn now(&self) -> u64 {
         host::now_unix_nanos().map_or(0, |nanos| nanos / 1_000_000_000)
@@ -154,6 +168,21 @@ mod host_logger {
         std::panic::set_hook(Box::new(|info| {
             host::log(5, &format!("hookgate: panic: {info}"))
         }));
+    }
+
+    /// Takes Envoy's level for this plugin (`-l`, `--component-log-level wasm:<level>`, the
+    /// admin `/logging` endpoint), so that a record Envoy would drop is never formatted nor
+    /// sent: the per-decision debug line costs nothing unless asked for. Called on configure
+    /// and on every tick.
+    pub fn follow_host_level() {
+        let level = match host::log_level() {
+            Ok(0) => log::LevelFilter::Trace,
+            Ok(1) => log::LevelFilter::Debug,
+            Ok(2) | Err(_) => log::LevelFilter::Info,
+            Ok(3) => log::LevelFilter::Warn,
+            Ok(_) => log::LevelFilter::Error,
+        };
+        log::set_max_level(level);
     }
 
     impl log::Log for HostLogger {

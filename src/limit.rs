@@ -156,11 +156,14 @@ pub struct VerifiedWebhook {
     pub url: String,
 }
 
-/// The webhook a request is about (the URL as the event gave it; normalised here).
+/// The webhook a request is about.
 #[derive(Clone, Copy, Debug)]
 pub struct WebhookId<'a> {
     pub name: &'a str,
+    /// The URL as the event gave it (normalised here), or already normalised.
     pub url: &'a str,
+    /// `url` is already in the tracked form (`Destination::url` is): it is not parsed again.
+    pub normalised: bool,
 }
 
 /// What `acquire` took, for `give_back` and `observe_answer`.
@@ -433,7 +436,11 @@ impl Ident {
     fn new(id: &WebhookId) -> Self {
         Ident {
             name: id.name.to_string(),
-            url: normalise_url(id.url),
+            url: if id.normalised {
+                id.url.to_string()
+            } else {
+                normalise_url(id.url)
+            },
         }
     }
 
@@ -479,7 +486,7 @@ pub fn normalise_url(raw: &str) -> String {
 }
 
 /// FNV-1a 64 over the parts in order: stable across builds, platforms and reloads.
-fn fnv1a64(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for part in parts {
         for &byte in *part {

@@ -496,8 +496,8 @@ fn client_certificate(config: EnvoyConfig, pki: &Pki, name: Option<&str>) -> Env
 
 fn fleet(etcd: &Etcd, limit: &Value) -> (Gateway, Gateway) {
     (
-        Gateway::start_with(fleet_config(etcd, limit), 2, &[]),
-        Gateway::start_with(fleet_config(etcd, limit), 2, &[]),
+        Gateway::start_with(fleet_config(etcd, limit), 2, support::DECISION_LINES),
+        Gateway::start_with(fleet_config(etcd, limit), 2, support::DECISION_LINES),
     )
 }
 
@@ -793,7 +793,7 @@ fn shipped_mtls_reaches_etcd_with_client_certificate_auth_and_nothing_else_does(
     // was read.
     for (label, cert) in [("another CA", Some("rogue-client")), ("none", None)] {
         let config = client_certificate(fleet_config(&etcd, &json!({})), &pki, cert);
-        let gw = Gateway::start_with(config, 2, &[]);
+        let gw = Gateway::start_with(config, 2, support::DECISION_LINES);
         eventually("the member failing its health check", || {
             member_flags(&gw, port).contains("failed_active_hc")
         });

@@ -39,7 +39,7 @@ fn config(limit: &Value) -> EnvoyConfig {
 
 /// Envoy with two workers, so that one limit must hold across threads.
 fn gateway(limit: &Value) -> Gateway {
-    Gateway::start_with(config(limit), 2, &[])
+    Gateway::start_with(config(limit), 2, support::DECISION_LINES)
 }
 
 fn test_report(gw: &Gateway, body: &str) -> (Reply, Value) {

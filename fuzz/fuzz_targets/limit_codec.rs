@@ -16,6 +16,7 @@ use libfuzzer_sys::fuzz_target;
 const HOOK: WebhookId<'static> = WebhookId {
     name: "orders",
     url: "https://example.com/hook",
+    normalised: false,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
         let id = WebhookId {
             name: "orders",
             url: "https://example.com/hook",
+            normalised: false,
         };
         let ticket = settings
             .limiter

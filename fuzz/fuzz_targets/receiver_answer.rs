@@ -104,7 +104,11 @@ fuzz_target!(|data: &[u8]| {
     let store = MemStore::default();
     limiter.prepare(&store).expect("prepare");
     let clock = FixedClock(T);
-    let id = WebhookId { name, url: URL };
+    let id = WebhookId {
+        name,
+        url: URL,
+        normalised: false,
+    };
     let ticket = limiter.acquire(&store, &clock, &id).expect("first send");
     let verdict = limiter
         .observe_answer(&store, &ticket, body)

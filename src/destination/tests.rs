@@ -38,7 +38,14 @@ fn policy() -> DestinationPolicy {
 
 fn verdict(policy: &DestinationPolicy, raw: &str) -> V {
     match policy.check(raw) {
-        Ok(_) => P,
+        Ok(destination) => {
+            // The limit tracks `Destination::url` as it is (`WebhookId::normalised`): it must be
+            // the URL's normalised form, and stay so when normalised again.
+            let tracked = crate::limit::normalise_url(raw);
+            assert_eq!(destination.url, tracked, "{raw:?}: tracked URL");
+            assert_eq!(crate::limit::normalise_url(&tracked), tracked, "{raw:?}");
+            P
+        }
         Err(Failure::BlockedDestination(_)) => B,
         Err(Failure::InvalidUrl(_)) => I,
         Err(other) => panic!("{raw:?}: unexpected failure {other:?}"),

@@ -1,6 +1,6 @@
 //! One engine request: the event in, the webhook out, the envelope back.
 
-use super::{host, HostClock, HostStore, Metrics};
+use super::{host, HostClock, HostStore, Metrics, RequestClock};
 use crate::answer::{judge_envoy_reply, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -14,6 +14,7 @@ use crate::report::{ReceivedResponse, Report, SentRequest};
 use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -21,6 +22,10 @@ use std::rc::Rc;
 /// removing every header the caller sent: nothing but a rewritten webhook reaches the forward proxy.
 const ROUTE_MARKER: &str = "x-hookgate-route";
 const TEST_HEADER: &str = "x-hookgate-test";
+/// The filter state property (`wasm.hookgate`) holding the decision record, for access logs.
+const DECISION_PROPERTY: &str = "hookgate";
+/// Envoy's `response.code_details` for an answer that came from the receiver.
+const RECEIVER_ANSWERED: &str = "via_upstream";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 /// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
 /// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
@@ -44,12 +49,10 @@ enum Upstream {
 pub struct Exchange {
     settings: Option<Rc<Settings>>,
     metrics: Rc<Metrics>,
-    /// When the webhook was let go (host nanoseconds), for the latency histogram.
-    sent_at: Option<u64>,
     phase: Phase,
     test: bool,
     webhook: Option<Webhook>,
-    destination: Option<Destination>,
+    destination: Option<Rc<Destination>>,
     ticket: Option<Ticket>,
     sent: Option<SentRequest>,
     upstream: Option<Upstream>,
@@ -88,7 +91,6 @@ impl Exchange {
         Exchange {
             settings,
             metrics,
-            sent_at: None,
             phase: Phase::Receiving,
             test: false,
             webhook: None,
@@ -120,27 +122,31 @@ impl Exchange {
         let settings = self.settings()?;
         // Every header in one host call; a name read here is the first value Envoy holds for
         // it, as proxy_get_header_map_value would return (Envoy's names are lower-case).
-        let headers = host::get_headers(MapType::HttpRequestHeaders)
+        let encoded = host::get_headers_encoded(MapType::HttpRequestHeaders)
             .map_err(|e| Failure::Internal(format!("request header read failed ({})", e.0)))?;
+        let headers = crate::abi::map_pairs(&encoded);
+        // Every header in one host call; a name read here is the first value Envoy holds for
+        // it, as proxy_get_header_map_value would return (Envoy's names are lower-case). Values
+        // as text, lossy for bytes that are not UTF-8; only the few read here are copied.
         let header = |name: &str| {
             headers
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| String::from_utf8_lossy(v))
         };
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
-            header(name).map(str::to_owned)
+            header(name).map(Cow::into_owned)
         })?;
         self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(str::to_owned);
+        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(Cow::into_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
-            return Err(Failure::MethodNotAllowed(method.to_owned()));
+            return Err(Failure::MethodNotAllowed(method.into_owned()));
         }
         let content_type = header("content-type").unwrap_or_default();
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         if !media_type.eq_ignore_ascii_case("application/json") {
-            return Err(Failure::UnsupportedMediaType(content_type.to_owned()));
+            return Err(Failure::UnsupportedMediaType(content_type.into_owned()));
         }
         let limit = settings.config.max_event_bytes;
         let declared = header("content-length");
@@ -162,10 +168,12 @@ impl Exchange {
         let settings = self.settings()?;
         let body = host::get_buffer(BufferType::HttpRequestBody, 0, body_size)
             .map_err(|e| Failure::Internal(format!("request body read failed ({})", e.0)))?;
-        let now = HostClock.now();
-        let event = event::parse(&body, now, settings.config.max_name_length)?;
+        let clock = RequestClock::default();
+        let event = event::parse(&body, &clock, settings.config.max_name_length)?;
         self.webhook = Some(event.webhook.clone());
-        let destination = settings.destinations.check(&event.webhook.url)?;
+        let destination = settings
+            .recent_destinations
+            .check(&settings.destinations, &event.webhook.url)?;
         self.destination = Some(destination.clone());
         let mut headers: Vec<(&str, &str)> =
             Vec::with_capacity(8 + settings.config.static_headers.len());
@@ -191,7 +199,7 @@ impl Exchange {
             &settings,
             self.idempotency_key.as_deref(),
             &event.webhook.name,
-            now,
+            &clock,
             &event.payload,
         )?;
         if let Some(signed) = &signed {
@@ -216,19 +224,17 @@ impl Exchange {
         let id = WebhookId {
             name: &event.webhook.name,
             url: &destination.url,
+            normalised: true,
         };
         let mut acquire = None;
         if let Some(etcd) = &settings.etcd {
             // A webhook this Envoy knows verified (verification never reverts) needs no call.
-            match settings
-                .limiter
-                .cached_free_ticket(&HostStore, &HostClock, &id)
-            {
+            match settings.limiter.cached_free_ticket(&HostStore, &clock, &id) {
                 Some(ticket) => self.ticket = Some(ticket),
-                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id, now)),
+                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id, clock.now())),
             }
         } else {
-            let ticket = settings.limiter.acquire(&HostStore, &HostClock, &id)?;
+            let ticket = settings.limiter.acquire(&HostStore, &clock, &id)?;
             self.ticket = Some(ticket);
         }
         let scheme = if destination.https { "https" } else { "http" };
@@ -257,7 +263,6 @@ impl Exchange {
 
     fn let_go(&mut self) {
         self.phase = Phase::Sent;
-        self.sent_at = host::now_unix_nanos().ok();
         self.metrics.count_sent();
     }
 
@@ -499,12 +504,17 @@ impl Exchange {
         let id = WebhookId {
             name: &webhook.name,
             url: &destination.url,
+            normalised: true,
         };
         settings.limiter.state(&HostStore, &HostClock, &id).ok()
     }
 
-    /// One log line and the outcome counters per decision; no personal data (email, phone,
-    /// variables) in the log.
+    /// The outcome counters and one decision record per decision; no personal data (email,
+    /// phone, variables) in the record. The record goes to the stream's filter state, where
+    /// Envoy's access log prints it (`%FILTER_STATE(wasm.hookgate:PLAIN)%`, envoy/envoy.yaml):
+    /// the access log is buffered and written off the worker thread, where a line in Envoy's
+    /// own log is a synchronous write per request (measured: about 10-20 µs of Envoy CPU per
+    /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
     fn log_decision(&self, outcome: Result<(), &Failure>) {
         let (reason, code) = match outcome {
             Ok(()) => ("delivered", 1),
@@ -518,16 +528,20 @@ impl Exchange {
             (None, Some(w)) => crate::destination::host_as_written(&w.url),
             (None, None) => "-".to_string(),
         };
-        match outcome {
-            Ok(()) => log::info!("hookgate: webhook={name} host={host} outcome=delivered code=1"),
-            Err(f) => log::info!(
-                "hookgate: webhook={name} host={host} outcome={} code={} status={} detail={:?}",
+        let record = match outcome {
+            Ok(()) => format!("webhook={name} host={host} outcome=delivered code=1"),
+            Err(f) => format!(
+                "webhook={name} host={host} outcome={} code={} status={} detail={:?}",
                 f.reason(),
                 f.code().number(),
                 f.http_status(),
                 f.to_string()
             ),
+        };
+        if let Err(e) = host::set_property(DECISION_PROPERTY, record.as_bytes()) {
+            log::warn!("hookgate: decision record not kept (host status {})", e.0);
         }
+        log::debug!("hookgate: {record}");
     }
 
     /// The response headers of a webhook that was sent: who answered, and how.
@@ -537,24 +551,27 @@ impl Exchange {
             .flatten()
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);
-        let details = host::get_property(&["response", "code_details"])
-            .ok()
-            .flatten()
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default();
-        if details == "via_upstream" {
+        // Envoy's own replies (its router's failures, the upstream RBAC, the local reply
+        // mappers) are all 4xx or 5xx: an answer below 400 is the receiver's, and the property
+        // lookup (a host call) is only made when Envoy could have answered instead.
+        let details = if (100..400).contains(&status) {
+            None
+        } else {
+            host::get_property(&["response", "code_details"])
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        let details = details.as_deref().unwrap_or(RECEIVER_ANSWERED);
+        if details == RECEIVER_ANSWERED {
             if self.test {
                 self.received_headers =
                     host::get_headers(MapType::HttpResponseHeaders).unwrap_or_default();
             }
             self.receiver_status = Some(status);
-            if let (Some(sent), Ok(now)) = (self.sent_at, host::now_unix_nanos()) {
-                self.metrics
-                    .record_latency_ms(now.saturating_sub(sent) / 1_000_000);
-            }
             return Upstream::Receiver { status };
         }
-        let failure = judge_envoy_reply(status, &details);
+        let failure = judge_envoy_reply(status, details);
         if failure.delivered() == Delivered::No {
             self.give_back();
         }
@@ -645,7 +662,7 @@ fn sign(
     settings: &Settings,
     idempotency_key: Option<&str>,
     name: &str,
-    now: u64,
+    clock: &dyn Clock,
     payload: &[u8],
 ) -> Result<Option<Signed>, Failure> {
     let secrets = settings.signer.secrets_for(name);
@@ -661,6 +678,7 @@ fn sign(
         }
         None => next_id(),
     };
+    let now = clock.now();
     let signature = signing::signature(secrets, &id, now, payload);
     Ok(Some(Signed {
         id,

@@ -63,6 +63,13 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -149,10 +156,14 @@ pub fn get_header_text(map: MapType, name: &str) -> HostResult<Option<String>> {
 
 /// All headers, names and values as text (lossy for bytes that are not UTF-8).
 pub fn get_headers(map: MapType) -> HostResult<Vec<(String, String)>> {
+    Ok(deserialize_map(&get_headers_encoded(map)?))
+}
+
+/// All headers in the ABI's map encoding (`abi::map_pairs` reads them without copying).
+pub fn get_headers_encoded(map: MapType) -> HostResult<Vec<u8>> {
     // SAFETY: out-pointers valid.
-    let bytes =
-        get_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map as u32, data, size) })?;
-    Ok(bytes.map(|b| deserialize_map(&b)).unwrap_or_default())
+    get_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map as u32, data, size) })
+        .map(Option::unwrap_or_default)
 }
 
 /// Replaces the whole header map (pseudo-headers included) in one host call.
@@ -185,6 +196,21 @@ pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
     get_bytes(|data, size| unsafe {
         proxy_get_property(serialized.as_ptr(), serialized.len(), data, size)
     })
+}
+
+/// Sets a one-segment property: Envoy keeps it in the stream's filter state as `wasm.<name>`,
+/// where access logs read it (`%FILTER_STATE(wasm.<name>:PLAIN)%`).
+pub fn set_property(name: &str, value: &[u8]) -> HostResult<()> {
+    // SAFETY: name and value slices live.
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Envoy's log level for this plugin (proxy-wasm levels: 0 trace .. 4 error, 5 critical).
+pub fn log_level() -> HostResult<u32> {
+    let mut level: u32 = 0;
+    // SAFETY: the host writes one u32.
+    check(unsafe { proxy_get_log_level(&mut level) })?;
+    Ok(level)
 }
 
 /// Shared data of this vm_id: the value (None when missing) and its CAS token.

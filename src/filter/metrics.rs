@@ -1,14 +1,16 @@
-//! Counters and a latency histogram, defined through proxy-wasm so they appear on Envoy's
+//! Counters and a gauge, defined through proxy-wasm so they appear on Envoy's
 //! `/stats` and `/stats/prometheus` (Envoy prefixes them with `wasmcustom.`):
 //! - `hookgate.outcome.<reason>`: one per answer to the engine (`delivered`, or the failure's
 //!   reason, e.g. `blocked_destination`, `over_limit`, `invalid_name`);
 //! - `hookgate.code.<code>`: one per answer, by envelope code;
 //! - `hookgate.sent`: webhooks let go towards a receiver;
-//! - `hookgate.receiver_latency_ms`: time from letting a webhook go to the receiver's answer;
 //! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
 //!
+//! The receiver's latency is Envoy's own histogram of the `webhooks` cluster,
+//! `cluster.webhooks.upstream_rq_time`: a copy kept here cost two host calls a request.
+//!
 //! Names are defined on first use and their ids kept per worker; a metric that cannot be
-//! defined is skipped, never fatal. The per-request ones (`sent`, the latency, the outcome and
+//! defined is skipped, never fatal. The per-request ones (`sent`, the outcome and
 //! code counters) are found again without building or hashing their names.
 
 use std::cell::{Cell, RefCell};
@@ -16,7 +18,6 @@ use std::collections::HashMap;
 
 const COUNTER: u32 = 0;
 const GAUGE: u32 = 1;
-const HISTOGRAM: u32 = 2;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -34,7 +35,6 @@ extern "C" {
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
     sent: Cell<Option<u32>>,
-    latency: Cell<Option<u32>>,
     /// `hookgate.outcome.<reason>` ids by reason (a failure's `reason()` or "delivered").
     outcomes: RefCell<Vec<(&'static str, u32)>>,
     /// `hookgate.code.<code>` ids by code.
@@ -47,14 +47,6 @@ impl Metrics {
         if let Some(id) = self.fixed(&self.sent, COUNTER, "hookgate.sent") {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) };
-        }
-    }
-
-    /// `hookgate.receiver_latency_ms`.
-    pub fn record_latency_ms(&self, value: u64) {
-        if let Some(id) = self.fixed(&self.latency, HISTOGRAM, "hookgate.receiver_latency_ms") {
-            // SAFETY: plain values.
-            unsafe { proxy_record_metric(id, value) };
         }
     }
 

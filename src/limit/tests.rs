@@ -101,12 +101,17 @@ impl Clock for FakeClock {
 const T: u64 = 1_700_000_000;
 
 fn id<'a>(name: &'a str, url: &'a str) -> WebhookId<'a> {
-    WebhookId { name, url }
+    WebhookId {
+        name,
+        url,
+        normalised: false,
+    }
 }
 
 const HOOK: WebhookId<'static> = WebhookId {
     name: "orders",
     url: "https://example.com/hook",
+    normalised: false,
 };
 
 fn limiter(config: LimitConfig) -> Limiter {
@@ -1694,4 +1699,24 @@ fn cost_measurement() {
         "tracked() over 1250 buckets: {tracked} in {:?}",
         start.elapsed()
     );
+}
+
+/// A URL given as already normalised (`Destination::url`) is tracked as it is; the same webhook
+/// written otherwise, and normalised here, is the same entry.
+#[test]
+fn normalised_and_written_urls_are_one_webhook() {
+    let limiter = limiter(LimitConfig::default());
+    let store = prepared(&limiter);
+    let clock = FakeClock::at(T);
+    let written = id("orders", "HTTPS://Example.COM:443/a/../hook#frag");
+    let tracked = normalise_url(written.url);
+    assert_eq!(tracked, "https://example.com/hook");
+    let normalised = WebhookId {
+        name: "orders",
+        url: &tracked,
+        normalised: true,
+    };
+    let ticket = limiter.acquire(&store, &clock, &normalised).unwrap();
+    assert_eq!(ticket.tracked_url(), tracked);
+    over(limiter.acquire(&store, &clock, &written));
 }

@@ -58,9 +58,17 @@ fn envoy_process(path: &Path, concurrency: u32) -> Command {
         "--disable-hot-restart",
         "-l",
         "info",
+        // The access log (Envoy's stdout) is flushed every 100 ms instead of every 10 s.
+        "--file-flush-interval-msec",
+        "100",
     ]);
     process
 }
+
+/// Envoy arguments that put hookgate's decision line in Envoy's own log (at debug level), for
+/// tests that read decisions as they happen, with the worker thread that made them. Production
+/// keeps the record in the access log only (envoy/envoy.yaml; tests/metrics.rs).
+pub const DECISION_LINES: &[&str] = &["--component-log-level", "wasm:debug"];
 
 /// A scratch directory for one test.
 pub fn scratch(label: &str) -> PathBuf {
@@ -271,7 +279,7 @@ impl Gateway {
             let child = envoy_process(&path, concurrency)
                 .args(extra_args)
                 .current_dir(&dir)
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(dir.join("access.log")).unwrap())
                 .stderr(log)
                 .spawn()
                 .expect("start envoy");
@@ -322,8 +330,17 @@ impl Gateway {
         http::raw(self.port, request).unwrap()
     }
 
+    /// Envoy's own log, then its access log (stdout, flushed every 100 ms here).
     pub fn logs(&self) -> String {
+        self.envoy_log() + &self.access_log()
+    }
+
+    pub fn envoy_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
     /// A counter or gauge from the admin endpoint.

@@ -17,6 +17,7 @@ const T: u64 = 1_700_000_000;
 const HOOK: WebhookId<'static> = WebhookId {
     name: "orders",
     url: "https://example.com/hook",
+    normalised: false,
 };
 
 // Answers recorded from etcd 3.4.23 (JSON gateway on loopback).
@@ -271,6 +272,7 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
         &WebhookId {
             name: "x",
             url: "HTTP://Example.com:80/a/../b#f",
+            normalised: false,
         },
         T,
     );
@@ -550,6 +552,7 @@ fn verification_is_stored_without_lease_and_frees_every_envoy() {
     let other = WebhookId {
         name: "orders",
         url: "https://example.com/other",
+        normalised: false,
     };
     let sent = admitted(acquire(&mut fake, &limiter, &other, T));
     assert_eq!(
