@@ -93,7 +93,7 @@ start_receiver
 receiver_seen=$(wc -l <"$tmp/receiver.log")
 # shellcheck disable=SC2086 # $envoy may be "func-e run"
 $envoy -c envoy/run.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info \
-  >"$tmp/envoy.log" 2>&1 &
+  --file-flush-interval-msec 200 >"$tmp/envoy.log" 2>&1 &
 envoy_pid=$!
 if ! wait_for ready; then cat "$tmp/envoy.log" >&2; exit 1; fi
 echo "hookgate demo (run $RUN): gateway $GATEWAY (envoy/run.yaml), demo receiver $RECEIVER"
@@ -158,8 +158,9 @@ send --expect 200 --quiet --name "Down$RUN" examples/events/automation.json
 show "13. the receiver does not answer within the route timeout (10 s) -> 504, delivered unknown"
 send --expect 504 --name "Slow$RUN" examples/events/slow-receiver.json
 
-show "the gateway's log: one line per decision (no email, phone or variables)"
-grep -o 'hookgate: webhook=.*' "$tmp/envoy.log" | sed 's/^/    /' || echo "    (none)"
+show "the gateway's access log: one line per decision (no email, phone or variables)"
+sleep 0.5 # the access log is flushed every 200 ms here
+grep '"hookgate":"webhook=' "$tmp/envoy.log" | sed 's/^/    /' || echo "    (none)"
 
 if [ "$failures" -ne 0 ]; then
   echo

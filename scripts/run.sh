@@ -9,4 +9,6 @@ receiver=$!
 trap 'kill $receiver 2>/dev/null || true' EXIT INT TERM
 echo "hookgate: listening on :10000, admin on 127.0.0.1:9901 (Ctrl-C stops)"
 # shellcheck disable=SC2086 # $envoy may be "func-e run"
-$envoy -c envoy/run.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info
+# The access log (one JSON line per decision) goes to stdout, flushed every second here.
+$envoy -c envoy/run.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info \
+  --file-flush-interval-msec 1000
