@@ -482,13 +482,21 @@ def main():
             if s != code:
                 fail(f"{label}: expected {code}, got {s}: {b[:200]!r}")
     ref_rows = {k: [] for k in cases}
+    # The bound for any local answer: plain Envoy (A) forwarding the payload, and answering it
+    # itself (no x-hookgate-route: the route's direct_response 403, through the local-reply mappers).
+    envoy_rows = {"delivery": [], "own 403": []}
     for _ in range(GROWTH_ROUNDS):
         for label, (path, code, _) in cases.items():
             ref_rows[label].append(run(envoys["B"], SHORT, path, expect_ok=code is None))
+        envoy_rows["delivery"].append(run(envoys["A"], SHORT, pl10, receiver, "http"))
+        envoy_rows["own 403"].append(run(envoys["A"], SHORT, pl10, expect_ok=False))
     delivery = med([r["rps"] for r in ref_rows["delivery"]])
     for label, rows in ref_rows.items():
         say(f"{label}: {fmt_rps(med([r['rps'] for r in rows]))} req/s, p50 {ms(med([r['p50_us'] for r in rows]))} ms"
             + ("" if label == "delivery" else f", {med([r['rps'] for r in rows]) / delivery:.2f}x a delivery"))
+    envoy_bound = med([r["rps"] for r in envoy_rows["own 403"]]) / med([r["rps"] for r in envoy_rows["delivery"]])
+    say(f"plain Envoy: its own 403 is {envoy_bound:.2f}x its delivery (CPU µs/req "
+        f"{med([r['cpu_us'] for r in envoy_rows['delivery']]):.0f} / {med([r['cpu_us'] for r in envoy_rows['own 403']]):.0f})")
     rss_end_b = envoys["B"].rss_mb()
     envoys["A"].stop()
 
@@ -637,9 +645,18 @@ def write_report(v):
         r = med([x["rps"] for x in rows])
         w(f"| {label} | {fmt_rps(r)} | {ms(med([x['p50_us'] for x in rows]))} | {ms(med([x['p99_us'] for x in rows]))} | "
           f"{r / delivery:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
+    a_delivery = med([x["rps"] for x in v["envoy_rows"]["delivery"]])
+    for label, rows in v["envoy_rows"].items():
+        r = med([x["rps"] for x in rows])
+        w(f"| plain Envoy (A): {label} | {fmt_rps(r)} | {ms(med([x['p50_us'] for x in rows]))} | "
+          f"{ms(med([x['p99_us'] for x in rows]))} | {r / a_delivery:.2f} of A's delivery | {med([x['cpu_us'] for x in rows]):.0f} |")
     w("")
     w("Every refusal here comes after the whole event was read and keeps wrk's connection (the listener sets "
       "`override_stream_error_on_invalid_http_message`; before, Envoy closed the connection after a 400).\n")
+    w(f"The bound: plain Envoy answering a request itself (the route's `direct_response` 403, no filter, no "
+      f"upstream) is only {v['envoy_bound']:.2f}x its own delivery of the same payload: reading and answering the "
+      f"engine's HTTP costs about as much as forwarding it over a kept-alive upstream connection. A refusal by "
+      f"any filter costs at least that.\n")
     w("### Against the targets\n")
     refusal_min = min(med([x["rps"] for x in rows]) / delivery for k, rows in v["ref_rows"].items() if k != "delivery")
     spread = (max(tr_bf.values()) - min(tr_bf.values())) if tr_bf else float("nan")

@@ -1,10 +1,10 @@
 // hookgate's wasm cost without Envoy: runs hookgate.wasm's real callbacks for one delivery (the
-// bench's 10-variable event, a verified webhook, a receiver answering {"ok":true}) under node's
+// bench's event (10 variables unless told), a verified webhook, a receiver answering {"ok":true}) under node's
 // V8, against a stub proxy-wasm host that answers from memory. Prints the time per request and
 // the host calls per request. Deterministic enough to compare builds; not the Envoy figure (the
 // stub host is cheap, Envoy's host calls are not): `make bench` is.
 //
-//   node bench/wasm-profile.js hookgate.wasm [requests]
+//   node bench/wasm-profile.js hookgate.wasm [requests] [variables per event, 10]
 //   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/wasm-profile.js hookgate.wasm 100000
 //   node bench/wasm-profile.js --report /tmp/prof/<file>.cpuprofile   # wasm time by callback and function
 'use strict';
@@ -13,13 +13,13 @@ const fs = require('fs');
 if (process.argv[2] === '--report') {
   report(process.argv[3]);
 } else {
-  run(process.argv[2] || 'hookgate.wasm', Number(process.argv[3] || 20000));
+  run(process.argv[2] || 'hookgate.wasm', Number(process.argv[3] || 20000), Number(process.argv[4] || 10));
 }
 
-function run(wasmPath, requests) {
+function run(wasmPath, requests, variableCount) {
   const url = 'http://127.0.0.1:35307/hook';
   const variables = [];
-  for (let i = 1; i <= 10; i++) {
+  for (let i = 1; i <= variableCount; i++) {
     const n = String(i).padStart(2, '0');
     variables.push({[`variable${n}`]: `value-${n}`});
   }

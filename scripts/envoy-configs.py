@@ -97,7 +97,15 @@ def mapper(comment, expression, delivered, detail, envelope, status=None):
 
 
 def local_reply_mappers():
+    pad = " " * 12
     return "\n".join([
+        pad + "# hookgate's own replies (it marks the engine's request before answering): left as they",
+        pad + "# are, without evaluating the CEL filters below (about 7 us a reply). Replies of Envoy's",
+        pad + "# after hookgate saw the request pass through hookgate, which writes the envelope; a",
+        pad + "# refused caller that sends the header itself gets Envoy's plain 403.",
+        pad + "- filter:",
+        pad + "    header_filter:",
+        pad + "      header: {name: x-hookgate-replied, present_match: true}",
         mapper(
             ["A caller from a refused network (the caller RBAC before hookgate)."],
             "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",

@@ -86,6 +86,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-request-id",
     "x-hookgate-route",
     "x-hookgate-test",
+    "x-hookgate-replied",
 ];
 
 /// A lower-case header name (the form configuration keys must use).

@@ -460,3 +460,41 @@ fn an_invalid_plugin_configuration_stops_envoy_with_a_clear_line() {
         "{log}"
     );
 }
+
+/// hookgate marks the engine's request when it answers itself, so that Envoy's local-reply
+/// mappers leave its reply alone without evaluating their CEL filters (envoy/envoy.yaml). The
+/// engine's own copy of the marker changes nothing: a delivery goes without it, a refusal is
+/// hookgate's envelope, and a reply Envoy makes after hookgate saw the headers (here the
+/// request timeout, with a body that never ends) passes through hookgate, which writes the
+/// envelope.
+#[test]
+fn the_replied_marker_is_hookgates_alone() {
+    let config = loopback_config().edit(|yaml| {
+        let hcm = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        hcm["request_timeout"] = serde_yaml::Value::String("1s".into());
+    });
+    let gw = Gateway::start(config);
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let marker = [("x-hookgate-replied", "1")];
+    let body = event(&unique_name("Marked"), &receiver.url("/"));
+    assert_answer(&gw.post_with(&body, &marker), 200, "yes", 1, "{}");
+    assert_eq!(receiver.records()[0].header("x-hookgate-replied"), None);
+    let bad = event("Bad Name", &receiver.url("/"));
+    assert_answer(
+        &gw.post_with(&bad, &marker),
+        400,
+        "no",
+        21111011,
+        QUERY_ERROR,
+    );
+    let unfinished = format!(
+        "POST / HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+         x-hookgate-replied: 1\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    );
+    let reply = gw.raw(unfinished.as_bytes());
+    assert_answer(&reply, 500, "no", 21111011, QUERY_ERROR);
+    assert_eq!(receiver.records().len(), 1);
+}

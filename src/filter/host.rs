@@ -40,6 +40,13 @@ extern "C" {
         return_size: *mut usize,
     ) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -164,6 +171,20 @@ pub fn get_headers_encoded(map: MapType) -> HostResult<Vec<u8>> {
     // SAFETY: out-pointers valid.
     get_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map as u32, data, size) })
         .map(Option::unwrap_or_default)
+}
+
+/// Sets one header (replacing any value it had).
+pub fn set_header(map: MapType, name: &str, value: &str) -> HostResult<()> {
+    // SAFETY: name and value slices live.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
 }
 
 /// Replaces the whole header map (pseudo-headers included) in one host call.
