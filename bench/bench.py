@@ -654,9 +654,12 @@ def write_report(v):
     w("Every refusal here comes after the whole event was read and keeps wrk's connection (the listener sets "
       "`override_stream_error_on_invalid_http_message`; before, Envoy closed the connection after a 400).\n")
     w(f"The bound: plain Envoy answering a request itself (the route's `direct_response` 403, no filter, no "
-      f"upstream) is only {v['envoy_bound']:.2f}x its own delivery of the same payload: reading and answering the "
-      f"engine's HTTP costs about as much as forwarding it over a kept-alive upstream connection. A refusal by "
-      f"any filter costs at least that.\n")
+      f"upstream, through the listener's local-reply mappers, which rewrite it into an envelope) is "
+      f"{v['envoy_bound']:.2f}x its own delivery of the same payload: reading and answering the engine's HTTP is "
+      f"most of what a request costs Envoy, forwarding it over a kept-alive upstream connection adds little. "
+      f"hookgate's refusals skip the mappers (`x-hookgate-replied`, envoy/envoy.yaml) and still cost about as "
+      f"much as plain Envoy's whole delivery: a refusal can be about as many times faster than a delivery as "
+      f"hookgate's delivery costs over plain Envoy's.\n")
     w("### Against the targets\n")
     refusal_min = min(med([x["rps"] for x in rows]) / delivery for k, rows in v["ref_rows"].items() if k != "delivery")
     spread = (max(tr_bf.values()) - min(tr_bf.values())) if tr_bf else float("nan")
