@@ -6,8 +6,9 @@
 //! - `hookgate.sent`: webhooks let go towards a receiver;
 //! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
 //!
-//! The receiver's latency is Envoy's own histogram of the `webhooks` cluster,
-//! `cluster.webhooks.upstream_rq_time`: a copy kept here cost two host calls a request.
+//! Latency is Envoy's own: `http.hookgate.downstream_rq_time` (the engine's view) and the
+//! `upstream_rq_time` of the forward proxy's per-receiver sub-clusters. A copy kept here cost
+//! two host calls a request.
 //!
 //! Names are defined on first use and their ids kept per worker; a metric that cannot be
 //! defined is skipped, never fatal. The per-request ones (`sent`, the outcome and
