@@ -36,6 +36,7 @@ ROUND = 3 if QUICK else 6  # seconds per main round
 SHORT = 2 if QUICK else 4  # seconds per growth / refusal round
 MAIN_ROUNDS = 2 if QUICK else 5
 GROWTH_ROUNDS = 1 if QUICK else 2
+TRACKED_ROUNDS = 2 if QUICK else 4  # each round: F, then every B_N
 WARMUP = 1 if QUICK else 2
 VARIABLES = [1, 10, 100, 1000]
 TRACKED = [1, 1000, 100000]
@@ -500,13 +501,15 @@ def main():
     rss_end_b = envoys["B"].rss_mb()
     envoys["A"].stop()
 
-    # ---- tracked webhooks: a fresh Envoy per count, table of MAX_TRACKED, BenchHook verified by key
-    say(f"\n== tracked webhooks (max_tracked {MAX_TRACKED}), F and B_N alternating, {GROWTH_ROUNDS} x {SHORT} s each")
+    # ---- tracked webhooks: one Envoy per count, table of MAX_TRACKED, BenchHook verified by key;
+    # all filled first, then measured in the same alternating rounds (F, B_1, B_1000, B_100000)
+    say(f"\n== tracked webhooks (max_tracked {MAX_TRACKED}), F and every B_N alternating, {TRACKED_ROUNDS} x {SHORT} s each")
     tracked_rows = {}
     verify_url = f"http://{receiver}/verify"
     tracked_plugin = plugin({"max_tracked": MAX_TRACKED, "keys": {BENCH_NAME: KEY}})
     tracked_event = body_file("tracked.json", event(BENCH_NAME, verify_url, 10))
     prefill_event = body_file("prefill.json", event("Pre%d", url, 10))
+    tracked_envoys = {}
     for n in TRACKED:
         e = Envoy(f"B{n}", "B", plugin=tracked_plugin)
         rss0 = e.rss_mb()
@@ -536,15 +539,18 @@ def main():
             fail(f"B{n}: BenchHook not verified by key: {s} {b[:200]!r} / {s2} {b2[:300]!r}")
         rss1 = e.rss_mb()
         run(e, WARMUP, tracked_event)
-        pairs = []
-        for _ in range(GROWTH_ROUNDS):
-            f = run(envoys["F"], SHORT, *target("F"))
-            b = run(e, SHORT, tracked_event)
-            pairs.append((f, b))
-        tracked_rows[n] = dict(pairs=pairs, ready=e.ready_s, rss0=rss0, rss1=rss1, fill_s=fill_s)
-        say(f"{n} tracked (prefill {fill_s:.1f} s, RSS {rss0:.1f} -> {rss1:.1f} MB, ready {e.ready_s:.2f} s): "
-            f"F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, B {fmt_rps(med([p[1]['rps'] for p in pairs]))}, "
-            f"B/F {med([p[1]['rps'] / p[0]['rps'] for p in pairs]):.3f}")
+        tracked_envoys[n] = e
+        tracked_rows[n] = dict(pairs=[], ready=e.ready_s, rss0=rss0, rss1=rss1, fill_s=fill_s)
+        say(f"{n} tracked: prefill {fill_s:.1f} s, RSS {rss0:.1f} -> {rss1:.1f} MB, ready {e.ready_s:.2f} s")
+    for _ in range(TRACKED_ROUNDS):
+        f = run(envoys["F"], SHORT, *target("F"))
+        for n, e in tracked_envoys.items():
+            tracked_rows[n]["pairs"].append((f, run(e, SHORT, tracked_event)))
+    for n, d in tracked_rows.items():
+        pairs = d["pairs"]
+        say(f"{n} tracked: F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, B {fmt_rps(med([p[1]['rps'] for p in pairs]))}, "
+            f"B/F {med([p[1]['rps'] / p[0]['rps'] for p in pairs]):.3f}, CPU us/req B {med([p[1]['cpu_us'] for p in pairs]):.0f}")
+    for e in tracked_envoys.values():
         e.stop()
 
     elapsed = time.monotonic() - t0
@@ -623,7 +629,8 @@ def write_report(v):
           f"{med([p[0]['cpu_us'] for p in pairs]):.0f} / {med([p[1]['cpu_us'] for p in pairs]):.0f} |")
     w("")
     w("### Webhooks tracked by the limit\n")
-    w(f"A fresh B per count, `limit.max_tracked` {MAX_TRACKED} for every count (the same table, only its fill "
+    w(f"One B per count, all filled first and then measured in the same alternating rounds (F, then every B_N; "
+      f"{TRACKED_ROUNDS} rounds of {SHORT} s), `limit.max_tracked` {MAX_TRACKED} for every count (the same table, only its fill "
       f"changes), the bench webhook verified by key at run time (it is in the table and each request reads its "
       f"bucket, unlike the main B whose webhook is listed in `limit.verified` and never touches the table). "
       f"The table was filled honestly, through the gateway: N-1 distinct webhook names posted with wrk and delivered "
