@@ -441,18 +441,22 @@ def main():
     for label, e in envoys.items():  # warm-up: V8 tiers, connection pools
         run(e, WARMUP, *target(label))
 
-    # ---- main: alternating rounds A, F, B
+    # ---- main: alternating rounds of A, F and B
     say(f"\n== main: {MAIN_ROUNDS} rounds of {ROUND} s, wrk -t1 -c{CONNECTIONS}, 10 variables")
     main_rows, rss_rounds = [], []
     for i in range(MAIN_ROUNDS):
         row = {}
-        for label in ("A", "F", "B"):
+        # The order turns every round (A F B, F B A, B A F, ...): the Envoy measured right
+        # after another tended to come out slower, so no one keeps that place.
+        order = ("A", "F", "B")[i % 3:] + ("A", "F", "B")[:i % 3]
+        for label in order:
             before = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") if label == "B" else 0
             row[label] = run(envoys[label], ROUND, *target(label))
             if label == "B":
                 delivered = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") - before
                 if delivered < row["B"]["requests"]:
                     fail(f"B answered {row['B']['requests']} requests but delivered only {delivered}")
+        row = {k: row[k] for k in ("A", "F", "B")}
         rss_rounds.append(envoys["B"].rss_mb())
         main_rows.append(row)
         say(f"round {i + 1}: " + "  ".join(f"{k} {fmt_rps(v['rps'])} req/s (p50 {ms(v['p50_us'])} ms, p99 {ms(v['p99_us'])} ms)"
@@ -469,9 +473,13 @@ def main():
             run(envoys["F"], 1, *target("F", n))
             run(envoys["B"], 1, *target("B", n))
         pairs = []
-        for _ in range(GROWTH_ROUNDS):
-            f = run(envoys["F"], SHORT, *target("F", n))
-            b = run(envoys["B"], SHORT, *target("B", n))
+        for r in range(GROWTH_ROUNDS):
+            if r % 2:
+                b = run(envoys["B"], SHORT, *target("B", n))
+                f = run(envoys["F"], SHORT, *target("F", n))
+            else:
+                f = run(envoys["F"], SHORT, *target("F", n))
+                b = run(envoys["B"], SHORT, *target("B", n))
             pairs.append((f, b))
         var_rows[n] = pairs
         say(f"{n} variables ({os.path.getsize(bodies[n][0])} B event): F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, "
@@ -554,10 +562,11 @@ def main():
         tracked_envoys[n] = e
         tracked_rows[n] = dict(pairs=[], ready=e.ready_s, rss0=rss0, rss1=rss1, fill_s=fill_s)
         say(f"{n} tracked: prefill {fill_s:.1f} s, RSS {rss0:.1f} -> {rss1:.1f} MB, ready {e.ready_s:.2f} s")
-    for _ in range(TRACKED_ROUNDS):
+    for r in range(TRACKED_ROUNDS):
         f = run(envoys["F"], SHORT, *target("F"))
-        for n, e in tracked_envoys.items():
-            tracked_rows[n]["pairs"].append((f, run(e, SHORT, tracked_event)))
+        counts = list(tracked_envoys)
+        for n in counts[r % len(counts):] + counts[:r % len(counts)]:  # the order turns too
+            tracked_rows[n]["pairs"].append((f, run(tracked_envoys[n], SHORT, tracked_event)))
     for n, d in tracked_rows.items():
         pairs = d["pairs"]
         say(f"{n} tracked: F {fmt_rps(med([p[0]['rps'] for p in pairs]))}, B {fmt_rps(med([p[1]['rps'] for p in pairs]))}, "
