@@ -6,12 +6,12 @@
 //! from their own raw text. Error details name fields, never their values, so that no personal
 //! data reaches a log line.
 
+mod variables;
+
 use crate::clock::{format_utc, Clock};
 use crate::envelope::push_json_string;
 use crate::error::Failure;
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -264,19 +264,17 @@ impl<'a> Object<'a> {
     }
 
     /// `variables`: the documented array of one-key objects, or a flat object turned into it;
-    /// read once, from its raw text, straight into its pairs.
+    /// its pairs scanned from its raw text (`variables.rs`).
     fn write_variables(&self, out: &mut Vec<u8>) -> Result<(), Failure> {
         let Some(raw) = self.present("variables") else {
             out.extend_from_slice(b"[]");
             return Ok(());
         };
-        let pairs = serde_json::from_str::<Variables>(raw.get())
-            .map_err(|_| {
-                Failure::InvalidEvent(
-                    "wrong shape for variables (an array of one-key objects, or an object)".into(),
-                )
-            })?
-            .0;
+        let pairs = variables::pairs(raw.get()).ok_or_else(|| {
+            Failure::InvalidEvent(
+                "wrong shape for variables (an array of one-key objects, or an object)".into(),
+            )
+        })?;
         out.push(b'[');
         for (i, (key, value)) in pairs.iter().enumerate() {
             if i > 0 {
@@ -285,7 +283,7 @@ impl<'a> Object<'a> {
             out.push(b'{');
             push_key(out, key);
             out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(value.as_bytes());
             out.push(b'}');
         }
         out.push(b']');
@@ -434,60 +432,6 @@ impl<'de> DeserializeSeed<'de> for ItemSeed {
     type Value = Object<'de>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Object<'de>, D::Error> {
         deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// `variables` read straight into its pairs: an array of one-key objects, or a flat object.
-struct Variables<'a>(Vec<(Key<'a>, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Variables<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct VariablesVisitor;
-        impl<'de> Visitor<'de> for VariablesVisitor {
-            type Value = Variables<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of one-key objects, or an object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Variables<'de>, M::Error> {
-                Ok(Variables(read_fields(map)?))
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Variables<'de>, S::Error> {
-                let mut pairs = Vec::with_capacity(seq.size_hint().unwrap_or(16));
-                while let Some(pair) = seq.next_element_seed(PairSeed)? {
-                    pairs.push(pair);
-                }
-                Ok(Variables(pairs))
-            }
-        }
-        deserializer.deserialize_any(VariablesVisitor)
-    }
-}
-
-/// One item of the variables array: an object of exactly one field.
-struct PairSeed;
-
-impl<'de> DeserializeSeed<'de> for PairSeed {
-    type Value = (Key<'de>, &'de RawValue);
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        struct PairVisitor;
-        impl<'de> Visitor<'de> for PairVisitor {
-            type Value = (Key<'de>, &'de RawValue);
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of one field")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                use serde::de::Error;
-                let key = map
-                    .next_key_seed(KeySeed)?
-                    .ok_or_else(|| M::Error::custom("an empty variable"))?;
-                let value = map.next_value::<&'de RawValue>()?;
-                if map.next_key::<IgnoredAny>()?.is_some() {
-                    return Err(M::Error::custom("a variable of several fields"));
-                }
-                Ok((key, value))
-            }
-        }
-        deserializer.deserialize_map(PairVisitor)
     }
 }
 
