@@ -583,6 +583,27 @@ def main():
         write_fleet_report(fleet_case(receiver, url, plugin), envoy_version, wasm_size)
 
 
+def write_section(name, lines, heading):
+    """Writes a report to WORK/<name>.md and between the bench:<name> markers of OUT (appended,
+    after `heading`, when the markers are missing)."""
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(WORK, f"{name}.md"), "w") as f:
+        f.write(text)
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    try:
+        with open(OUT) as f:
+            doc = f.read()
+    except OSError:
+        doc = ""
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
+    else:
+        doc = (doc or "# Benchmarks\n\n") + f"\n{heading}{begin}\n{text}{end}\n"
+    with open(OUT, "w") as f:
+        f.write(doc)
+    print(f"\nresults written to {OUT} (section between the bench:{name} markers); also {WORK}/{name}.md")
+
+
 def write_report(v):
     main_rows = v["main_rows"]
     envoys = v["envoys"]
@@ -705,22 +726,7 @@ def write_report(v):
       f"B's CPU µs/req {', '.join(f'{tr_cpu[n]:.0f}' for n in tr)} | "
       f"{'yes' if growth <= 1.05 else 'no'} ({max(tr)} tracked cost {growth:.3f}x one; flat: at most 1.05x) |")
     w("")
-    text = "\n".join(L) + "\n"
-    with open(os.path.join(WORK, "latest.md"), "w") as f:
-        f.write(text)
-    begin, end = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
-    try:
-        with open(OUT) as f:
-            doc = f.read()
-    except OSError:
-        doc = ""
-    if begin in doc and end in doc:
-        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
-    else:
-        doc = (doc or "# Benchmarks\n\n") + f"\n{begin}\n{text}{end}\n"
-    with open(OUT, "w") as f:
-        f.write(doc)
-    print(f"\nresults written to {OUT} (section between the bench:latest markers); also {WORK}/latest.md")
+    write_section("latest", L, "")
 
 
 # ---------------------------------------------------------------- fleet (etcd)
@@ -937,22 +943,7 @@ def write_fleet_report(result, envoy_version, wasm_size):
       f"non-2xx and socket errors 0; over-limit all non-2xx). etcd held {result['keys']} first-send keys for the "
       f"{result['first_sends']} first sends wrk counted through B-etcd (a request wrk cut at the end of a round may "
       f"have been decided).\n")
-    text = "\n".join(L) + "\n"
-    with open(os.path.join(WORK, "fleet.md"), "w") as f:
-        f.write(text)
-    begin, end = "<!-- bench:fleet:begin -->", "<!-- bench:fleet:end -->"
-    try:
-        with open(OUT) as f:
-            doc = f.read()
-    except OSError:
-        doc = ""
-    if begin in doc and end in doc:
-        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
-    else:
-        doc = (doc or "# Benchmarks\n\n") + f"\n## Fleet (etcd)\n\n{begin}\n{text}{end}\n"
-    with open(OUT, "w") as f:
-        f.write(doc)
-    print(f"\nfleet results written to {OUT} (section between the bench:fleet markers); also {WORK}/fleet.md")
+    write_section("fleet", L, "## Fleet (etcd)\n\n")
 
 
 def cleanup():
