@@ -233,7 +233,7 @@ impl Exchange {
             // A webhook this Envoy knows verified (verification never reverts) needs no call.
             match settings.limiter.cached_free_ticket(&HostStore, &clock, &id) {
                 Some(ticket) => self.ticket = Some(ticket),
-                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id, clock.now())),
+                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id)),
             }
         } else {
             let ticket = settings.limiter.acquire(&HostStore, &clock, &id)?;
@@ -295,7 +295,7 @@ impl Exchange {
         };
         let limiter = &settings.limiter;
         match pending {
-            Pending::Acquire(mut op) => match op.on_reply(limiter, reply) {
+            Pending::Acquire(mut op) => match op.on_reply(limiter, reply, &HostClock) {
                 Next::Call(call) => {
                     if let Err(failure) = self.dispatch(call, Pending::Acquire(op)) {
                         self.refuse(failure);

@@ -28,6 +28,8 @@
 //! is `s` seconds ahead of the one that sent allows the next send `s` seconds early (and one
 //! behind, `s` seconds late); keep the fleet on NTP (skews of milliseconds do not matter). A
 //! send time more than an hour in the future is taken for a clock error and dropped, as locally.
+//! The decider reads its clock when the record is in hand (each read, each failed compare), not
+//! when the request arrived: a send another Envoy stored meanwhile is then never in its future.
 //!
 //! etcd's clock only collects garbage: every write of an unverified record attaches a fresh
 //! lease of [`LEASE_TTL_SECS`] (the hour plus a margin), so the key of a webhook that stops
@@ -44,6 +46,7 @@
 use serde::Deserialize;
 
 use super::{give_back_send, Admission, Ident, LimitState, Limiter, Record, Ticket, WebhookId};
+use crate::clock::Clock;
 use crate::error::Failure;
 use std::cell::Cell;
 
@@ -211,6 +214,7 @@ pub struct Acquire {
     key: String,
     ident: Ident,
     pre: bool,
+    /// The decider's clock, read when the record is in hand (see `decide`).
     now: u64,
     attempts: u32,
     retries: u32,
@@ -220,7 +224,7 @@ pub struct Acquire {
 }
 
 impl Acquire {
-    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId, now: u64) -> (Acquire, Call) {
+    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId) -> (Acquire, Call) {
         let ident = Ident::new(id);
         let key = etcd.key(limiter, &ident.name, &ident.url);
         let call = range(&key);
@@ -228,7 +232,7 @@ impl Acquire {
             pre: limiter.is_pre_verified(&ident),
             key,
             ident,
-            now,
+            now: 0,
             attempts: 0,
             retries: 0,
             lease: 0,
@@ -238,14 +242,22 @@ impl Acquire {
         (op, call)
     }
 
-    pub fn on_reply(&mut self, limiter: &Limiter, reply: Reply) -> Next<Decided> {
+    /// `clock` is read only when a record has just been read and a decision is made on it.
+    pub fn on_reply(
+        &mut self,
+        limiter: &Limiter,
+        reply: Reply,
+        clock: &dyn Clock,
+    ) -> Next<Decided> {
         let body = match ok_body(reply) {
             Ok(body) => body,
             Err(why) => return self.retry(why),
         };
         let state = std::mem::replace(&mut self.state, AcquireState::Reading);
         let step = match state {
-            AcquireState::Reading => parse_range(body).and_then(|kv| self.decide(limiter, kv)),
+            AcquireState::Reading => {
+                parse_range(body).and_then(|kv| self.decide(limiter, kv, clock))
+            }
             AcquireState::Granting { record, kv } => parse_lease(body).map(|lease| {
                 self.lease = lease;
                 self.write(record, kv)
@@ -267,7 +279,7 @@ impl Acquire {
                             "etcd: key still contended after {MAX_ATTEMPTS} attempts"
                         )));
                     }
-                    self.decide(limiter, kv)
+                    self.decide(limiter, kv, clock)
                 }
                 Err(why) => Err(why),
             },
@@ -292,11 +304,20 @@ impl Acquire {
         }
     }
 
-    fn decide(&mut self, limiter: &Limiter, kv: Option<Kv>) -> Result<Next<Decided>, String> {
+    fn decide(
+        &mut self,
+        limiter: &Limiter,
+        kv: Option<Kv>,
+        clock: &dyn Clock,
+    ) -> Result<Next<Decided>, String> {
         let mut record = match &kv {
             Some(kv) => decode_record(kv, &self.ident)?,
             None => Record::default(),
         };
+        // Read after the record: a send another Envoy stored meanwhile is never in this
+        // decider's future, so a refusal says at most an hour (a clock read when the request
+        // arrived said 3601 after losing a race to a send made in the next second).
+        self.now = clock.now();
         let admission = limiter.admit(&mut record, self.pre, self.now);
         let state = Some(limiter.record_state(&record, self.pre, self.now));
         Ok(match admission {

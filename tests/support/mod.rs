@@ -407,11 +407,7 @@ pub const OVER_LIMIT: &str = "The request did not pass code verification";
 /// The hourly limit's refusal: 429, 11110113, nothing delivered, Retry-After close to an hour
 /// (returned).
 pub fn assert_over_limit(reply: &Reply) -> u64 {
-    assert_over_limit_within(reply, 3590..=3600)
-}
-
-/// The hourly limit's refusal with Retry-After in `expected` (returned).
-pub fn assert_over_limit_within(reply: &Reply, expected: std::ops::RangeInclusive<u64>) -> u64 {
+    let expected = 3590..=3600;
     assert_answer(reply, 429, "no", 11110113, OVER_LIMIT);
     let retry: u64 = reply
         .header("retry-after")

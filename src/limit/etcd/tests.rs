@@ -171,7 +171,7 @@ impl Fake {
 }
 
 fn acquire(fake: &mut Fake, limiter: &Limiter, id: &WebhookId, now: u64) -> Decided {
-    let (mut op, mut call) = Acquire::start(&etcd(), limiter, id, now);
+    let (mut op, mut call) = Acquire::start(&etcd(), limiter, id);
     for _ in 0..50 {
         let (status, body) = fake.answer(&call);
         match op.on_reply(
@@ -180,6 +180,7 @@ fn acquire(fake: &mut Fake, limiter: &Limiter, id: &WebhookId, now: u64) -> Deci
                 status,
                 body: body.as_bytes(),
             },
+            &now,
         ) {
             Next::Call(next) => call = next,
             Next::Done(decided) => return decided,
@@ -274,7 +275,6 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
             url: "HTTP://Example.com:80/a/../b#f",
             normalised: false,
         },
-        T,
     );
     assert_eq!(call.path, "/v3/kv/range");
     let body: Json = serde_json::from_str(&call.body).unwrap();
@@ -410,16 +410,16 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
         let limiter = limiter(|c| c.unverified_per_hour = per_hour);
         let mut fake = Fake::new();
         // 8 Envoys read "absent" together, then each moves one step at a time, round robin.
-        let mut ops: Vec<(Acquire, Option<Call>)> = (0..8)
+        let mut ops: Vec<(Acquire, Option<Call>, u64)> = (0..8)
             .map(|i| {
-                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK, T + i / 4);
-                (op, Some(call))
+                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+                (op, Some(call), T + i / 4)
             })
             .collect();
         let mut outcomes = Vec::new();
         for _ in 0..100 {
             let mut moved = false;
-            for (op, call) in ops.iter_mut() {
+            for (op, call, now) in ops.iter_mut() {
                 if let Some(c) = call.take() {
                     moved = true;
                     let (status, body) = fake.answer(&c);
@@ -429,6 +429,7 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
                             status,
                             body: body.as_bytes(),
                         },
+                        now,
                     ) {
                         Next::Call(next) => *call = Some(next),
                         Next::Done(decided) => outcomes.push(decided.result.is_ok()),
@@ -443,6 +444,28 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
         assert_eq!(outcomes.iter().filter(|ok| **ok).count(), per_hour as usize);
         let (value, _) = fake.value(&etcd(), &limiter, &HOOK).unwrap();
         assert_eq!(value["sends"].as_array().unwrap().len(), per_hour as usize);
+    }
+}
+
+#[test]
+fn a_refusal_that_lost_a_race_to_a_later_second_says_at_most_an_hour() {
+    let limiter = limiter(|c| c.unverified_per_hour = 1);
+    let mut fake = Fake::new();
+    // X's request arrives at T and its read goes out; before etcd answers it, Y sends at T + 1.
+    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+    drop(admitted(acquire(&mut fake, &limiter, &HOOK, T + 1)));
+    let (status, body) = fake.answer(&call);
+    let reply = Reply {
+        status,
+        body: body.as_bytes(),
+    };
+    // X's clock is read once Y's send is in hand: T + 1 too, so the hour is counted from there.
+    match x.on_reply(&limiter, reply, &(T + 1)) {
+        Next::Done(decided) => match refused(decided) {
+            Failure::OverLimit(retry) => assert_eq!(retry, WINDOW_SECS),
+            other => panic!("{other:?}"),
+        },
+        Next::Call(call) => panic!("decided without a call, got {call:?}"),
     }
 }
 
@@ -691,7 +714,7 @@ fn undecodable_values_are_never_overwritten() {
 fn endless_contention_gives_up_with_limit_unavailable() {
     let limiter = limiter(|c| c.unverified_per_hour = 1000);
     let mut fake = Fake::new();
-    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK, T);
+    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK);
     let mut rounds = 0;
     let result = loop {
         rounds += 1;
@@ -708,6 +731,7 @@ fn endless_contention_gives_up_with_limit_unavailable() {
                 status,
                 body: body.as_bytes(),
             },
+            &T,
         ) {
             Next::Call(next) => call = next,
             Next::Done(decided) => break decided,
