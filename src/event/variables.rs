@@ -88,13 +88,12 @@ impl<'a> Scan<'a> {
     fn field(&mut self) -> Option<(Key<'a>, &'a str)> {
         self.space();
         let start = self.at;
-        self.string()?;
+        let escaped = self.string()?;
         let quoted = self.text.get(start..self.at)?;
-        let inner = quoted.get(1..quoted.len() - 1)?;
-        let key = if inner.contains('\\') {
+        let key = if escaped {
             Cow::Owned(serde_json::from_str::<String>(quoted).ok()?)
         } else {
-            Cow::Borrowed(inner)
+            Cow::Borrowed(quoted.get(1..quoted.len() - 1)?)
         };
         self.space();
         if !self.eat(b':') {
@@ -106,27 +105,29 @@ impl<'a> Scan<'a> {
         Some((key, self.text.get(value_start..self.at)?))
     }
 
-    /// Past one string, its quotes included.
-    fn string(&mut self) -> Option<()> {
+    /// Past one string, its quotes included; whether it held an escape. Jumps from quote or
+    /// backslash to the next (a byte-by-byte cursor was a fifth of a large event's cost).
+    fn string(&mut self) -> Option<bool> {
         if !self.eat(b'"') {
             return None;
         }
+        let mut escaped = false;
         loop {
-            match self.peek()? {
-                b'"' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                b'\\' => self.at += 2,
-                _ => self.at += 1,
+            let rest = self.text.as_bytes().get(self.at..)?;
+            let stop = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+            if rest.get(stop) == Some(&b'"') {
+                self.at += stop + 1;
+                return Some(escaped);
             }
+            escaped = true;
+            self.at += stop + 2;
         }
     }
 
     /// Past one value: a string, an object or array (nested to any depth), or a literal.
     fn value(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string(),
+            b'"' => self.string().map(|_| ()),
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
