@@ -3,7 +3,7 @@
 alike in everything but the wasm filter, measured in alternating wrk rounds on loopback.
 
 Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and
-then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 7), BENCH_OUT (the
+then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 8), BENCH_OUT (the
 markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory), BENCH_FLEET=1
 (only the fleet case: hookgate with its state in etcd against the local state, about 2 minutes;
 the full run does it too, after the other sections; ETCD_BIN overrides the etcd binary).
@@ -725,7 +725,14 @@ def write_report(v):
         p50 = med([x["p50_us"] for x in rows])
         w(f"| {label} | {p50:.0f} / {med([x['p99_us'] for x in rows]):.0f} | "
           f"{med([x['p50_us'] for x in base]) / p50:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
+    sooner = [med([x["p50_us"] for x in light["delivery"]]) / med([x["p50_us"] for x in rows])
+              for k, rows in light.items() if k != "delivery" and not k.startswith("plain")]
+    own = (med([x["p50_us"] for x in light["plain Envoy (A): delivery"]])
+           / med([x["p50_us"] for x in light["plain Envoy (A): own 403"]]))
     w("")
+    w(f"Plain Envoy's own answer comes back {own:.2f}x sooner than its own delivery: the bound for any answer "
+      f"given inside Envoy after the request was read. hookgate's refusals come back {min(sooner):.2f}-"
+      f"{max(sooner):.2f}x sooner than its delivery.\n")
     w("Every refusal here comes after the whole event was read and keeps wrk's connection (the listener sets "
       "`override_stream_error_on_invalid_http_message`; before, Envoy closed the connection after a 400).\n")
     w(f"The bound: plain Envoy answering a request itself (the route's `direct_response` 403, no filter, no "
