@@ -900,6 +900,8 @@ def fleet_case(receiver, url, plugin):
     if not first_sends <= keys <= first_sends + CONNECTIONS * (FLEET_ROUNDS + 1):
         fail(f"etcd holds {keys} first-send keys, wrk counted {first_sends} first sends")
     say(f"etcd holds {keys} first-send keys for {first_sends} first sends counted by wrk")
+    stats = http(envoys["etcd"].admin, "/stats?filter=^cluster\\.etcd\\.upstream_(cx|rq)_total$")[1].decode()
+    say(f"B-etcd's etcd cluster: {' '.join(stats.split())}")
     for e in envoys.values():
         e.stop()
     etcd_proc.terminate()
