@@ -176,22 +176,31 @@ impl Etcd {
         })
     }
 
-    /// The keys under the prefix, read straight from etcd (not through Envoy).
-    fn keys(&self, i: usize) -> Vec<(String, Value)> {
+    /// A call to member `i`'s JSON gateway, straight (not through Envoy).
+    fn call(&self, i: usize, path: &str, body: &Value) -> Value {
+        let port = self.members[i].client;
+        let body = body.to_string();
+        match &self.tls {
+            Some(pki) => serde_json::from_str(&pki.post(port, path, &body)).unwrap(),
+            None => http::post(port, path, body.as_bytes(), &[]).unwrap().json(),
+        }
+    }
+
+    /// The key-values under the prefix, as etcd answers them.
+    fn kvs(&self, i: usize) -> Vec<Value> {
         let prefix = "hookgate/";
         let end = "hookgate0"; // the prefix with its last byte + 1
-        let body = json!({"key": b64(prefix), "range_end": b64(end)}).to_string();
-        let port = self.members[i].client;
-        let answer: Value = match &self.tls {
-            Some(pki) => serde_json::from_str(&pki.post(port, "/v3/kv/range", &body)).unwrap(),
-            None => http::post(port, "/v3/kv/range", body.as_bytes(), &[])
-                .unwrap()
-                .json(),
-        };
-        answer["kvs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let answer = self.call(
+            i,
+            "/v3/kv/range",
+            &json!({"key": b64(prefix), "range_end": b64(end)}),
+        );
+        answer["kvs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The keys under the prefix and their values.
+    fn keys(&self, i: usize) -> Vec<(String, Value)> {
+        self.kvs(i)
             .iter()
             .map(|kv| {
                 let key = String::from_utf8(unb64(kv["key"].as_str().unwrap())).unwrap();
@@ -199,6 +208,20 @@ impl Etcd {
                 (key, value)
             })
             .collect()
+    }
+
+    /// The lease of the key of the webhook named `name` ("0": none).
+    fn lease_of(&self, i: usize, name: &str) -> String {
+        let kv = self
+            .kvs(i)
+            .into_iter()
+            .find(|kv| {
+                String::from_utf8(unb64(kv["key"].as_str().unwrap()))
+                    .unwrap()
+                    .contains(name)
+            })
+            .unwrap_or_else(|| panic!("no key for {name}"));
+        kv["lease"].as_str().unwrap_or("0").to_string()
     }
 }
 
@@ -619,6 +642,45 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
     );
     assert_over_limit(&b.post(&wrong));
     assert_eq!(receiver.received_on("/wrong"), 1);
+}
+
+#[test]
+fn first_sends_share_their_envoys_lease_and_a_revoked_lease_is_replaced() {
+    let etcd = Etcd::start(1);
+    let (a, _b) = fleet(&etcd, &json!({}));
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
+    let send = |name: &str| {
+        assert_delivered(
+            &a.post(&event(name, &receiver.url("/lease"))),
+            r#"{"ok":true}"#,
+        )
+    };
+    let names: Vec<String> = (0..3).map(|_| unique_name("FleetLease")).collect();
+    for name in &names {
+        send(name);
+    }
+    // One lease for the three keys (granted once, then kept by the Envoy for a minute), long
+    // enough for the hour, the skew margin and the minute of reuse.
+    let lease = etcd.lease_of(0, &names[0]);
+    assert_ne!(lease, "0");
+    for name in &names[1..] {
+        assert_eq!(etcd.lease_of(0, name), lease, "{name}");
+    }
+    let ttl = etcd.call(0, "/v3/lease/timetolive", &json!({"ID": lease}));
+    assert_eq!(ttl["grantedTTL"], "3960", "{ttl}");
+
+    // Revoked (etcd deletes its keys with it): the next first send finds the kept lease gone,
+    // asks for a new one and is delivered once, and the Envoy keeps the new one.
+    etcd.call(0, "/v3/lease/revoke", &json!({"ID": lease}));
+    assert!(etcd.keys(0).is_empty());
+    let later: Vec<String> = (0..2).map(|_| unique_name("FleetLease")).collect();
+    for name in &later {
+        send(name);
+    }
+    let renewed = etcd.lease_of(0, &later[0]);
+    assert!(renewed != "0" && renewed != lease, "{renewed}");
+    assert_eq!(etcd.lease_of(0, &later[1]), renewed);
+    assert_eq!(receiver.received_on("/lease"), 5);
 }
 
 #[test]

@@ -8,8 +8,9 @@ use crate::destination::Destination;
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
+use crate::limit::etcd::lease::Lease;
 use crate::limit::etcd::{Acquire, Admitted, Call, Next, Reply, Update};
-use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
+use crate::limit::{KeyVerdict, LimitState, SharedStore, Ticket, WebhookId};
 use crate::report::{ReceivedResponse, Report, SentRequest};
 use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -233,7 +234,13 @@ impl Exchange {
             // A webhook this Envoy knows verified (verification never reverts) needs no call.
             match settings.limiter.cached_free_ticket(&HostStore, &clock, &id) {
                 Some(ticket) => self.ticket = Some(ticket),
-                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id)),
+                None => {
+                    let kept = HostStore
+                        .get(&etcd.lease_key)
+                        .ok()
+                        .and_then(|(bytes, _)| Lease::decode(&bytes?));
+                    acquire = Some(Acquire::start(etcd, &settings.limiter, &id, kept));
+                }
             }
         } else {
             let ticket = settings.limiter.acquire(&HostStore, &clock, &id)?;
@@ -302,6 +309,12 @@ impl Exchange {
                     }
                 }
                 Next::Done(decided) => {
+                    if let (Some(granted), Some(etcd)) = (decided.granted, &settings.etcd) {
+                        // Kept for this Envoy's next writes; the last one granted wins.
+                        if let Err(e) = HostStore.set(&etcd.lease_key, &granted.encode(), None) {
+                            log::debug!("hookgate: etcd lease not kept ({e})");
+                        }
+                    }
                     self.etcd_state = decided.state;
                     match decided.result {
                         Ok(admitted) => {

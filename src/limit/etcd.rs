@@ -19,7 +19,7 @@
 //! 0` when it was absent), whose failure branch reads the key again: two Envoys that both read
 //! "absent" cannot both create it, and the loser decides again on what the winner wrote (at most
 //! [`MAX_ATTEMPTS`] rounds, then `LimitUnavailable`). A refusal costs one read, an allowed send
-//! of an existing webhook a read and a write, a first send a lease grant more.
+//! a read and a write, and once a minute per Envoy a lease grant more (`lease.rs`).
 //!
 //! # Expiry and which clock decides
 //! The hour is decided by the clock of the Envoy that decides, against the send times stored in
@@ -31,9 +31,10 @@
 //! The decider reads its clock when the record is in hand (each read, each failed compare), not
 //! when the request arrived: a send another Envoy stored meanwhile is then never in its future.
 //!
-//! etcd's clock only collects garbage: every write of an unverified record attaches a fresh
-//! lease of [`LEASE_TTL_SECS`] (the hour plus a margin), so the key of a webhook that stops
-//! sending disappears by itself; verified records are written without a lease and stay
+//! etcd's clock only collects garbage: every write of an unverified record attaches a lease that
+//! ends at least the hour plus a margin after the write ([`lease::TTL_SECS`], asked for at most
+//! [`lease::REUSE_SECS`] before the write), so the key of a webhook that stops sending
+//! disappears by itself; verified records are written without a lease and stay
 //! (verification never reverts). Compaction (`--auto-compaction-retention`) then drops the old
 //! revisions. Only a skew larger than the margin could let a lease end a window early.
 //!
@@ -43,6 +44,9 @@
 //! it); when another write came in between, it reads again and removes its own send from what is
 //! there, never anyone else's.
 
+pub mod lease;
+
+use lease::Lease;
 use serde::Deserialize;
 
 use super::{give_back_send, Admission, Ident, LimitState, Limiter, Record, Ticket, WebhookId};
@@ -50,8 +54,6 @@ use crate::clock::Clock;
 use crate::error::Failure;
 use std::cell::Cell;
 
-/// Lease of an unverified record: the hour plus a margin for clock skew between Envoy and etcd.
-pub const LEASE_TTL_SECS: u64 = super::WINDOW_SECS + 300;
 /// Rounds (compare failures, or failed calls retried) before `LimitUnavailable`.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Failed calls (no answer, or not 200) retried in one operation before giving up.
@@ -159,12 +161,15 @@ pub enum Next<T> {
 #[derive(Clone, Debug)]
 pub struct Etcd {
     prefix: String,
+    /// Where this Envoy keeps its lease in shared data (`lease.rs`).
+    pub lease_key: String,
 }
 
 impl Etcd {
     pub fn new(config: &StateConfig) -> Self {
         Etcd {
             prefix: config.prefix.clone(),
+            lease_key: Lease::cache_key(&config.cluster, &config.prefix),
         }
     }
 
@@ -196,11 +201,13 @@ pub struct Admitted {
     lease: i64,
 }
 
-/// The end of an acquire: the decision, and the state it saw (for the test report).
+/// The end of an acquire: the decision, the state it saw (for the test report), and a lease it
+/// was granted (for the filter to keep and reuse).
 #[derive(Debug)]
 pub struct Decided {
     pub result: Result<Admitted, Failure>,
     pub state: Option<LimitState>,
+    pub granted: Option<Lease>,
 }
 
 enum AcquireState {
@@ -218,13 +225,25 @@ pub struct Acquire {
     now: u64,
     attempts: u32,
     retries: u32,
+    /// The lease this Envoy keeps, until a write finds it gone.
+    kept: Option<Lease>,
+    /// The lease of this acquire's write (0: none yet), and whether it is the kept one.
     lease: i64,
+    reused: bool,
+    granted: Option<Lease>,
     last: Option<Call>,
     state: AcquireState,
 }
 
 impl Acquire {
-    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId) -> (Acquire, Call) {
+    /// `kept`: the lease this Envoy was last granted (`lease.rs`), attached to the write while it
+    /// is fresh.
+    pub fn start(
+        etcd: &Etcd,
+        limiter: &Limiter,
+        id: &WebhookId,
+        kept: Option<Lease>,
+    ) -> (Acquire, Call) {
         let ident = Ident::new(id);
         let key = etcd.key(limiter, &ident.name, &ident.url);
         let call = range(&key);
@@ -235,7 +254,10 @@ impl Acquire {
             now: 0,
             attempts: 0,
             retries: 0,
+            kept,
             lease: 0,
+            reused: false,
+            granted: None,
             last: Some(call.clone()),
             state: AcquireState::Reading,
         };
@@ -249,6 +271,19 @@ impl Acquire {
         reply: Reply,
         clock: &dyn Clock,
     ) -> Next<Decided> {
+        if self.reused
+            && matches!(self.state, AcquireState::Writing { .. })
+            && lease::not_found(reply.status, reply.body)
+        {
+            // The kept lease is gone (nothing was written): read again and ask for a new one.
+            self.kept = None;
+            self.lease = 0;
+            self.reused = false;
+            self.state = AcquireState::Reading;
+            let call = range(&self.key);
+            self.last = Some(call.clone());
+            return Next::Call(call);
+        }
         let body = match ok_body(reply) {
             Ok(body) => body,
             Err(why) => return self.retry(why),
@@ -258,8 +293,12 @@ impl Acquire {
             AcquireState::Reading => {
                 parse_range(body).and_then(|kv| self.decide(limiter, kv, clock))
             }
-            AcquireState::Granting { record, kv } => parse_lease(body).map(|lease| {
-                self.lease = lease;
+            AcquireState::Granting { record, kv } => parse_lease(body).map(|id| {
+                self.lease = id;
+                self.granted = Some(Lease {
+                    id,
+                    asked_at: self.now,
+                });
                 self.write(record, kv)
             }),
             AcquireState::Writing { record, at } => match parse_txn(body) {
@@ -271,6 +310,7 @@ impl Acquire {
                         lease: if record.verified { 0 } else { self.lease },
                         record,
                     }),
+                    granted: self.granted,
                 })),
                 Ok(Txn::Failed { kv }) => {
                     self.attempts += 1;
@@ -329,14 +369,25 @@ impl Acquire {
                     lease: 0,
                 }),
                 state,
+                granted: self.granted,
             }),
             Admission::Refused(retry) => Next::Done(Decided {
                 result: Err(Failure::OverLimit(retry)),
                 state,
+                granted: self.granted,
             }),
             Admission::Counted(_) if !record.verified && self.lease == 0 => {
-                self.state = AcquireState::Granting { record, kv };
-                Next::Call(lease_grant())
+                match self.kept.filter(|kept| kept.reusable_at(self.now)) {
+                    Some(kept) => {
+                        self.lease = kept.id;
+                        self.reused = true;
+                        self.write(record, kv)
+                    }
+                    None => {
+                        self.state = AcquireState::Granting { record, kv };
+                        Next::Call(lease_grant())
+                    }
+                }
             }
             Admission::Counted(_) => self.write(record, kv),
         })
@@ -377,6 +428,7 @@ fn refused(failure: Failure) -> Next<Decided> {
     Next::Done(Decided {
         result: Err(failure),
         state: None,
+        granted: None,
     })
 }
 
@@ -570,7 +622,7 @@ fn range(key: &str) -> Call {
 fn lease_grant() -> Call {
     Call {
         path: "/v3/lease/grant",
-        body: format!(r#"{{"TTL":"{LEASE_TTL_SECS}"}}"#),
+        body: format!(r#"{{"TTL":"{}"}}"#, lease::TTL_SECS),
     }
 }
 

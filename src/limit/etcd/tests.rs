@@ -11,7 +11,7 @@
 use super::*;
 use crate::limit::{KeyVerdict, LimitConfig, WINDOW_SECS};
 use serde_json::{json, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const T: u64 = 1_700_000_000;
 const HOOK: WebhookId<'static> = WebhookId {
@@ -44,6 +44,8 @@ fn etcd() -> Etcd {
 struct Fake {
     revision: i64,
     next_lease: i64,
+    /// Leases granted and not yet revoked.
+    leases: BTreeSet<i64>,
     keys: BTreeMap<Vec<u8>, Stored>,
     calls: Vec<Call>,
     /// Answers forced for the next calls (status, body), before the normal ones.
@@ -103,6 +105,7 @@ impl Fake {
             }
             "/v3/lease/grant" => {
                 self.next_lease += 1;
+                self.leases.insert(self.next_lease);
                 let answer = json!({"header": self.header(), "ID": self.next_lease.to_string(), "TTL": body["TTL"]});
                 (Some(200), answer.to_string())
             }
@@ -133,14 +136,17 @@ impl Fake {
                         json!({"header": self.header(), "responses": [{"response_range": kvs}]});
                     return (Some(200), answer.to_string());
                 }
-                self.revision += 1;
                 let op = &body["success"][0];
                 if let Some(put) = op.get("request_put") {
-                    let key = b64(&put["key"]);
-                    let create = self.keys.get(&key).map_or(self.revision, |s| s.create);
                     let lease = put
                         .get("lease")
                         .map_or(0, |l| l.as_str().unwrap().parse().unwrap());
+                    if lease != 0 && !self.leases.contains(&lease) {
+                        return (Some(404), LEASE_NOT_FOUND.to_string());
+                    }
+                    self.revision += 1;
+                    let key = b64(&put["key"]);
+                    let create = self.keys.get(&key).map_or(self.revision, |s| s.create);
                     self.keys.insert(
                         key,
                         Stored {
@@ -151,6 +157,7 @@ impl Fake {
                         },
                     );
                 } else if let Some(delete) = op.get("request_delete_range") {
+                    self.revision += 1;
                     self.keys.remove(&b64(&delete["key"]));
                 } else {
                     panic!("success op {op}");
@@ -171,7 +178,18 @@ impl Fake {
 }
 
 fn acquire(fake: &mut Fake, limiter: &Limiter, id: &WebhookId, now: u64) -> Decided {
-    let (mut op, mut call) = Acquire::start(&etcd(), limiter, id);
+    acquire_keeping(fake, limiter, id, now, None)
+}
+
+/// An acquire by an Envoy that keeps `kept` as its lease.
+fn acquire_keeping(
+    fake: &mut Fake,
+    limiter: &Limiter,
+    id: &WebhookId,
+    now: u64,
+    kept: Option<Lease>,
+) -> Decided {
+    let (mut op, mut call) = Acquire::start(&etcd(), limiter, id, kept);
     for _ in 0..50 {
         let (status, body) = fake.answer(&call);
         match op.on_reply(
@@ -275,6 +293,7 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
             url: "HTTP://Example.com:80/a/../b#f",
             normalised: false,
         },
+        None,
     );
     assert_eq!(call.path, "/v3/kv/range");
     let body: Json = serde_json::from_str(&call.body).unwrap();
@@ -366,7 +385,7 @@ fn first_send_reads_grants_a_lease_and_creates_the_key_with_it() {
     let paths: Vec<_> = fake.calls.iter().map(|c| c.path).collect();
     assert_eq!(paths, ["/v3/kv/range", "/v3/lease/grant", "/v3/kv/txn"]);
     let grant: Json = serde_json::from_str(&fake.calls[1].body).unwrap();
-    assert_eq!(grant, json!({"TTL": LEASE_TTL_SECS.to_string()}));
+    assert_eq!(grant, json!({"TTL": lease::TTL_SECS.to_string()}));
     let txn: Json = serde_json::from_str(&fake.calls[2].body).unwrap();
     assert_eq!(txn["compare"][0]["target"], "CREATE");
     assert_eq!(txn["compare"][0]["create_revision"], "0");
@@ -377,6 +396,97 @@ fn first_send_reads_grants_a_lease_and_creates_the_key_with_it() {
         json!({"v": 1, "name": "orders", "url": "https://example.com/hook", "verified": false, "sends": [T]})
     );
     assert_eq!(lease, 7001);
+}
+
+#[test]
+fn a_granted_lease_is_handed_to_the_filter_with_the_clock_read_before_asking() {
+    let limiter = limiter(|_| {});
+    let mut fake = Fake::new();
+    let decided = acquire(&mut fake, &limiter, &HOOK, T);
+    assert_eq!(
+        decided.granted,
+        Some(Lease {
+            id: 7001,
+            asked_at: T
+        })
+    );
+    // A refusal or a verified webhook asks for no lease.
+    let refused = acquire(&mut fake, &limiter, &HOOK, T + 1);
+    assert!(matches!(refused.result, Err(Failure::OverLimit(_))));
+    assert_eq!(refused.granted, None);
+}
+
+#[test]
+fn a_fresh_kept_lease_is_attached_without_asking_for_one() {
+    let limiter = limiter(|_| {});
+    let mut fake = Fake::new();
+    let other = WebhookId {
+        name: "invoices",
+        ..HOOK
+    };
+    let kept = acquire(&mut fake, &limiter, &other, T).granted;
+    let calls_before = fake.calls.len();
+    // Every second of the minute after asking: read and write only, with the kept lease.
+    let last = T + lease::REUSE_SECS - 1;
+    let decided = acquire_keeping(&mut fake, &limiter, &HOOK, last, kept);
+    assert_eq!(decided.granted, None);
+    assert_eq!(admitted(decided).ticket.taken(), Some(last));
+    let paths: Vec<_> = fake.calls[calls_before..].iter().map(|c| c.path).collect();
+    assert_eq!(paths, ["/v3/kv/range", "/v3/kv/txn"]);
+    assert_eq!(fake.value(&etcd(), &limiter, &HOOK).unwrap().1, 7001);
+}
+
+#[test]
+fn a_kept_lease_a_minute_old_or_from_the_future_is_not_reused() {
+    let limiter = limiter(|_| {});
+    for asked_at in [T - lease::REUSE_SECS, T + 1] {
+        let mut fake = Fake::new();
+        fake.leases.insert(42);
+        let kept = Some(Lease { id: 42, asked_at });
+        let decided = acquire_keeping(&mut fake, &limiter, &HOOK, T, kept);
+        assert_eq!(
+            decided.granted,
+            Some(Lease {
+                id: 7001,
+                asked_at: T
+            })
+        );
+        admitted(decided);
+        assert_eq!(fake.value(&etcd(), &limiter, &HOOK).unwrap().1, 7001);
+    }
+}
+
+#[test]
+fn a_kept_lease_etcd_no_longer_knows_is_replaced_and_the_send_counted_once() {
+    let limiter = limiter(|_| {});
+    let mut fake = Fake::new();
+    // Granted by an etcd since restored from a backup: unknown to this one.
+    let kept = Some(Lease {
+        id: 42,
+        asked_at: T,
+    });
+    let decided = acquire_keeping(&mut fake, &limiter, &HOOK, T, kept);
+    let paths: Vec<_> = fake.calls.iter().map(|c| c.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v3/kv/range",
+            "/v3/kv/txn",
+            "/v3/kv/range",
+            "/v3/lease/grant",
+            "/v3/kv/txn"
+        ]
+    );
+    assert_eq!(
+        decided.granted,
+        Some(Lease {
+            id: 7001,
+            asked_at: T
+        })
+    );
+    admitted(decided);
+    let (value, lease) = fake.value(&etcd(), &limiter, &HOOK).unwrap();
+    assert_eq!((value["sends"].clone(), lease), (json!([T]), 7001));
 }
 
 #[test]
@@ -412,7 +522,7 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
         // 8 Envoys read "absent" together, then each moves one step at a time, round robin.
         let mut ops: Vec<(Acquire, Option<Call>, u64)> = (0..8)
             .map(|i| {
-                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
                 (op, Some(call), T + i / 4)
             })
             .collect();
@@ -452,7 +562,7 @@ fn a_refusal_that_lost_a_race_to_a_later_second_says_at_most_an_hour() {
     let limiter = limiter(|c| c.unverified_per_hour = 1);
     let mut fake = Fake::new();
     // X's request arrives at T and its read goes out; before etcd answers it, Y sends at T + 1.
-    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
     drop(admitted(acquire(&mut fake, &limiter, &HOOK, T + 1)));
     let (status, body) = fake.answer(&call);
     let reply = Reply {
@@ -714,7 +824,7 @@ fn undecodable_values_are_never_overwritten() {
 fn endless_contention_gives_up_with_limit_unavailable() {
     let limiter = limiter(|c| c.unverified_per_hour = 1000);
     let mut fake = Fake::new();
-    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK);
+    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
     let mut rounds = 0;
     let result = loop {
         rounds += 1;
