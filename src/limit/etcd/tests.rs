@@ -14,6 +14,11 @@ use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
 const T: u64 = 1_700_000_000;
+/// The first lease the fake grants, asked for at T.
+const FIRST_GRANT: Lease = Lease {
+    id: 7001,
+    asked_at: T,
+};
 const HOOK: WebhookId<'static> = WebhookId {
     name: "orders",
     url: "https://example.com/hook",
@@ -403,13 +408,7 @@ fn a_granted_lease_is_handed_to_the_filter_with_the_clock_read_before_asking() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
     let decided = acquire(&mut fake, &limiter, &HOOK, T);
-    assert_eq!(
-        decided.granted,
-        Some(Lease {
-            id: 7001,
-            asked_at: T
-        })
-    );
+    assert_eq!(decided.granted, Some(FIRST_GRANT));
     // A refusal or a verified webhook asks for no lease.
     let refused = acquire(&mut fake, &limiter, &HOOK, T + 1);
     assert!(matches!(refused.result, Err(Failure::OverLimit(_))));
@@ -444,13 +443,7 @@ fn a_kept_lease_a_minute_old_or_from_the_future_is_not_reused() {
         fake.leases.insert(42);
         let kept = Some(Lease { id: 42, asked_at });
         let decided = acquire_keeping(&mut fake, &limiter, &HOOK, T, kept);
-        assert_eq!(
-            decided.granted,
-            Some(Lease {
-                id: 7001,
-                asked_at: T
-            })
-        );
+        assert_eq!(decided.granted, Some(FIRST_GRANT));
         admitted(decided);
         assert_eq!(fake.value(&etcd(), &limiter, &HOOK).unwrap().1, 7001);
     }
@@ -477,13 +470,7 @@ fn a_kept_lease_etcd_no_longer_knows_is_replaced_and_the_send_counted_once() {
             "/v3/kv/txn"
         ]
     );
-    assert_eq!(
-        decided.granted,
-        Some(Lease {
-            id: 7001,
-            asked_at: T
-        })
-    );
+    assert_eq!(decided.granted, Some(FIRST_GRANT));
     admitted(decided);
     let (value, lease) = fake.value(&etcd(), &limiter, &HOOK).unwrap();
     assert_eq!((value["sends"].clone(), lease), (json!([T]), 7001));
