@@ -64,22 +64,29 @@ function run(wasmPath, requests, variableCount) {
   const counted = (name, f) => (...args) => { calls[name] = (calls[name] || 0) + 1; return f(...args); };
   const shared = new Map();
   let cas = 1;
+  let answer = null; // the engine's answer hookgate wrote over the receiver's
   const host = {
     proxy_log: (level, ptr, size) => { if (level >= 3) console.error('log', level, text(ptr, size)); return 0; },
     proxy_get_log_level: (ptr) => { view().setUint32(ptr, 2, true); return 0; },
     proxy_get_current_time_nanoseconds: (ptr) => { view().setBigUint64(ptr, BigInt(Date.now()) * 1000000n, true); return 0; },
     proxy_set_tick_period_milliseconds: () => 0,
     proxy_get_buffer_bytes: (type, start, max, ptrPtr, sizePtr) => { give(buffers[type], ptrPtr, sizePtr); return 0; },
-    proxy_set_buffer_bytes: () => 0,
+    proxy_set_buffer_bytes: (type, start, size, ptr, len) => {
+      if (type === 1) answer = Buffer.from(memory().subarray(ptr, ptr + len));
+      return 0;
+    },
     proxy_get_header_map_pairs: (type, ptrPtr, sizePtr) => { give(encodedMaps[type], ptrPtr, sizePtr); return 0; },
     proxy_set_header_map_pairs: () => 0,
+    proxy_replace_header_map_value: () => 0,
     proxy_get_header_map_value: (type, keyPtr, keySize, ptrPtr, sizePtr) => {
       const found = maps[type].find(([k]) => k === text(keyPtr, keySize));
       if (!found) return 1;
       give(Buffer.from(found[1]), ptrPtr, sizePtr);
       return 0;
     },
-    proxy_send_local_response: () => 0,
+    proxy_send_local_response: () => {
+      throw new Error('hookgate answered the bench delivery itself: the profile would time a refusal');
+    },
     proxy_get_property: (pathPtr, pathSize, ptrPtr, sizePtr) => { give(Buffer.from('via_upstream'), ptrPtr, sizePtr); return 0; },
     proxy_set_property: () => 0,
     proxy_get_shared_data: (keyPtr, keySize, ptrPtr, sizePtr, casPtr) => {
@@ -132,6 +139,11 @@ function run(wasmPath, requests, variableCount) {
   const start = process.hrtime.bigint();
   for (let i = 0; i < requests; i++) delivery();
   const us = Number(process.hrtime.bigint() - start) / 1e3 / requests;
+  // What was timed must be a delivery: the envelope of a delivered webhook (status true, code 1).
+  const envelope = JSON.parse(answer === null ? 'null' : answer.toString());
+  if (!Array.isArray(envelope) || envelope[0]?.status !== true || envelope[0]?.code !== 1) {
+    throw new Error(`not a delivery's envelope: ${answer}`);
+  }
   const perRequest = Object.entries(calls).map(([k, v]) => `${k.replace(/^proxy_/, '')} ${v / requests}`);
   console.log(`${us.toFixed(2)} us per delivery (wasm and stub host); host calls per delivery: ${perRequest.join(', ')}`);
 }
