@@ -18,6 +18,7 @@ scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs valid
 [ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet.rs
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
+scripts/ensure-tool.sh node nodejs  # tests/bench_tools.rs runs bench/wasm-profile.js
 scripts/ensure-standardwebhooks.sh >/dev/null  # tests/signing.rs verifies with the reference library
 cargo test --quiet --no-run
 
