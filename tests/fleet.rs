@@ -645,42 +645,49 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
 }
 
 #[test]
-fn first_sends_share_their_envoys_lease_and_a_revoked_lease_is_replaced() {
+fn first_sends_share_their_workers_lease_and_a_revoked_lease_is_replaced() {
+    const WORKERS: usize = 2; // fleet(): two workers per Envoy
     let etcd = Etcd::start(1);
     let (a, _b) = fleet(&etcd, &json!({}));
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
-    let send = |name: &str| {
-        assert_delivered(
-            &a.post(&event(name, &receiver.url("/lease"))),
-            r#"{"ok":true}"#,
-        )
+    // Six first sends, each on its own connection (so on either worker); the distinct leases
+    // their keys carry.
+    let send_six = || {
+        let names: Vec<String> = (0..6).map(|_| unique_name("FleetLease")).collect();
+        for name in &names {
+            assert_delivered(
+                &a.post(&event(name, &receiver.url("/lease"))),
+                r#"{"ok":true}"#,
+            );
+        }
+        let mut leases: Vec<String> = names.iter().map(|n| etcd.lease_of(0, n)).collect();
+        leases.sort();
+        leases.dedup();
+        assert!(
+            !leases.contains(&"0".to_string()) && (1..=WORKERS).contains(&leases.len()),
+            "one lease per worker at most: {leases:?}"
+        );
+        leases
     };
-    let names: Vec<String> = (0..3).map(|_| unique_name("FleetLease")).collect();
-    for name in &names {
-        send(name);
+    let first = send_six();
+    for lease in &first {
+        // Long enough for the hour, the skew margin and the minute of reuse.
+        let ttl = etcd.call(0, "/v3/lease/timetolive", &json!({"ID": lease}));
+        assert_eq!(ttl["grantedTTL"], "3960", "{ttl}");
     }
-    // One lease for the three keys (granted once, then kept by the Envoy for a minute), long
-    // enough for the hour, the skew margin and the minute of reuse.
-    let lease = etcd.lease_of(0, &names[0]);
-    assert_ne!(lease, "0");
-    for name in &names[1..] {
-        assert_eq!(etcd.lease_of(0, name), lease, "{name}");
-    }
-    let ttl = etcd.call(0, "/v3/lease/timetolive", &json!({"ID": lease}));
-    assert_eq!(ttl["grantedTTL"], "3960", "{ttl}");
 
-    // Revoked (etcd deletes its keys with it): the next first send finds the kept lease gone,
-    // asks for a new one and is delivered once, and the Envoy keeps the new one.
-    etcd.call(0, "/v3/lease/revoke", &json!({"ID": lease}));
-    assert!(etcd.keys(0).is_empty());
-    let later: Vec<String> = (0..2).map(|_| unique_name("FleetLease")).collect();
-    for name in &later {
-        send(name);
+    // Revoked (etcd deletes their keys with them): each worker's next first send finds its kept
+    // lease gone, asks for a new one and is delivered once; the workers keep the new ones.
+    for lease in &first {
+        etcd.call(0, "/v3/lease/revoke", &json!({"ID": lease}));
     }
-    let renewed = etcd.lease_of(0, &later[0]);
-    assert!(renewed != "0" && renewed != lease, "{renewed}");
-    assert_eq!(etcd.lease_of(0, &later[1]), renewed);
-    assert_eq!(receiver.received_on("/lease"), 5);
+    assert!(etcd.keys(0).is_empty());
+    let renewed = send_six();
+    assert!(
+        renewed.iter().all(|l| !first.contains(l)),
+        "{renewed:?} {first:?}"
+    );
+    assert_eq!(receiver.received_on("/lease"), 12);
 }
 
 #[test]

@@ -8,9 +8,8 @@ use crate::destination::Destination;
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
-use crate::limit::etcd::lease::Lease;
 use crate::limit::etcd::{Acquire, Admitted, Call, Next, Reply, Update};
-use crate::limit::{KeyVerdict, LimitState, SharedStore, Ticket, WebhookId};
+use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
 use crate::report::{ReceivedResponse, Report, SentRequest};
 use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -234,13 +233,7 @@ impl Exchange {
             // A webhook this Envoy knows verified (verification never reverts) needs no call.
             match settings.limiter.cached_free_ticket(&HostStore, &clock, &id) {
                 Some(ticket) => self.ticket = Some(ticket),
-                None => {
-                    let kept = HostStore
-                        .get(&etcd.lease_key)
-                        .ok()
-                        .and_then(|(bytes, _)| Lease::decode(&bytes?));
-                    acquire = Some(Acquire::start(etcd, &settings.limiter, &id, kept));
-                }
+                None => acquire = Some(Acquire::start(etcd, &settings.limiter, &id)),
             }
         } else {
             let ticket = settings.limiter.acquire(&HostStore, &clock, &id)?;
@@ -309,11 +302,8 @@ impl Exchange {
                     }
                 }
                 Next::Done(decided) => {
-                    if let (Some(granted), Some(etcd)) = (decided.granted, &settings.etcd) {
-                        // Kept for this Envoy's next writes; the last one granted wins.
-                        if let Err(e) = HostStore.set(&etcd.lease_key, &granted.encode(), None) {
-                            log::debug!("hookgate: etcd lease not kept ({e})");
-                        }
+                    if let Some(etcd) = &settings.etcd {
+                        etcd.note_lease(decided.lease);
                     }
                     self.etcd_state = decided.state;
                     match decided.result {

@@ -19,7 +19,8 @@
 //! 0` when it was absent), whose failure branch reads the key again: two Envoys that both read
 //! "absent" cannot both create it, and the loser decides again on what the winner wrote (at most
 //! [`MAX_ATTEMPTS`] rounds, then `LimitUnavailable`). A refusal costs one read, an allowed send
-//! a read and a write, and once a minute per Envoy a lease grant more (`lease.rs`).
+//! a read and a write, and once a minute (or every 1000 writes) per worker a lease grant more
+//! (`lease.rs`).
 //!
 //! # Expiry and which clock decides
 //! The hour is decided by the clock of the Envoy that decides, against the send times stored in
@@ -46,7 +47,7 @@
 
 pub mod lease;
 
-use lease::Lease;
+use lease::{KeptLease, Lease, LeaseUse};
 use serde::Deserialize;
 
 use super::{give_back_send, Admission, Ident, LimitState, Limiter, Record, Ticket, WebhookId};
@@ -158,19 +159,24 @@ pub enum Next<T> {
 }
 
 /// The etcd backend of one configuration.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Etcd {
     prefix: String,
-    /// Where this Envoy keeps its lease in shared data (`lease.rs`).
-    pub lease_key: String,
+    /// This worker's lease (each worker has its own configuration, hence its own `Etcd`).
+    kept: KeptLease,
 }
 
 impl Etcd {
     pub fn new(config: &StateConfig) -> Self {
         Etcd {
             prefix: config.prefix.clone(),
-            lease_key: Lease::cache_key(&config.cluster, &config.prefix),
+            kept: KeptLease::default(),
         }
+    }
+
+    /// What a finished acquire did with leases (the filter calls this with `Decided::lease`).
+    pub fn note_lease(&self, used: LeaseUse) {
+        self.kept.note(used);
     }
 
     /// The key of a webhook (name and normalised URL) in this limit namespace.
@@ -201,13 +207,13 @@ pub struct Admitted {
     lease: i64,
 }
 
-/// The end of an acquire: the decision, the state it saw (for the test report), and a lease it
-/// was granted (for the filter to keep and reuse).
+/// The end of an acquire: the decision, the state it saw (for the test report), and what it did
+/// with leases (for [`Etcd::note_lease`]).
 #[derive(Debug)]
 pub struct Decided {
     pub result: Result<Admitted, Failure>,
     pub state: Option<LimitState>,
-    pub granted: Option<Lease>,
+    pub lease: LeaseUse,
 }
 
 enum AcquireState {
@@ -225,7 +231,7 @@ pub struct Acquire {
     now: u64,
     attempts: u32,
     retries: u32,
-    /// The lease this Envoy keeps, until a write finds it gone.
+    /// The worker's kept lease, until a write finds it gone.
     kept: Option<Lease>,
     /// The lease of this acquire's write (0: none yet), and whether it is the kept one.
     lease: i64,
@@ -236,14 +242,8 @@ pub struct Acquire {
 }
 
 impl Acquire {
-    /// `kept`: the lease this Envoy was last granted (`lease.rs`), attached to the write while it
-    /// is fresh.
-    pub fn start(
-        etcd: &Etcd,
-        limiter: &Limiter,
-        id: &WebhookId,
-        kept: Option<Lease>,
-    ) -> (Acquire, Call) {
+    /// The worker's kept lease (`lease.rs`) is attached to the write while it is fresh.
+    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId) -> (Acquire, Call) {
         let ident = Ident::new(id);
         let key = etcd.key(limiter, &ident.name, &ident.url);
         let call = range(&key);
@@ -254,7 +254,7 @@ impl Acquire {
             now: 0,
             attempts: 0,
             retries: 0,
-            kept,
+            kept: etcd.kept.get(),
             lease: 0,
             reused: false,
             granted: None,
@@ -310,7 +310,11 @@ impl Acquire {
                         lease: if record.verified { 0 } else { self.lease },
                         record,
                     }),
-                    granted: self.granted,
+                    lease: match self.granted {
+                        Some(granted) => LeaseUse::Granted(granted),
+                        None if self.reused => LeaseUse::Kept,
+                        None => LeaseUse::Nothing,
+                    },
                 })),
                 Ok(Txn::Failed { kv }) => {
                     self.attempts += 1;
@@ -369,12 +373,12 @@ impl Acquire {
                     lease: 0,
                 }),
                 state,
-                granted: self.granted,
+                lease: self.granted.map_or(LeaseUse::Nothing, LeaseUse::Granted),
             }),
             Admission::Refused(retry) => Next::Done(Decided {
                 result: Err(Failure::OverLimit(retry)),
                 state,
-                granted: self.granted,
+                lease: self.granted.map_or(LeaseUse::Nothing, LeaseUse::Granted),
             }),
             Admission::Counted(_) if !record.verified && self.lease == 0 => {
                 match self.kept.filter(|kept| kept.reusable_at(self.now)) {
@@ -428,7 +432,7 @@ fn refused(failure: Failure) -> Next<Decided> {
     Next::Done(Decided {
         result: Err(failure),
         state: None,
-        granted: None,
+        lease: LeaseUse::Nothing,
     })
 }
 

@@ -1,21 +1,26 @@
 //! One lease for many keys. Every write of an unverified record needs a lease that outlives the
 //! record's hour; granting one per write cost a call and a raft write (an fsync) per send, a third
-//! of a first send's calls (BENCHMARKS.md, "Fleet"). Each Envoy therefore keeps the lease it was
-//! last granted in shared data and attaches it to every write for [`REUSE_SECS`] after asking for
-//! it; the lease's TTL is longer by as much, so a key written with it still outlives its hour by
-//! the full margin for clock skew. A lease etcd no longer knows (a restored or replaced cluster, a
-//! revoked lease) fails the write; the acquire then reads again and asks for a new one.
+//! of a first send's calls (BENCHMARKS.md, "Fleet"). Each worker therefore keeps the lease it was
+//! last granted and attaches it to its writes for [`REUSE_SECS`] after asking for it, and to at
+//! most [`MAX_WRITES`] of them (kube-apiserver's lease manager uses the same two bounds, 60 s and
+//! 1000 objects: expiring a lease deletes all its keys in one raft entry). The TTL is longer by the
+//! minute of reuse, so a key written with a kept lease still outlives its hour by the full margin
+//! for clock skew. A lease etcd no longer knows (a restored or replaced cluster, a revoked lease)
+//! fails the write; the acquire then reads again and asks for a new one.
 
 use super::super::WINDOW_SECS;
+use std::cell::Cell;
 
-/// How long after asking for a lease this Envoy keeps attaching it to writes.
+/// How long after asking for a lease a worker keeps attaching it to writes.
 pub const REUSE_SECS: u64 = 60;
+/// How many writes one lease carries at most.
+pub const MAX_WRITES: u32 = 1000;
 /// Margin for clock skew between Envoy and etcd: a key outlives its hour by at least this much.
 pub const SKEW_MARGIN_SECS: u64 = 300;
 /// TTL asked for every lease.
 pub const TTL_SECS: u64 = WINDOW_SECS + SKEW_MARGIN_SECS + REUSE_SECS;
 
-/// A lease this Envoy was granted, and its clock just before it asked (so the lease ends no
+/// A lease etcd granted, and the worker's clock just before it asked (so the lease ends no
 /// sooner than `asked_at + TTL_SECS` by that clock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
@@ -24,29 +29,47 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The shared-data key of the lease kept for one etcd cluster and prefix.
-    pub fn cache_key(cluster: &str, prefix: &str) -> String {
-        format!("hookgate.etcd.lease/{cluster}/{prefix}")
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        format!("{} {}", self.id, self.asked_at).into_bytes()
-    }
-
-    /// None for anything but what `encode` wrote.
-    pub fn decode(bytes: &[u8]) -> Option<Lease> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let (id, asked_at) = text.split_once(' ')?;
-        Some(Lease {
-            id: id.parse().ok().filter(|id| *id != 0)?,
-            asked_at: asked_at.parse().ok()?,
-        })
-    }
-
     /// Whether a write made `now` may carry it. A lease asked for "in the future" is a clock that
     /// went back: not reused.
     pub fn reusable_at(&self, now: u64) -> bool {
         self.asked_at <= now && now - self.asked_at < REUSE_SECS
+    }
+}
+
+/// What an acquire did with leases, for the worker's [`KeptLease`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseUse {
+    /// No write carried a lease (a refusal, a verified webhook, a failure).
+    Nothing,
+    /// The write carried the kept lease.
+    Kept,
+    /// A new lease was granted (and carried the write, if there was one).
+    Granted(Lease),
+}
+
+/// The lease one worker attaches to its writes, and how many writes carried it.
+#[derive(Debug, Default)]
+pub struct KeptLease(Cell<Option<(Lease, u32)>>);
+
+impl KeptLease {
+    /// The kept lease while it may carry another write (its age is judged at the write).
+    pub fn get(&self) -> Option<Lease> {
+        self.0
+            .get()
+            .filter(|(_, writes)| *writes < MAX_WRITES)
+            .map(|(lease, _)| lease)
+    }
+
+    pub fn note(&self, used: LeaseUse) {
+        match used {
+            LeaseUse::Nothing => {}
+            LeaseUse::Kept => {
+                if let Some((lease, writes)) = self.0.get() {
+                    self.0.set(Some((lease, writes.saturating_add(1))));
+                }
+            }
+            LeaseUse::Granted(lease) => self.0.set(Some((lease, 1))),
+        }
     }
 }
 
@@ -60,41 +83,38 @@ pub fn not_found(status: Option<u16>, body: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_kept_lease_round_trips_and_odd_bytes_are_none() {
-        let lease = Lease {
-            id: 7_587_899_196_169_733_894,
-            asked_at: 1_700_000_000,
-        };
-        assert_eq!(Lease::decode(&lease.encode()), Some(lease));
-        for odd in [
-            &b""[..],
-            b"7",
-            b"7 ",
-            b" 1",
-            b"0 1700000000",
-            b"x 1",
-            b"7 -1",
-            b"7 1 2",
-            b"\xff 1",
-        ] {
-            assert_eq!(Lease::decode(odd), None, "{odd:?}");
-        }
-    }
+    const LEASE: Lease = Lease {
+        id: 7,
+        asked_at: 1000,
+    };
 
     #[test]
     fn reused_for_a_minute_after_asking_and_never_after_the_clock_went_back() {
-        let lease = Lease {
-            id: 1,
-            asked_at: 1000,
-        };
-        assert!(lease.reusable_at(1000));
-        assert!(lease.reusable_at(1000 + REUSE_SECS - 1));
-        assert!(!lease.reusable_at(1000 + REUSE_SECS));
-        assert!(!lease.reusable_at(999));
+        assert!(LEASE.reusable_at(1000));
+        assert!(LEASE.reusable_at(1000 + REUSE_SECS - 1));
+        assert!(!LEASE.reusable_at(1000 + REUSE_SECS));
+        assert!(!LEASE.reusable_at(999));
         // A key written at the last reusable second still outlives its hour by the full margin.
         let last_write = 1000 + REUSE_SECS - 1;
-        assert!(lease.asked_at + TTL_SECS > last_write + WINDOW_SECS + SKEW_MARGIN_SECS);
+        assert!(LEASE.asked_at + TTL_SECS > last_write + WINDOW_SECS + SKEW_MARGIN_SECS);
+    }
+
+    #[test]
+    fn a_kept_lease_carries_at_most_max_writes_and_a_grant_replaces_it() {
+        let kept = KeptLease::default();
+        kept.note(LeaseUse::Kept); // nothing kept yet: nothing to count
+        assert_eq!(kept.get(), None);
+        kept.note(LeaseUse::Granted(LEASE));
+        for _ in 1..MAX_WRITES {
+            assert_eq!(kept.get(), Some(LEASE));
+            kept.note(LeaseUse::Kept);
+        }
+        assert_eq!(kept.get(), None, "full after {MAX_WRITES} writes");
+        kept.note(LeaseUse::Nothing);
+        assert_eq!(kept.get(), None);
+        let next = Lease { id: 8, ..LEASE };
+        kept.note(LeaseUse::Granted(next));
+        assert_eq!(kept.get(), Some(next));
     }
 
     #[test]

@@ -182,19 +182,20 @@ impl Fake {
     }
 }
 
+/// An acquire by a fresh worker (no kept lease).
 fn acquire(fake: &mut Fake, limiter: &Limiter, id: &WebhookId, now: u64) -> Decided {
-    acquire_keeping(fake, limiter, id, now, None)
+    acquire_on(&etcd(), fake, limiter, id, now)
 }
 
-/// An acquire by an Envoy that keeps `kept` as its lease.
-fn acquire_keeping(
+/// An acquire by the worker of `etcd`, which notes what it did with leases, as the filter does.
+fn acquire_on(
+    etcd: &Etcd,
     fake: &mut Fake,
     limiter: &Limiter,
     id: &WebhookId,
     now: u64,
-    kept: Option<Lease>,
 ) -> Decided {
-    let (mut op, mut call) = Acquire::start(&etcd(), limiter, id, kept);
+    let (mut op, mut call) = Acquire::start(etcd, limiter, id);
     for _ in 0..50 {
         let (status, body) = fake.answer(&call);
         match op.on_reply(
@@ -206,7 +207,10 @@ fn acquire_keeping(
             &now,
         ) {
             Next::Call(next) => call = next,
-            Next::Done(decided) => return decided,
+            Next::Done(decided) => {
+                etcd.note_lease(decided.lease);
+                return decided;
+            }
         }
     }
     panic!("acquire did not finish");
@@ -298,7 +302,6 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
             url: "HTTP://Example.com:80/a/../b#f",
             normalised: false,
         },
-        None,
     );
     assert_eq!(call.path, "/v3/kv/range");
     let body: Json = serde_json::from_str(&call.body).unwrap();
@@ -408,58 +411,124 @@ fn a_granted_lease_is_handed_to_the_filter_with_the_clock_read_before_asking() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
     let decided = acquire(&mut fake, &limiter, &HOOK, T);
-    assert_eq!(decided.granted, Some(FIRST_GRANT));
-    // A refusal or a verified webhook asks for no lease.
+    assert_eq!(decided.lease, LeaseUse::Granted(FIRST_GRANT));
+    // A refusal asks for no lease and carries none.
     let refused = acquire(&mut fake, &limiter, &HOOK, T + 1);
     assert!(matches!(refused.result, Err(Failure::OverLimit(_))));
-    assert_eq!(refused.granted, None);
+    assert_eq!(refused.lease, LeaseUse::Nothing);
+}
+
+/// A webhook of its own for each number.
+fn numbered(n: u32) -> String {
+    format!("hook{n}")
 }
 
 #[test]
-fn a_fresh_kept_lease_is_attached_without_asking_for_one() {
+fn a_workers_lease_carries_its_writes_for_a_minute_then_a_new_one_is_asked_for() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
-    let other = WebhookId {
-        name: "invoices",
-        ..HOOK
+    let worker = etcd();
+    let names: Vec<String> = (0..3).map(numbered).collect();
+    let id = |name| WebhookId {
+        name,
+        url: HOOK.url,
+        normalised: false,
     };
-    let kept = acquire(&mut fake, &limiter, &other, T).granted;
+    acquire_on(&worker, &mut fake, &limiter, &id(names[0].as_str()), T);
     let calls_before = fake.calls.len();
-    // Every second of the minute after asking: read and write only, with the kept lease.
+    // The last second of the minute after asking: a read and a write, with the kept lease.
     let last = T + lease::REUSE_SECS - 1;
-    let decided = acquire_keeping(&mut fake, &limiter, &HOOK, last, kept);
-    assert_eq!(decided.granted, None);
+    let decided = acquire_on(&worker, &mut fake, &limiter, &id(names[1].as_str()), last);
+    assert_eq!(decided.lease, LeaseUse::Kept);
     assert_eq!(admitted(decided).ticket.taken(), Some(last));
     let paths: Vec<_> = fake.calls[calls_before..].iter().map(|c| c.path).collect();
     assert_eq!(paths, ["/v3/kv/range", "/v3/kv/txn"]);
-    assert_eq!(fake.value(&etcd(), &limiter, &HOOK).unwrap().1, 7001);
+    assert_eq!(
+        fake.value(&worker, &limiter, &id(names[1].as_str()))
+            .unwrap()
+            .1,
+        7001
+    );
+    // A minute after asking: a new lease. Another worker never shares this one.
+    let decided = acquire_on(
+        &worker,
+        &mut fake,
+        &limiter,
+        &id(names[2].as_str()),
+        T + lease::REUSE_SECS,
+    );
+    assert_eq!(
+        decided.lease,
+        LeaseUse::Granted(Lease {
+            id: 7002,
+            asked_at: T + lease::REUSE_SECS
+        })
+    );
+    let other = acquire(&mut fake, &limiter, &HOOK, T + lease::REUSE_SECS);
+    assert!(matches!(
+        other.lease,
+        LeaseUse::Granted(Lease { id: 7003, .. })
+    ));
 }
 
 #[test]
-fn a_kept_lease_a_minute_old_or_from_the_future_is_not_reused() {
+fn a_lease_asked_for_in_the_future_is_not_reused() {
     let limiter = limiter(|_| {});
-    for asked_at in [T - lease::REUSE_SECS, T + 1] {
-        let mut fake = Fake::new();
-        fake.leases.insert(42);
-        let kept = Some(Lease { id: 42, asked_at });
-        let decided = acquire_keeping(&mut fake, &limiter, &HOOK, T, kept);
-        assert_eq!(decided.granted, Some(FIRST_GRANT));
-        admitted(decided);
-        assert_eq!(fake.value(&etcd(), &limiter, &HOOK).unwrap().1, 7001);
+    let mut fake = Fake::new();
+    let worker = etcd();
+    let first = WebhookId {
+        name: "invoices",
+        ..HOOK
+    };
+    acquire_on(&worker, &mut fake, &limiter, &first, T + 1);
+    // The clock went back a second: the lease's end is no longer known to be far enough.
+    let decided = acquire_on(&worker, &mut fake, &limiter, &HOOK, T);
+    assert!(matches!(
+        decided.lease,
+        LeaseUse::Granted(Lease { id: 7002, .. })
+    ));
+}
+
+#[test]
+fn a_lease_carries_at_most_max_writes() {
+    let limiter = limiter(|_| {});
+    let mut fake = Fake::new();
+    let worker = etcd();
+    let names: Vec<String> = (0..=lease::MAX_WRITES).map(numbered).collect();
+    for name in &names {
+        let id = WebhookId {
+            name,
+            url: HOOK.url,
+            normalised: false,
+        };
+        admitted(acquire_on(&worker, &mut fake, &limiter, &id, T));
     }
+    let grants = fake
+        .calls
+        .iter()
+        .filter(|c| c.path == "/v3/lease/grant")
+        .count();
+    assert_eq!(grants, 2);
+    let on_first = fake.keys.values().filter(|k| k.lease == 7001).count();
+    assert_eq!(on_first, lease::MAX_WRITES as usize);
+    assert_eq!(fake.keys.values().filter(|k| k.lease == 7002).count(), 1);
 }
 
 #[test]
 fn a_kept_lease_etcd_no_longer_knows_is_replaced_and_the_send_counted_once() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
-    // Granted by an etcd since restored from a backup: unknown to this one.
-    let kept = Some(Lease {
-        id: 42,
-        asked_at: T,
-    });
-    let decided = acquire_keeping(&mut fake, &limiter, &HOOK, T, kept);
-    let paths: Vec<_> = fake.calls.iter().map(|c| c.path).collect();
+    let worker = etcd();
+    let first = WebhookId {
+        name: "invoices",
+        ..HOOK
+    };
+    acquire_on(&worker, &mut fake, &limiter, &first, T);
+    // Revoked (or the cluster restored from a backup): etcd no longer knows the kept lease.
+    fake.leases.remove(&7001);
+    let calls_before = fake.calls.len();
+    let decided = acquire_on(&worker, &mut fake, &limiter, &HOOK, T);
+    let paths: Vec<_> = fake.calls[calls_before..].iter().map(|c| c.path).collect();
     assert_eq!(
         paths,
         [
@@ -470,10 +539,25 @@ fn a_kept_lease_etcd_no_longer_knows_is_replaced_and_the_send_counted_once() {
             "/v3/kv/txn"
         ]
     );
-    assert_eq!(decided.granted, Some(FIRST_GRANT));
+    assert_eq!(
+        decided.lease,
+        LeaseUse::Granted(Lease {
+            id: 7002,
+            asked_at: T
+        })
+    );
     admitted(decided);
-    let (value, lease) = fake.value(&etcd(), &limiter, &HOOK).unwrap();
-    assert_eq!((value["sends"].clone(), lease), (json!([T]), 7001));
+    let (value, lease) = fake.value(&worker, &limiter, &HOOK).unwrap();
+    assert_eq!((value["sends"].clone(), lease), (json!([T]), 7002));
+    // The worker keeps the new one.
+    let next = WebhookId {
+        name: "refunds",
+        ..HOOK
+    };
+    assert_eq!(
+        acquire_on(&worker, &mut fake, &limiter, &next, T).lease,
+        LeaseUse::Kept
+    );
 }
 
 #[test]
@@ -509,7 +593,7 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
         // 8 Envoys read "absent" together, then each moves one step at a time, round robin.
         let mut ops: Vec<(Acquire, Option<Call>, u64)> = (0..8)
             .map(|i| {
-                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
+                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK);
                 (op, Some(call), T + i / 4)
             })
             .collect();
@@ -549,7 +633,7 @@ fn a_refusal_that_lost_a_race_to_a_later_second_says_at_most_an_hour() {
     let limiter = limiter(|c| c.unverified_per_hour = 1);
     let mut fake = Fake::new();
     // X's request arrives at T and its read goes out; before etcd answers it, Y sends at T + 1.
-    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
+    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK);
     drop(admitted(acquire(&mut fake, &limiter, &HOOK, T + 1)));
     let (status, body) = fake.answer(&call);
     let reply = Reply {
@@ -811,7 +895,7 @@ fn undecodable_values_are_never_overwritten() {
 fn endless_contention_gives_up_with_limit_unavailable() {
     let limiter = limiter(|c| c.unverified_per_hour = 1000);
     let mut fake = Fake::new();
-    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK, None);
+    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK);
     let mut rounds = 0;
     let result = loop {
         rounds += 1;
