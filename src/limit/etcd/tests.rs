@@ -14,6 +14,11 @@ use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
 const T: u64 = 1_700_000_000;
+/// Another webhook at the same URL.
+const INVOICES: WebhookId<'static> = WebhookId {
+    name: "invoices",
+    ..HOOK
+};
 /// The first lease the fake grants, asked for at T.
 const FIRST_GRANT: Lease = Lease {
     id: 7001,
@@ -476,11 +481,7 @@ fn a_lease_asked_for_in_the_future_is_not_reused() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
     let worker = etcd();
-    let first = WebhookId {
-        name: "invoices",
-        ..HOOK
-    };
-    acquire_on(&worker, &mut fake, &limiter, &first, T + 1);
+    acquire_on(&worker, &mut fake, &limiter, &INVOICES, T + 1);
     // The clock went back a second: the lease's end is no longer known to be far enough.
     let decided = acquire_on(&worker, &mut fake, &limiter, &HOOK, T);
     assert!(matches!(
@@ -519,11 +520,7 @@ fn a_kept_lease_etcd_no_longer_knows_is_replaced_and_the_send_counted_once() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
     let worker = etcd();
-    let first = WebhookId {
-        name: "invoices",
-        ..HOOK
-    };
-    acquire_on(&worker, &mut fake, &limiter, &first, T);
+    acquire_on(&worker, &mut fake, &limiter, &INVOICES, T);
     // Revoked (or the cluster restored from a backup): etcd no longer knows the kept lease.
     fake.leases.remove(&7001);
     let calls_before = fake.calls.len();
