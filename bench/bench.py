@@ -338,6 +338,18 @@ def run(envoy, seconds, body_path, host="", route="", expect_ok=True, prefill=No
 
 # ---------------------------------------------------------------- bodies
 
+def sooner(light):
+    """The one-connection runs: how many times sooner each row's p50 came than its delivery's
+    (B's rows against B's delivery, plain Envoy's against its own)."""
+    p50 = {k: med([r["p50_us"] for r in rows]) for k, rows in light.items()}
+    return {k: p50["plain Envoy (A): delivery" if k.startswith("plain") else "delivery"] / x for k, x in p50.items()}
+
+
+def refusals_sooner(light):
+    """hookgate's refusals' rows of `sooner`."""
+    return [x for k, x in sooner(light).items() if k != "delivery" and not k.startswith("plain")]
+
+
 def variables(n):
     return [{f"variable{i:02d}": f"value-{i:02d}"} for i in range(1, n + 1)]
 
@@ -521,10 +533,9 @@ def main():
             light_rows[label].append(run(envoys["B"], SHORT, path, expect_ok=code is None, connections=1))
         light_rows["plain Envoy (A): delivery"].append(run(envoys["A"], SHORT, pl10, receiver, "http", connections=1))
         light_rows["plain Envoy (A): own 403"].append(run(envoys["A"], SHORT, pl10, expect_ok=False, connections=1))
-    for label, rows in light_rows.items():
-        base = light_rows["plain Envoy (A): delivery" if label.startswith("plain") else "delivery"]
-        say(f"one connection, {label}: p50 {med([r['p50_us'] for r in rows]):.0f} µs, "
-            f"{med([r['p50_us'] for r in base]) / med([r['p50_us'] for r in rows]):.2f}x sooner than its delivery")
+    for label, ratio in sooner(light_rows).items():
+        say(f"one connection, {label}: p50 {med([r['p50_us'] for r in light_rows[label]]):.0f} µs, "
+            f"{ratio:.2f}x sooner than its delivery")
     delivery = med([r["rps"] for r in ref_rows["delivery"]])
     for label, rows in ref_rows.items():
         say(f"{label}: {fmt_rps(med([r['rps'] for r in rows]))} req/s, p50 {ms(med([r['p50_us'] for r in rows]))} ms"
@@ -720,19 +731,15 @@ def write_report(v):
     w("| request | p50 / p99 µs | x sooner than a delivery | CPU µs/req |")
     w("|---|---|---|---|")
     light = v["light_rows"]
-    for label, rows in light.items():
-        base = light["plain Envoy (A): delivery" if label.startswith("plain") else "delivery"]
-        p50 = med([x["p50_us"] for x in rows])
-        w(f"| {label} | {p50:.0f} / {med([x['p99_us'] for x in rows]):.0f} | "
-          f"{med([x['p50_us'] for x in base]) / p50:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
-    sooner = [med([x["p50_us"] for x in light["delivery"]]) / med([x["p50_us"] for x in rows])
-              for k, rows in light.items() if k != "delivery" and not k.startswith("plain")]
-    own = (med([x["p50_us"] for x in light["plain Envoy (A): delivery"]])
-           / med([x["p50_us"] for x in light["plain Envoy (A): own 403"]]))
+    for label, ratio in sooner(light).items():
+        rows = light[label]
+        w(f"| {label} | {med([x['p50_us'] for x in rows]):.0f} / {med([x['p99_us'] for x in rows]):.0f} | "
+          f"{ratio:.2f} | {med([x['cpu_us'] for x in rows]):.0f} |")
+    refusals = refusals_sooner(light)
     w("")
-    w(f"Plain Envoy's own answer comes back {own:.2f}x sooner than its own delivery: the bound for any answer "
-      f"given inside Envoy after the request was read. hookgate's refusals come back {min(sooner):.2f}-"
-      f"{max(sooner):.2f}x sooner than its delivery.\n")
+    w(f"Plain Envoy's own answer comes back {sooner(light)['plain Envoy (A): own 403']:.2f}x sooner than its own "
+      f"delivery: the bound for any answer given inside Envoy after the request was read. hookgate's refusals "
+      f"come back {min(refusals):.2f}-{max(refusals):.2f}x sooner than its delivery.\n")
     w("Every refusal here comes after the whole event was read and keeps wrk's connection (the listener sets "
       "`override_stream_error_on_invalid_http_message`; before, Envoy closed the connection after a 400).\n")
     w(f"The bound: plain Envoy answering a request itself (the route's `direct_response` 403, no filter, no "
@@ -750,8 +757,7 @@ def write_report(v):
     w(f"| B/F >= 0.95 (10 variables) | {bf:.3f} | {'yes' if bf >= 0.95 else 'no'} |")
     w(f"| B/A >= 0.70 | {ba:.3f} | {'yes' if ba >= 0.70 else 'no'} |")
     w(f"| refusals >= 3x a delivery, in throughput (16 connections) | slowest {refusal_min:.2f}x | {'yes' if refusal_min >= 3 else 'no'} |")
-    light_min = min(med([x["p50_us"] for x in light["delivery"]]) / med([x["p50_us"] for x in rows])
-                    for k, rows in light.items() if k != "delivery" and not k.startswith("plain"))
+    light_min = min(refusals_sooner(light))
     w(f"| refusals >= 3x a delivery, answered sooner (one connection, p50) | slowest {light_min:.2f}x | {'yes' if light_min >= 3 else 'no'} |")
     # The counts run side by side (the same rounds, the same F): B's own CPU per request is the
     # steadier comparison; flat means the largest count costs at most 5% more than one webhook.
