@@ -233,9 +233,8 @@ pub struct Acquire {
     retries: u32,
     /// The worker's kept lease, until a write finds it gone.
     kept: Option<Lease>,
-    /// The lease of this acquire's write (0: none yet), and whether it is the kept one.
+    /// The lease of this acquire's write (0: none yet): the kept one, or `granted`.
     lease: i64,
-    reused: bool,
     granted: Option<Lease>,
     last: Option<Call>,
     state: AcquireState,
@@ -256,7 +255,6 @@ impl Acquire {
             retries: 0,
             kept: etcd.kept.get(),
             lease: 0,
-            reused: false,
             granted: None,
             last: Some(call.clone()),
             state: AcquireState::Reading,
@@ -271,14 +269,13 @@ impl Acquire {
         reply: Reply,
         clock: &dyn Clock,
     ) -> Next<Decided> {
-        if self.reused
+        if self.reused()
             && matches!(self.state, AcquireState::Writing { .. })
             && lease::not_found(reply.status, reply.body)
         {
             // The kept lease is gone (nothing was written): read again and ask for a new one.
             self.kept = None;
             self.lease = 0;
-            self.reused = false;
             self.state = AcquireState::Reading;
             let call = range(&self.key);
             self.last = Some(call.clone());
@@ -310,11 +307,7 @@ impl Acquire {
                         lease: if record.verified { 0 } else { self.lease },
                         record,
                     }),
-                    lease: match self.granted {
-                        Some(granted) => LeaseUse::Granted(granted),
-                        None if self.reused => LeaseUse::Kept,
-                        None => LeaseUse::Nothing,
-                    },
+                    lease: self.lease_use(true),
                 })),
                 Ok(Txn::Failed { kv }) => {
                     self.attempts += 1;
@@ -373,18 +366,17 @@ impl Acquire {
                     lease: 0,
                 }),
                 state,
-                lease: self.granted.map_or(LeaseUse::Nothing, LeaseUse::Granted),
+                lease: self.lease_use(false),
             }),
             Admission::Refused(retry) => Next::Done(Decided {
                 result: Err(Failure::OverLimit(retry)),
                 state,
-                lease: self.granted.map_or(LeaseUse::Nothing, LeaseUse::Granted),
+                lease: self.lease_use(false),
             }),
             Admission::Counted(_) if !record.verified && self.lease == 0 => {
                 match self.kept.filter(|kept| kept.reusable_at(self.now)) {
                     Some(kept) => {
                         self.lease = kept.id;
-                        self.reused = true;
                         self.write(record, kv)
                     }
                     None => {
@@ -410,6 +402,20 @@ impl Acquire {
             at: self.now,
         };
         Next::Call(call)
+    }
+
+    /// Whether the write carries the worker's kept lease (the not-found path forgets it).
+    fn reused(&self) -> bool {
+        self.lease != 0 && self.kept.is_some_and(|kept| kept.id == self.lease)
+    }
+
+    /// What this acquire did with leases, once decided; `wrote`: a write carried `self.lease`.
+    fn lease_use(&self, wrote: bool) -> LeaseUse {
+        match self.granted {
+            Some(granted) => LeaseUse::Granted(granted),
+            None if wrote && self.reused() => LeaseUse::Kept,
+            None => LeaseUse::Nothing,
+        }
     }
 
     fn ticket(&self, taken: Option<u64>, verified: bool) -> Ticket {
