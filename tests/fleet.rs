@@ -203,7 +203,7 @@ impl Etcd {
         self.kvs(i)
             .iter()
             .map(|kv| {
-                let key = String::from_utf8(unb64(kv["key"].as_str().unwrap())).unwrap();
+                let key = key_text(kv);
                 let value = serde_json::from_slice(&unb64(kv["value"].as_str().unwrap())).unwrap();
                 (key, value)
             })
@@ -215,14 +215,15 @@ impl Etcd {
         let kv = self
             .kvs(i)
             .into_iter()
-            .find(|kv| {
-                String::from_utf8(unb64(kv["key"].as_str().unwrap()))
-                    .unwrap()
-                    .contains(name)
-            })
+            .find(|kv| key_text(kv).contains(name))
             .unwrap_or_else(|| panic!("no key for {name}"));
         kv["lease"].as_str().unwrap_or("0").to_string()
     }
+}
+
+/// A key-value's key, as text.
+fn key_text(kv: &Value) -> String {
+    String::from_utf8(unb64(kv["key"].as_str().unwrap())).unwrap()
 }
 
 impl Drop for Etcd {
