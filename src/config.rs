@@ -108,7 +108,7 @@ impl Settings {
         let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
             Config::default()
         } else {
-            serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
+            read_config(bytes)?
         };
         for (key, value) in [
             ("max_event_bytes", config.max_event_bytes),
@@ -144,6 +144,21 @@ impl Settings {
             signer,
         })
     }
+}
+
+/// Reads the JSON; an error names the key path it is about (`limit.keys.orders: invalid type:
+/// ...`), or only the configuration when it is not about one key (not JSON, an unknown root key).
+fn read_config(bytes: &[u8]) -> Result<Config, String> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        // "." is the root, "?" a place serde could not name (the text ended early).
+        if path == "." || path == "?" {
+            format!("plugin configuration: {}", e.inner())
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
 }
 
 fn check_static_header(name: &str, value: &str) -> Result<(), String> {
@@ -191,17 +206,44 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert!(error(r#"{"max_event_bytes":0}"#).contains("max_event_bytes"));
-        assert!(error(r#"{"max_name_length":0}"#).contains("max_name_length"));
-        assert!(error(r#"{"surprise":1}"#).contains("surprise"));
-        assert!(
-            error(r#"{"max_event_bytes":"x"}"#).contains("max_event_bytes")
-                || error(r#"{"max_event_bytes":"x"}"#).contains("invalid type")
-        );
-        assert!(error(r#"{"static_headers":{"Host":"x"}}"#).contains("static_headers"));
-        assert!(error(r#"{"static_headers":{"host":"x"}}"#).contains("static_headers"));
-        assert!(error(r#"{"static_headers":{"x-a":"a\nb"}}"#).contains("static_headers.x-a"));
-        assert!(error("not json").contains("plugin configuration"));
+        let cases = [
+            (r#"{"max_event_bytes":0}"#, "max_event_bytes: must be"),
+            (r#"{"max_name_length":0}"#, "max_name_length: must be"),
+            (r#"{"surprise":1}"#, "surprise: unknown field `surprise`"),
+            (
+                r#"{"max_event_bytes":"x"}"#,
+                "max_event_bytes: invalid type",
+            ),
+            (
+                r#"{"limit":{"keys":{"orders":1}}}"#,
+                "limit.keys.orders: invalid type",
+            ),
+            (
+                r#"{"limit":{"verified":[{"name":"a","url":"u","x":1}]}}"#,
+                "limit.verified[0].x: unknown field",
+            ),
+            (
+                r#"{"state":{"backend":"zookeeper"}}"#,
+                "state.backend: unknown variant `zookeeper`",
+            ),
+            (
+                r#"{"static_headers":{"Host":"x"}}"#,
+                "static_headers: \"Host\" is not",
+            ),
+            (
+                r#"{"static_headers":{"host":"x"}}"#,
+                "static_headers: \"host\" is set by",
+            ),
+            (
+                r#"{"static_headers":{"x-a":"a\nb"}}"#,
+                "static_headers.x-a: value has",
+            ),
+            ("not json", "plugin configuration: expected ident"),
+        ];
+        for (json, start) in cases {
+            let message = error(json);
+            assert!(message.starts_with(start), "{json}: {message}");
+        }
     }
 
     #[test]
@@ -220,10 +262,16 @@ mod tests {
             error(r#"{"caller_token":{"header":"Host","token":"0123456789abcdef"}}"#)
                 .starts_with("caller_token.header")
         );
-        assert!(error(r#"{"caller_token":{"header":"x-a"}}"#).contains("token"));
+        let missing = error(r#"{"caller_token":{"header":"x-a"}}"#);
         assert!(
-            error(r#"{"caller_token":{"header":"x-a","token":"0123456789abcdef","x":1}}"#)
-                .contains("x")
+            missing.starts_with("caller_token: missing field `token`"),
+            "{missing}"
+        );
+        let unknown =
+            error(r#"{"caller_token":{"header":"x-a","token":"0123456789abcdef","x":1}}"#);
+        assert!(
+            unknown.starts_with("caller_token.x: unknown field `x`"),
+            "{unknown}"
         );
     }
 
@@ -238,8 +286,16 @@ mod tests {
         assert!(
             error(r#"{"state":{"backend":"etcd","timeout_ms":0}}"#).starts_with("state.timeout_ms")
         );
-        assert!(error(r#"{"state":{"backend":"zookeeper"}}"#).contains("zookeeper"));
-        assert!(error(r#"{"state":{"on_failure":"allow"}}"#).contains("allow"));
+        let backend = error(r#"{"state":{"backend":"zookeeper"}}"#);
+        assert!(
+            backend.starts_with("state.backend: unknown variant `zookeeper`"),
+            "{backend}"
+        );
+        let on_failure = error(r#"{"state":{"on_failure":"allow"}}"#);
+        assert!(
+            on_failure.starts_with("state.on_failure: unknown variant `allow`"),
+            "{on_failure}"
+        );
     }
 
     #[test]
@@ -254,7 +310,11 @@ mod tests {
         let bad = error(r#"{"signing":{"secrets":{"orders":["whsec_C2FVsBQIhrsc"]}}}"#);
         assert!(bad.starts_with("signing.secrets.orders[0]"), "{bad}");
         assert!(!bad.contains("C2FVsBQ"), "{bad}");
-        assert!(error(r#"{"signing":{"secret":{}}}"#).contains("secret"));
+        let unknown = error(r#"{"signing":{"secret":{}}}"#);
+        assert!(
+            unknown.starts_with("signing.secret: unknown field `secret`"),
+            "{unknown}"
+        );
         for name in crate::signing::HEADERS {
             let json = format!(r#"{{"static_headers":{{"{name}":"x"}}}}"#);
             assert!(error(&json).starts_with("static_headers"), "{name}");

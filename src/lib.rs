@@ -6,7 +6,6 @@
 
 pub mod abi;
 pub mod answer;
-pub mod base64;
 pub mod caller;
 pub mod clock;
 pub mod config;

@@ -12,6 +12,7 @@
 
 mod support;
 
+use base64::Engine;
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use std::path::PathBuf;
@@ -240,11 +241,13 @@ impl Drop for Etcd {
 }
 
 fn b64(text: &str) -> String {
-    hookgate::limit::etcd::base64_encode(text.as_bytes())
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 fn unb64(text: &str) -> Vec<u8> {
-    hookgate::limit::etcd::base64_decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------

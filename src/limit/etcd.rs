@@ -47,6 +47,8 @@
 
 pub mod lease;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use lease::{KeptLease, Lease, LeaseUse};
 use serde::Deserialize;
 
@@ -625,7 +627,7 @@ fn apply(
 fn range(key: &str) -> Call {
     Call {
         path: "/v3/kv/range",
-        body: format!(r#"{{"key":"{}"}}"#, base64_encode(key.as_bytes())),
+        body: format!(r#"{{"key":"{}"}}"#, STANDARD.encode(key.as_bytes())),
     }
 }
 
@@ -646,7 +648,7 @@ fn compare(key: &str, revision: i64) -> String {
 }
 
 fn txn(key: &str, revision: i64, success: String) -> Call {
-    let key = base64_encode(key.as_bytes());
+    let key = STANDARD.encode(key.as_bytes());
     Call {
         path: "/v3/kv/txn",
         body: format!(
@@ -657,7 +659,7 @@ fn txn(key: &str, revision: i64, success: String) -> Call {
 }
 
 fn txn_put(key: &str, revision: i64, value: &[u8], lease: i64) -> Call {
-    let b64 = base64_encode(key.as_bytes());
+    let b64 = STANDARD.encode(key.as_bytes());
     let lease = if lease == 0 {
         String::new()
     } else {
@@ -665,13 +667,13 @@ fn txn_put(key: &str, revision: i64, value: &[u8], lease: i64) -> Call {
     };
     let put = format!(
         r#"{{"request_put":{{"key":"{b64}","value":"{}"{lease}}}}}"#,
-        base64_encode(value)
+        STANDARD.encode(value)
     );
     txn(key, revision, put)
 }
 
 fn txn_delete(key: &str, revision: i64) -> Call {
-    let b64 = base64_encode(key.as_bytes());
+    let b64 = STANDARD.encode(key.as_bytes());
     txn(
         key,
         revision,
@@ -824,7 +826,9 @@ fn encode_record(record: &Record, ident: &Ident) -> Vec<u8> {
 }
 
 fn decode_record(kv: &Kv, ident: &Ident) -> Result<Record, String> {
-    let bytes = base64_decode(&kv.value).ok_or("value is not base64")?;
+    let bytes = STANDARD
+        .decode(&kv.value)
+        .map_err(|_| "value is not base64")?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         format!("value this version cannot read ({e}); use another limit.namespace")
     })?;
@@ -838,9 +842,6 @@ fn decode_record(kv: &Kv, ident: &Ident) -> Result<Record, String> {
         sends,
     })
 }
-
-// Base64 lives in crate::base64 (signing uses it too); the names stay here for the callers.
-pub use crate::base64::{decode as base64_decode, encode as base64_encode};
 
 #[cfg(test)]
 mod tests;
