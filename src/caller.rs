@@ -14,8 +14,8 @@
 //! the first difference is. The token never appears in a log line, a `Debug` output or a failure
 //! detail, and it never reaches a receiver (hookgate replaces every header the caller sent).
 
-use crate::config::{is_lowercase_header_name, is_reserved_header};
 use crate::error::Failure;
+use crate::headers;
 
 /// Shortest token accepted: 16 characters (e.g. 128 bits of hex would be 32).
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -45,13 +45,13 @@ impl std::fmt::Debug for CallerToken {
 impl CallerToken {
     /// Checks the configuration; the error names the key at fault, never the token.
     pub fn validate(&self) -> Result<(), String> {
-        if !is_lowercase_header_name(&self.header) {
+        if !headers::is_lowercase_name(&self.header) {
             return Err(format!(
                 "caller_token.header: {:?} is not a lower-case header name",
                 self.header
             ));
         }
-        if is_reserved_header(&self.header) {
+        if headers::is_reserved(&self.header) {
             return Err(format!(
                 "caller_token.header: {:?} is set or read by hookgate or Envoy",
                 self.header

@@ -3,7 +3,9 @@
 
 use crate::caller::CallerToken;
 use crate::destination::{DestinationConfig, DestinationPolicy, RecentChecks};
-use crate::limit::etcd::{Backend, Etcd, StateConfig};
+use crate::headers;
+use crate::limit::etcd::Etcd;
+use crate::limit::state::{Backend, StateConfig};
 use crate::limit::{LimitConfig, Limiter};
 use crate::signing::{Signer, SigningConfig};
 use std::collections::BTreeMap;
@@ -63,43 +65,6 @@ pub struct Settings {
     pub etcd: Option<Etcd>,
     /// The decoded signing secrets (`signing`).
     pub signer: Signer,
-}
-
-/// Headers hookgate or Envoy set or read, or that change how a request travels: neither a static
-/// header nor the caller token's header may be one of them.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-connection",
-    "expect",
-    "user-agent",
-    "cookie",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-request-id",
-    "x-hookgate-route",
-    "x-hookgate-test",
-    "x-hookgate-replied",
-];
-
-/// A lower-case header name (the form configuration keys must use).
-pub(crate) fn is_lowercase_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-pub(crate) fn is_reserved_header(name: &str) -> bool {
-    RESERVED_HEADERS.contains(&name) || name.starts_with("x-envoy-")
 }
 
 impl Settings {
@@ -162,15 +127,14 @@ fn read_config(bytes: &[u8]) -> Result<Config, String> {
 }
 
 fn check_static_header(name: &str, value: &str) -> Result<(), String> {
-    if !is_lowercase_header_name(name) {
+    if !headers::is_lowercase_name(name) {
         return Err(format!(
             "static_headers: {name:?} is not a lower-case header name"
         ));
     }
-    // x-hookgate-* names hookgate's own headers to the engine and receiver.
     // webhook-id, -timestamp and -signature are signing's (crate::signing).
-    if is_reserved_header(name)
-        || name.starts_with("x-hookgate-")
+    if headers::is_reserved(name)
+        || name.starts_with(headers::OWN_PREFIX)
         || crate::signing::HEADERS.contains(&name)
     {
         return Err(format!(

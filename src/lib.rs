@@ -13,6 +13,7 @@ pub mod destination;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod headers;
 pub mod limit;
 pub mod report;
 pub mod signing;

@@ -70,10 +70,12 @@
 
 mod codec;
 pub mod etcd;
+pub mod state;
 mod table;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -450,11 +452,11 @@ impl Ident {
 
     /// FNV-1a 64 of (name length, name, URL): the home bucket is it modulo the bucket count.
     fn hash(&self) -> u64 {
-        fnv1a64(&[
-            &(self.name.len() as u64).to_le_bytes(),
-            self.name.as_bytes(),
-            self.url.as_bytes(),
-        ])
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write(&(self.name.len() as u64).to_le_bytes());
+        hasher.write(self.name.as_bytes());
+        hasher.write(self.url.as_bytes());
+        hasher.finish()
     }
 
     /// The high half of the hash: which redirect of its home bucket applies to the webhook.
@@ -483,18 +485,6 @@ pub fn normalise_url(raw: &str) -> String {
         }
         Err(_) => raw.to_string(),
     }
-}
-
-/// FNV-1a 64 over the parts in order: stable across builds, platforms and reloads.
-pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for part in parts {
-        for &byte in *part {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
 }
 
 fn unavailable(e: String) -> Failure {

@@ -4,8 +4,8 @@
 
 use super::{Destination, DestinationPolicy};
 use crate::error::Failure;
-use crate::limit::fnv1a64;
 use std::cell::RefCell;
+use std::hash::Hasher;
 use std::rc::Rc;
 
 /// Slots of the direct-mapped table: a URL's slot is its hash modulo this. Each holds one URL
@@ -51,7 +51,9 @@ impl RecentChecks {
 }
 
 fn slot_of(raw_url: &str) -> usize {
-    (fnv1a64(&[raw_url.as_bytes()]) % SLOTS as u64) as usize
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(raw_url.as_bytes());
+    (hasher.finish() % SLOTS as u64) as usize
 }
 
 #[cfg(test)]

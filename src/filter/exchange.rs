@@ -8,6 +8,7 @@ use crate::destination::Destination;
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
+use crate::headers;
 use crate::limit::etcd::{Acquire, Admitted, Call, Next, Reply, Update};
 use crate::limit::{KeyVerdict, LimitState, Ticket, WebhookId};
 use crate::report::{ReceivedResponse, Report, SentRequest};
@@ -18,23 +19,11 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// The route in Envoy only accepts requests that carry this header, which hookgate sets after
-/// removing every header the caller sent: nothing but a rewritten webhook reaches the forward proxy.
-const ROUTE_MARKER: &str = "x-hookgate-route";
-const TEST_HEADER: &str = "x-hookgate-test";
-/// Set on the engine's request when hookgate answers it itself (envoy/envoy.yaml's first local
-/// reply mapper). An engine's own copy changes nothing: every later reply of Envoy's passes
-/// through hookgate, which writes its envelope, and a delivery replaces every header.
-const REPLIED_MARKER: &str = "x-hookgate-replied";
 /// The filter state property (`wasm.hookgate`) holding the decision record, for access logs.
 const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.
 const RECEIVER_ANSWERED: &str = "via_upstream";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
-/// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
-/// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
 enum Phase {
     /// Reading the engine's request.
     Receiving,
@@ -139,8 +128,8 @@ impl Exchange {
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
             header(name).map(Cow::into_owned)
         })?;
-        self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(Cow::into_owned);
+        self.test = header(headers::TEST).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        self.idempotency_key = header(headers::IDEMPOTENCY_KEY).map(Cow::into_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
             return Err(Failure::MethodNotAllowed(method.into_owned()));
@@ -242,7 +231,10 @@ impl Exchange {
         let scheme = if destination.https { "https" } else { "http" };
         // Envoy matches no route without x-forwarded-proto; the route removes it (and the
         // marker) before the request leaves.
-        headers.extend([(ROUTE_MARKER, scheme), ("x-forwarded-proto", scheme)]);
+        headers.extend([
+            (headers::ROUTE_MARKER, scheme),
+            ("x-forwarded-proto", scheme),
+        ]);
         let rewritten = host::set_headers(MapType::HttpRequestHeaders, &headers).and_then(|()| {
             host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &event.payload)
         });
@@ -406,7 +398,8 @@ impl Exchange {
         // Envoy passes every local reply through the listener's local-reply mappers, whose CEL
         // filters cost about 7 µs a reply (BENCHMARKS.md); the marker matches the first one,
         // which leaves hookgate's own reply as it is and ends the search.
-        if let Err(e) = host::set_header(MapType::HttpRequestHeaders, REPLIED_MARKER, "1") {
+        if let Err(e) = host::set_header(MapType::HttpRequestHeaders, headers::REPLIED_MARKER, "1")
+        {
             log::debug!("hookgate: reply not marked (host status {})", e.0);
         }
         let headers: Vec<(&str, &str)> = answer
@@ -457,15 +450,12 @@ impl Exchange {
         let mut headers = vec![("content-type", "application/json".to_string())];
         let status = match outcome {
             Ok(_) => {
-                headers.push(("x-hookgate-delivered", Delivered::Yes.as_str().to_string()));
+                headers.push((headers::DELIVERED, Delivered::Yes.as_str().to_string()));
                 200
             }
             Err(failure) => {
-                headers.push((
-                    "x-hookgate-delivered",
-                    failure.delivered().as_str().to_string(),
-                ));
-                headers.push(("x-hookgate-detail", header_safe(&failure.to_string())));
+                headers.push((headers::DELIVERED, failure.delivered().as_str().to_string()));
+                headers.push((headers::DETAIL, header_safe(&failure.to_string())));
                 if let Some(seconds) = failure.retry_after() {
                     headers.push(("retry-after", seconds.to_string()));
                 }
@@ -473,7 +463,7 @@ impl Exchange {
             }
         };
         if let Some(receiver_status) = self.receiver_status {
-            headers.push(("x-hookgate-upstream-status", receiver_status.to_string()));
+            headers.push((headers::UPSTREAM_STATUS, receiver_status.to_string()));
         }
         EngineAnswer {
             status,
@@ -686,7 +676,8 @@ fn sign(
         Some(key) if signing::is_valid_id(key) => key.to_owned(),
         Some(_) => {
             return Err(Failure::InvalidEvent(format!(
-                "{IDEMPOTENCY_HEADER} header: 1 to 128 of A-Z a-z 0-9 _ - :"
+                "{} header: 1 to 128 of A-Z a-z 0-9 _ - :",
+                headers::IDEMPOTENCY_KEY
             )))
         }
         None => next_id(),

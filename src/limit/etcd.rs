@@ -52,6 +52,7 @@ use base64::Engine;
 use lease::{KeptLease, Lease, LeaseUse};
 use serde::Deserialize;
 
+use super::state::StateConfig;
 use super::{give_back_send, Admission, Ident, LimitState, Limiter, Record, Ticket, WebhookId};
 use crate::clock::Clock;
 use crate::error::Failure;
@@ -63,80 +64,6 @@ pub const MAX_ATTEMPTS: u32 = 8;
 pub const MAX_RETRIES: u32 = 3;
 /// The format version in every value.
 pub const VALUE_VERSION: u32 = 1;
-
-/// `state`: where the limit and verification state live.
-#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StateConfig {
-    /// `local` (proxy-wasm shared data, one state per Envoy) or `etcd` (one state per fleet).
-    pub backend: Backend,
-    /// The Envoy cluster that reaches etcd's client port.
-    pub cluster: String,
-    /// Timeout of one call to etcd, in milliseconds (1..=10000).
-    pub timeout_ms: u32,
-    /// First part of every key (1..=128 of `A-Z a-z 0-9 . _ - /`, no leading or trailing `/`).
-    pub prefix: String,
-    /// What a send gets when etcd fails or is slow: `deny` (503, 21111011, nothing sent).
-    pub on_failure: OnFailure,
-}
-
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Local,
-    Etcd,
-}
-
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    Deny,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        StateConfig {
-            backend: Backend::Local,
-            cluster: "etcd".to_string(),
-            timeout_ms: 500,
-            prefix: "hookgate".to_string(),
-            on_failure: OnFailure::Deny,
-        }
-    }
-}
-
-impl StateConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.cluster.is_empty()
-            || self.cluster.len() > 256
-            || !self.cluster.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err("state.cluster: must be 1..=256 printable characters".to_string());
-        }
-        if !(1..=10_000).contains(&self.timeout_ms) {
-            return Err(format!(
-                "state.timeout_ms: must be 1..=10000, got {}",
-                self.timeout_ms
-            ));
-        }
-        let p = &self.prefix;
-        if p.is_empty()
-            || p.len() > 128
-            || p.starts_with('/')
-            || p.ends_with('/')
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
-        {
-            return Err(
-                "state.prefix: must be 1..=128 characters of A-Z a-z 0-9 . _ - /, without a \
-                 leading or trailing /"
-                    .to_string(),
-            );
-        }
-        Ok(())
-    }
-}
 
 /// One call to etcd's JSON gateway: `POST <path>` with this JSON body.
 #[derive(Clone, Debug, PartialEq, Eq)]

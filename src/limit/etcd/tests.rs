@@ -294,42 +294,6 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
 }
 
 #[test]
-fn state_config_defaults_and_validation() {
-    let config: StateConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(config, StateConfig::default());
-    assert_eq!(config.backend, Backend::Local);
-    assert_eq!(
-        (
-            config.cluster.as_str(),
-            config.timeout_ms,
-            config.prefix.as_str()
-        ),
-        ("etcd", 500, "hookgate")
-    );
-    let config: StateConfig = serde_json::from_str(
-        r#"{"backend":"etcd","cluster":"etcd-fleet","timeout_ms":250,"prefix":"a/b","on_failure":"deny"}"#,
-    )
-    .unwrap();
-    config.validate().unwrap();
-    assert!(serde_json::from_str::<StateConfig>(r#"{"backend":"redis"}"#).is_err());
-    assert!(serde_json::from_str::<StateConfig>(r#"{"on_failure":"allow"}"#).is_err());
-    assert!(serde_json::from_str::<StateConfig>(r#"{"surprise":1}"#).is_err());
-    for (edit, key) in [
-        (json!({"timeout_ms": 0}), "state.timeout_ms"),
-        (json!({"timeout_ms": 10001}), "state.timeout_ms"),
-        (json!({"cluster": ""}), "state.cluster"),
-        (json!({"cluster": "a b"}), "state.cluster"),
-        (json!({"prefix": ""}), "state.prefix"),
-        (json!({"prefix": "/a"}), "state.prefix"),
-        (json!({"prefix": "a/"}), "state.prefix"),
-        (json!({"prefix": "a b"}), "state.prefix"),
-    ] {
-        let config: StateConfig = serde_json::from_value(edit).unwrap();
-        assert!(config.validate().unwrap_err().starts_with(key));
-    }
-}
-
-#[test]
 fn recorded_answers_parse() {
     assert_eq!(parse_range(RANGE_EMPTY.as_bytes()).unwrap(), None);
     assert_eq!(
