@@ -627,6 +627,8 @@ fn engines_that_go_away_break_nothing() {
         Box::new(Behaviour::json(200, "{}")),
     ));
     let body = event(&unique_name("Gone"), &slow.url("/"));
+    let streams_logged = || gw.access_log().lines().count();
+    let logged_before = streams_logged();
     let head = format!(
         "POST / HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
@@ -647,7 +649,11 @@ fn engines_that_go_away_break_nothing() {
         slow.records().len() == 1
     });
     drop(stream);
-    std::thread::sleep(Duration::from_millis(1000));
+    // Envoy writes a stream's access log line when the stream ends: once both abandoned streams
+    // have theirs, no retry or late copy of the webhook can come from them.
+    support::eventually("Envoy to end both abandoned streams", || {
+        streams_logged() == logged_before + 2
+    });
     assert_eq!(slow.records().len(), 1);
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     for _ in 0..3 {

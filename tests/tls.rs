@@ -1,4 +1,4 @@
-//! Https webhooks travel over TLS with SNI and certificate validation (system CAs in the
+//! HTTPS webhooks travel over TLS with SNI and certificate validation (system CAs in the
 //! shipped configuration). A receiver with a private CA, served by examples/receiver.py.
 #![allow(
     clippy::unwrap_used,
