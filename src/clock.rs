@@ -12,6 +12,28 @@ impl Clock for u64 {
     }
 }
 
+/// A clock read at most once: the event's defaults, the limit and the signature of one request
+/// share one reading, and a request that needs none of them makes no clock call.
+pub struct OnceClock<'a> {
+    clock: &'a dyn Clock,
+    now: std::cell::OnceCell<u64>,
+}
+
+impl<'a> OnceClock<'a> {
+    pub fn new(clock: &'a dyn Clock) -> Self {
+        OnceClock {
+            clock,
+            now: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+impl Clock for OnceClock<'_> {
+    fn now(&self) -> u64 {
+        *self.now.get_or_init(|| self.clock.now())
+    }
+}
+
 /// Formats Unix seconds as the document's `execution_date`: `YYYY-MM-DD HH:MM:SS` (UTC).
 /// Written here because the `time` crate would add about 34 KB to the module for this one format.
 pub fn format_utc(unix_seconds: u64) -> String {

@@ -1,19 +1,19 @@
 //! The proxy-wasm layer: moves bytes between Envoy and the core, nothing more.
 //! Every host call goes through `host`, which never panics.
 
-mod exchange;
 mod host;
+mod ids;
 mod metrics;
+mod stream;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::limit::SharedStore;
-use exchange::Exchange;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
-use std::cell::OnceCell;
 use std::rc::Rc;
+use stream::Stream;
 
 proxy_wasm::main! {{
     host_logger::install();
@@ -77,7 +77,7 @@ impl RootContext for Root {
             log::error!("hookgate: cannot prepare the limit state: {why}");
             return false;
         }
-        exchange::prepare_worker_numbers();
+        ids::prepare_worker_numbers();
         self.gauge_name = tracked_gauge_name(settings.limiter.namespace());
         self.settings = Some(Rc::new(settings));
         // SAFETY: a plain value; a failure only means no gauge.
@@ -112,7 +112,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None; a context without settings answers every request with 500.
-        Some(Box::new(Exchange::new(
+        Some(Box::new(Stream::new(
             self.settings.clone(),
             self.metrics.clone(),
         )))
@@ -136,17 +136,6 @@ impl SharedStore for HostStore {
 
 /// The host clock.
 struct HostClock;
-
-/// The host clock read at most once per request: the event's defaults, the limit and the
-/// signature share one reading, and a request that needs none of them makes no clock call.
-#[derive(Default)]
-struct RequestClock(OnceCell<u64>);
-
-impl Clock for RequestClock {
-    fn now(&self) -> u64 {
-        *self.0.get_or_init(|| HostClock.now())
-    }
-}
 
 impl Clock for HostClock {
     fn now(&self) -> u64 {

@@ -1,14 +1,16 @@
 //! hookgate: a webhook egress gateway for Envoy.
 //!
-//! The pure core (event, destination, limit, answer, envelope, report, config) knows nothing of
-//! the host and is unit-tested natively; `filter` is the thin proxy-wasm layer that moves bytes
-//! between Envoy and the core.
+//! The pure core (event, destination, limit, answer, envelope, report, config, and `delivery`,
+//! the request's state machine) knows nothing of the host and is unit-tested natively; `filter`
+//! is the thin proxy-wasm layer that hands Envoy's callbacks to a delivery and makes its host
+//! calls.
 
 pub mod abi;
 pub mod answer;
 pub mod caller;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod destination;
 pub mod envelope;
 pub mod error;

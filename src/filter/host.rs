@@ -3,18 +3,13 @@
 //! instead, so every failure becomes an envelope.
 
 use crate::abi::{deserialize_map, serialize_map};
+use crate::delivery::{HostError, HostResult};
 use proxy_wasm::types::{BufferType, MapType};
 use std::ptr::{null, null_mut};
-
-/// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8 CasMismatch...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostError(pub u32);
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
-
-pub type HostResult<T> = Result<T, HostError>;
 
 #[link(wasm_import_module = "env")]
 extern "C" {

@@ -771,4 +771,6 @@ fn decode_record(kv: &Kv, ident: &Ident) -> Result<Record, String> {
 }
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,285 @@
+//! The engine's answer: who answered the webhook, the judgement, and the envelope (or test
+//! report) written over the upstream answer or sent as a local reply.
+
+use super::{Delivery, Flow, Host, Phase, Upstream};
+use crate::answer::{judge_envoy_reply, judge_receiver};
+use crate::envelope;
+use crate::error::{Delivered, Failure};
+use crate::headers;
+use crate::limit::{LimitState, WebhookId};
+use crate::report::{ReceivedResponse, Report};
+use std::borrow::Cow;
+
+/// Envoy's `response.code_details` for an answer that came from the receiver.
+const RECEIVER_ANSWERED: &str = "via_upstream";
+
+/// What the engine gets back.
+struct EngineAnswer {
+    status: u32,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    /// Envoy answered before hookgate let the webhook go: why, as a failure.
+    pub(super) fn envoy_answered_first(&self, host: &dyn Host) -> Failure {
+        let details = host
+            .response_code_details()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let details = String::from_utf8_lossy(&details);
+        if details.starts_with("rbac_access_denied") {
+            Failure::CallerRefused("source refused by Envoy's RBAC".into())
+        } else if details.contains("request_payload_too_large") {
+            Failure::EventTooLarge(
+                self.settings
+                    .as_ref()
+                    .map_or(0, |s| s.config.max_event_bytes),
+            )
+        } else {
+            Failure::Internal(format!(
+                "Envoy answered before the event was read: {details}"
+            ))
+        }
+    }
+
+    /// The response headers of a webhook that was sent: who answered, and how.
+    pub(super) fn read_upstream(&mut self, host: &dyn Host) -> Upstream {
+        let status = host
+            .response_header(":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        // Envoy's own replies (its router's failures, the upstream RBAC, the local reply
+        // mappers) are all 4xx or 5xx: an answer below 400 is the receiver's, and the property
+        // lookup (a host call) is only made when Envoy could have answered instead.
+        let details = if (100..400).contains(&status) {
+            Cow::Borrowed(RECEIVER_ANSWERED)
+        } else {
+            Cow::Owned(
+                host.response_code_details()
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            )
+        };
+        if details == RECEIVER_ANSWERED {
+            if self.test {
+                self.received_headers = host.response_headers().unwrap_or_default();
+            }
+            self.receiver_status = Some(status);
+            return Upstream::Receiver { status };
+        }
+        let failure = judge_envoy_reply(status, &details);
+        if failure.delivered() == Delivered::No {
+            self.give_back(host);
+        }
+        Upstream::Envoy(failure)
+    }
+
+    /// The final outcome once the whole answer is here.
+    pub(super) fn conclude(
+        &mut self,
+        host: &dyn Host,
+        body: &[u8],
+    ) -> (Result<String, Failure>, Option<ReceivedResponse>) {
+        let Some(upstream) = self.upstream.take() else {
+            return (
+                Err(Failure::Internal("response without a request".into())),
+                None,
+            );
+        };
+        let status = match upstream {
+            Upstream::Receiver { status } => status,
+            Upstream::Envoy(failure) => return (Err(failure), None),
+        };
+        let limit = self
+            .settings
+            .as_ref()
+            .map_or(0, |s| s.config.max_response_bytes);
+        let response = self.test.then(|| ReceivedResponse {
+            status,
+            headers: std::mem::take(&mut self.received_headers),
+            body: body.to_vec(),
+        });
+        let judged =
+            judge_receiver(status, body, self.truncated.then_some(limit)).map(str::to_owned);
+        let outcome = match judged {
+            Ok(text) => self.verify_key(host, body).map(|()| text),
+            Err(failure) => Err(failure),
+        };
+        (outcome, response)
+    }
+
+    /// Answers the engine locally (a refusal, or an answer that has no body to write into).
+    pub(super) fn reply(
+        &mut self,
+        host: &dyn Host,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> Flow {
+        let answer = self.build_answer(host, outcome, response);
+        self.phase = Phase::Replied;
+        // Envoy passes every local reply through the listener's local-reply mappers, whose CEL
+        // filters cost about 7 µs a reply (BENCHMARKS.md); the marker matches the first one,
+        // which leaves hookgate's own reply as it is and ends the search.
+        if let Err(e) = host.set_request_header(headers::REPLIED_MARKER, "1") {
+            log::debug!("hookgate: reply not marked (host status {})", e.0);
+        }
+        let headers: Vec<(&str, &str)> = answer
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        if let Err(e) = host.local_reply(answer.status, &headers, &answer.body) {
+            log::error!("hookgate: local reply failed (host status {})", e.0);
+        }
+        Flow::Pause
+    }
+
+    pub(super) fn refuse(&mut self, host: &dyn Host, failure: Failure) -> Flow {
+        self.reply(host, Err(&failure), None)
+    }
+
+    /// Writes the engine's answer over the upstream one, whose headers are still paused.
+    pub(super) fn rewrite_answer(
+        &mut self,
+        host: &dyn Host,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+        body_size: usize,
+    ) {
+        let answer = self.build_answer(host, outcome, response);
+        let status = answer.status.to_string();
+        let length = answer.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":status", status.as_str()),
+            ("content-length", length.as_str()),
+        ];
+        headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let written = host
+            .set_response_headers(&headers)
+            .and_then(|()| host.set_response_body(body_size, &answer.body));
+        if let Err(e) = written {
+            log::error!("hookgate: could not write the answer (host status {})", e.0);
+        }
+    }
+
+    /// The engine's answer for an outcome, logged: status, headers and the envelope (or report).
+    fn build_answer(
+        &self,
+        host: &dyn Host,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> EngineAnswer {
+        self.log_decision(host, outcome.map(|_| ()));
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        let status = match outcome {
+            Ok(_) => {
+                headers.push((headers::DELIVERED, Delivered::Yes.as_str().to_string()));
+                200
+            }
+            Err(failure) => {
+                headers.push((headers::DELIVERED, failure.delivered().as_str().to_string()));
+                headers.push((headers::DETAIL, header_safe(&failure.to_string())));
+                if let Some(seconds) = failure.retry_after() {
+                    headers.push(("retry-after", seconds.to_string()));
+                }
+                failure.http_status()
+            }
+        };
+        if let Some(receiver_status) = self.receiver_status {
+            headers.push((headers::UPSTREAM_STATUS, receiver_status.to_string()));
+        }
+        EngineAnswer {
+            status,
+            headers,
+            body: self.render(host, outcome, response),
+        }
+    }
+
+    /// The envelope, or the test report around it.
+    fn render(
+        &self,
+        host: &dyn Host,
+        outcome: Result<&str, &Failure>,
+        response: Option<&ReceivedResponse>,
+    ) -> Vec<u8> {
+        let envelope = match outcome {
+            Ok(body) => envelope::success(body),
+            Err(failure) => envelope::failure(failure),
+        };
+        if !self.test {
+            return envelope;
+        }
+        let limit = self.limit_state(host);
+        Report {
+            webhook: self.webhook.as_ref(),
+            request: self.sent.as_ref(),
+            response,
+            envelope: &envelope,
+            limit: limit.as_ref(),
+        }
+        .render()
+    }
+
+    fn limit_state(&self, host: &dyn Host) -> Option<LimitState> {
+        if self.etcd_state.is_some() {
+            return self.etcd_state.clone();
+        }
+        let settings = self.settings.as_ref()?;
+        let (webhook, destination) = (self.webhook.as_ref()?, self.destination.as_ref()?);
+        let id = WebhookId {
+            name: &webhook.name,
+            url: &destination.url,
+            normalised: true,
+        };
+        settings.limiter.state(host.store(), host.clock(), &id).ok()
+    }
+
+    /// The outcome counters and one decision record per decision; no personal data (email,
+    /// phone, variables) in the record. The record goes to the stream's filter state, where
+    /// Envoy's access log prints it (`%FILTER_STATE(wasm.hookgate:PLAIN)%`, envoy/envoy.yaml):
+    /// the access log is buffered and written off the worker thread, where a line in Envoy's
+    /// own log is a synchronous write per request (measured: about 10-20 µs of Envoy CPU per
+    /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
+    fn log_decision(&self, host: &dyn Host, outcome: Result<(), &Failure>) {
+        let (reason, code) = match outcome {
+            Ok(()) => ("delivered", 1),
+            Err(f) => (f.reason(), f.code().number()),
+        };
+        host.count_outcome(reason, code);
+        let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
+        // The normalised host once checked; before that (a refused URL), the host as written.
+        let host_name = match (&self.destination, &self.webhook) {
+            (Some(d), _) => d.host.clone(),
+            (None, Some(w)) => crate::destination::host_as_written(&w.url),
+            (None, None) => "-".to_string(),
+        };
+        let record = match outcome {
+            Ok(()) => format!("webhook={name} host={host_name} outcome=delivered code=1"),
+            Err(f) => format!(
+                "webhook={name} host={host_name} outcome={} code={} status={} detail={:?}",
+                f.reason(),
+                f.code().number(),
+                f.http_status(),
+                f.to_string()
+            ),
+        };
+        if let Err(e) = host.set_decision(&record) {
+            log::warn!("hookgate: decision record not kept (host status {})", e.0);
+        }
+        log::debug!("hookgate: {record}");
+    }
+}
+
+/// Header values carry only printable ASCII, bounded.
+fn header_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(300)
+        .collect()
+}

@@ -1,0 +1,520 @@
+//! The delivery driven through a recording host, callback by callback as Envoy calls them:
+//! every row of the README's answer table, and what each outcome costs in host calls.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use super::fake::{Answer, FakeHost};
+use super::{Delivery, Flow};
+use crate::config::Settings;
+use std::rc::Rc;
+
+pub(super) const T: u64 = 1_700_000_000;
+pub(super) const URL: &str = "https://receiver.example/hook";
+const ENVELOPE_FAILED: &str =
+    r#"[{"status":false,"message":"The request failed","code":11110111}]"#;
+const ENVELOPE_QUERY: &str =
+    r#"[{"status":false,"message":"Error during query execution","code":21111011}]"#;
+
+pub(super) fn settings(json: &str) -> Rc<Settings> {
+    Rc::new(Settings::parse(json.as_bytes()).unwrap())
+}
+
+pub(super) fn event(name: &str, url: &str) -> String {
+    format!(
+        r#"{{"webhook":{{"name":"{name}","url":"{url}"}},"automation_id":"1","title":"t","execution_date":"2022-01-04 09:02:39","email":"a@example.com","phone":"+380631234567","variables":[]}}"#
+    )
+}
+
+/// The engine's request: headers as Envoy gives them, then the whole body in one callback.
+pub(super) fn post_with(
+    host: &FakeHost,
+    settings: &Rc<Settings>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (Delivery, Flow) {
+    *host.local_reply.borrow_mut() = None;
+    let mut headers = vec![
+        (":method", "POST".to_string()),
+        (":path", "/".to_string()),
+        (":authority", "gw".to_string()),
+        ("content-type", "application/json".to_string()),
+        ("content-length", body.len().to_string()),
+    ];
+    // A header given in `extra` replaces the default one.
+    headers.retain(|(k, _)| !extra.iter().any(|(name, _)| name == k));
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    *host.request_headers.borrow_mut() = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut delivery = Delivery::new(Some(settings.clone()));
+    let flow = delivery.on_request_headers(host, false);
+    if host.local_reply.borrow().is_some() {
+        // Refused on the headers: Envoy calls nothing more for the request.
+        return (delivery, flow);
+    }
+    *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+    let flow = delivery.on_request_body(host, body.len(), true);
+    (delivery, flow)
+}
+
+pub(super) fn post(host: &FakeHost, settings: &Rc<Settings>, body: &str) -> (Delivery, Flow) {
+    post_with(host, settings, body, &[])
+}
+
+/// The upstream answer (the receiver's, or Envoy's in its place: `details`), in one body chunk.
+pub(super) fn respond(
+    delivery: &mut Delivery,
+    host: &FakeHost,
+    status: u16,
+    details: &str,
+    body: &str,
+) -> Flow {
+    *host.response_headers.borrow_mut() = vec![
+        (":status".to_string(), status.to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    *host.code_details.borrow_mut() = Some(details.to_string());
+    assert_eq!(delivery.on_response_headers(host, false), Flow::Pause);
+    *host.response_body.borrow_mut() = body.as_bytes().to_vec();
+    delivery.on_response_body(host, body.len(), true)
+}
+
+fn delivered_once(json: &str, receiver_status: u16, receiver_body: &str) -> (FakeHost, Answer) {
+    let host = FakeHost::at(T);
+    let settings = settings(json);
+    let (mut delivery, flow) = post(&host, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Continue);
+    let flow = respond(
+        &mut delivery,
+        &host,
+        receiver_status,
+        "via_upstream",
+        receiver_body,
+    );
+    assert_eq!(flow, Flow::Continue);
+    let answer = host.answer();
+    (host, answer)
+}
+
+fn assert_answer(answer: &Answer, status: u32, delivered: &str, envelope: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body_text());
+    assert_eq!(answer.header("x-hookgate-delivered"), Some(delivered));
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.body_text(), envelope);
+}
+
+#[test]
+fn a_delivery_rewrites_the_request_and_passes_the_receivers_json_on() {
+    let (host, answer) = delivered_once("{}", 200, r#"{"ok":1}"#);
+    assert_answer(
+        &answer,
+        200,
+        "yes",
+        r#"[{"status":true,"message":"{\"ok\":1}","code":1}]"#,
+    );
+    assert!(!answer.local);
+    assert_eq!(answer.header("x-hookgate-upstream-status"), Some("200"));
+    assert_eq!(answer.header("content-length"), Some("49"));
+    let sent: Vec<(String, String)> = host.request_headers.borrow().clone();
+    let expected = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "receiver.example:443"),
+        (":path", "/hook"),
+        ("content-type", "application/json"),
+        ("content-length", "137"),
+        (
+            "user-agent",
+            concat!("hookgate/", env!("CARGO_PKG_VERSION")),
+        ),
+        ("x-hookgate-route", "https"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(sent, expected);
+    let payload = String::from_utf8(host.request_body.borrow().clone()).unwrap();
+    assert_eq!(
+        payload,
+        r#"[{"automation_id":"1","title":"t","execution_date":"2022-01-04 09:02:39","email":"a@example.com","phone":"+380631234567","variables":[]}]"#
+    );
+    assert_eq!(host.counter("hookgate.sent"), 1);
+    assert_eq!(host.counter("hookgate.outcome.delivered"), 1);
+    assert_eq!(host.counter("hookgate.code.1"), 1);
+    assert_eq!(
+        host.decision.borrow().as_deref(),
+        Some("webhook=orders host=receiver.example outcome=delivered code=1")
+    );
+}
+
+#[test]
+fn receiver_answers_are_judged_as_the_table_says() {
+    let rows = [
+        // 2xx, body not JSON / empty / over max_response_bytes: 11110112.
+        (
+            200,
+            "ok",
+            "{}",
+            200,
+            "yes",
+            r#"[{"status":false,"message":"Invalid response format. Expects json!","code":11110112}]"#,
+        ),
+        (
+            200,
+            "",
+            "{}",
+            200,
+            "yes",
+            r#"[{"status":false,"message":"Invalid response format. Expects json!","code":11110112}]"#,
+        ),
+        (
+            200,
+            "[1,2,3,4,5]",
+            r#"{"max_response_bytes":4}"#,
+            200,
+            "yes",
+            r#"[{"status":false,"message":"Invalid response format. Expects json!","code":11110112}]"#,
+        ),
+        // Non-2xx, redirects included: 11110111.
+        (500, "{}", "{}", 200, "yes", ENVELOPE_FAILED),
+        (302, "{}", "{}", 200, "yes", ENVELOPE_FAILED),
+        // The wrong verification key: 11110113.
+        (
+            200,
+            r#"{"key":"nope"}"#,
+            r#"{"limit":{"default_key":"right"}}"#,
+            200,
+            "yes",
+            r#"[{"status":false,"message":"The request did not pass code verification","code":11110113}]"#,
+        ),
+    ];
+    for (status, body, config, http, delivered, envelope) in rows {
+        let (_, answer) = delivered_once(config, status, body);
+        assert_answer(&answer, http, delivered, envelope);
+        assert_eq!(
+            answer.header("x-hookgate-upstream-status"),
+            Some(status.to_string().as_str())
+        );
+    }
+}
+
+#[test]
+fn envoys_own_answers_tell_never_sent_from_no_answer_and_blocked() {
+    let rows = [
+        (503, "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}", 502, "no", ENVELOPE_FAILED),
+        (503, "dns_resolution_failure", 502, "no", ENVELOPE_FAILED),
+        (504, "upstream request timeout", 504, "unknown", ENVELOPE_FAILED),
+        (503, "upstream_reset_after_response_started{connection_termination}", 504, "unknown", ENVELOPE_FAILED),
+        (403, "rbac_access_denied_matched_policy[refused-destinations]", 403, "no", r#"[{"status":false,"message":"Incorrect url ip","code":11110114}]"#),
+    ];
+    for (status, details, http, delivered, envelope) in rows {
+        let host = FakeHost::at(T);
+        let settings = settings("{}");
+        let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+        assert_eq!(
+            respond(&mut delivery, &host, status, details, "envoy's body"),
+            Flow::Continue
+        );
+        let answer = host.answer();
+        assert_answer(&answer, http, delivered, envelope);
+        assert_eq!(answer.header("x-hookgate-upstream-status"), None);
+        // A send that never arrived is given back: the next one is allowed.
+        let (_, flow) = post(&host, &settings, &event("orders", URL));
+        let given_back = delivered == "no";
+        assert_eq!(flow == Flow::Continue, given_back, "{details}");
+    }
+}
+
+#[test]
+fn refusals_are_local_replies_with_the_tables_status_and_code() {
+    let big = format!(
+        r#"{{"webhook":{{"name":"orders","url":"{URL}"}},"pad":"{}"}}"#,
+        "x".repeat(600)
+    );
+    type Row<'a> = (&'a str, String, &'a [(&'a str, &'a str)], u32, &'a str);
+    let rows: [Row; 9] = [
+        (
+            "{}",
+            event("orders", "http://10.0.0.1/hook"),
+            &[],
+            403,
+            r#"[{"status":false,"message":"Incorrect url ip","code":11110114}]"#,
+        ),
+        ("{}", "not json".into(), &[], 400, ENVELOPE_QUERY),
+        ("{}", event("bad name!", URL), &[], 400, ENVELOPE_QUERY),
+        (
+            "{}",
+            r#"{"webhook":{"name":"orders"}}"#.into(),
+            &[],
+            400,
+            ENVELOPE_QUERY,
+        ),
+        (r#"{"max_event_bytes":500}"#, big, &[], 413, ENVELOPE_QUERY),
+        (
+            "{}",
+            event("orders", URL),
+            &[(":method", "PUT")],
+            405,
+            ENVELOPE_QUERY,
+        ),
+        (
+            "{}",
+            event("orders", URL),
+            &[("content-type", "text/plain")],
+            415,
+            ENVELOPE_QUERY,
+        ),
+        (
+            r#"{"caller_token":{"header":"x-token","token":"0123456789abcdef"}}"#,
+            event("orders", URL),
+            &[("x-token", "0123456789abcdeX")],
+            403,
+            ENVELOPE_QUERY,
+        ),
+        (
+            r#"{"caller_token":{"header":"x-token","token":"0123456789abcdef"}}"#,
+            event("orders", URL),
+            &[],
+            403,
+            ENVELOPE_QUERY,
+        ),
+    ];
+    for (config, body, extra, status, envelope) in rows {
+        let host = FakeHost::at(T);
+        let (_, flow) = post_with(&host, &settings(config), &body, extra);
+        assert_eq!(flow, Flow::Pause, "{config} {body} {extra:?}");
+        let answer = host.answer();
+        assert!(answer.local);
+        assert_answer(&answer, status, "no", envelope);
+        assert_eq!(host.header("x-hookgate-replied").as_deref(), Some("1"));
+        assert_eq!(host.counter("hookgate.sent"), 0);
+        assert!(host.dispatched.borrow().is_empty());
+    }
+}
+
+#[test]
+fn the_hourly_limit_refuses_with_retry_after_and_the_limit_state_fails_closed() {
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    let (mut first, _) = post(&host, &settings, &event("orders", URL));
+    respond(&mut first, &host, 200, "via_upstream", "{}");
+    host.now.set(T + 60);
+    let (_, flow) = post(&host, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Pause);
+    let answer = host.answer();
+    assert_answer(
+        &answer,
+        429,
+        "no",
+        r#"[{"status":false,"message":"The request did not pass code verification","code":11110113}]"#,
+    );
+    assert_eq!(answer.header("retry-after"), Some("3540"));
+    // The store fails: 503, nothing sent.
+    let host = FakeHost::at(T);
+    host.store.down.set(true);
+    let (_, flow) = post(&host, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Pause);
+    assert_answer(&host.answer(), 503, "no", ENVELOPE_QUERY);
+    assert_eq!(host.counter("hookgate.sent"), 0);
+}
+
+#[test]
+fn an_internal_failure_is_500_and_a_failed_rewrite_gives_the_send_back() {
+    let host = FakeHost::at(T);
+    let mut delivery = Delivery::new(None);
+    *host.request_headers.borrow_mut() = vec![(":method".into(), "POST".into())];
+    assert_eq!(delivery.on_request_headers(&host, false), Flow::Pause);
+    assert_answer(&host.answer(), 500, "no", ENVELOPE_QUERY);
+
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    host.failing.borrow_mut().insert("set_request_body", 2);
+    let (_, flow) = post(&host, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Pause);
+    let answer = host.answer();
+    assert_answer(&answer, 500, "no", ENVELOPE_QUERY);
+    assert_eq!(
+        answer.header("x-hookgate-detail"),
+        Some("internal failure: request rewrite failed (2)")
+    );
+    host.failing.borrow_mut().clear();
+    let (_, flow) = post(&host, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Continue, "the send was given back");
+}
+
+#[test]
+fn envoy_answering_before_the_event_is_read_still_gets_an_envelope() {
+    for (details, status, envelope) in [
+        (
+            "rbac_access_denied_matched_policy[refused-callers]",
+            403,
+            ENVELOPE_QUERY,
+        ),
+        ("request_payload_too_large", 413, ENVELOPE_QUERY),
+        ("request_overall_timeout", 500, ENVELOPE_QUERY),
+    ] {
+        let host = FakeHost::at(T);
+        let settings = settings("{}");
+        *host.request_headers.borrow_mut() = vec![
+            (":method".into(), "POST".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        let mut delivery = Delivery::new(Some(settings));
+        assert_eq!(delivery.on_request_headers(&host, false), Flow::Pause);
+        *host.response_headers.borrow_mut() = vec![(":status".into(), "403".into())];
+        *host.code_details.borrow_mut() = Some(details.into());
+        // No body: the envelope goes as a local reply.
+        assert_eq!(delivery.on_response_headers(&host, true), Flow::Pause);
+        assert_answer(&host.answer(), status, "no", envelope);
+    }
+}
+
+#[test]
+fn a_body_ending_in_trailers_is_forwarded_and_the_trailers_dropped() {
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    let body = event("orders", URL);
+    *host.request_headers.borrow_mut() = vec![
+        (":method".into(), "POST".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    let mut delivery = Delivery::new(Some(settings));
+    assert_eq!(delivery.on_request_headers(&host, false), Flow::Pause);
+    *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+    assert_eq!(
+        delivery.on_request_body(&host, body.len(), false),
+        Flow::Pause
+    );
+    assert_eq!(delivery.on_request_trailers(&host), Flow::Continue);
+    assert!(host.trailers_removed.get());
+    assert_eq!(
+        host.header(":authority").as_deref(),
+        Some("receiver.example:443")
+    );
+}
+
+#[test]
+fn a_large_answer_is_moved_out_chunk_by_chunk_and_judged_whole() {
+    let host = FakeHost::at(T);
+    let settings = settings(r#"{"max_response_bytes":10}"#);
+    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    assert_eq!(delivery.on_response_headers(&host, false), Flow::Pause);
+    for chunk in [r#"{"a":"#, r#""bcdefgh"}"#] {
+        *host.response_body.borrow_mut() = chunk.as_bytes().to_vec();
+        let end = chunk.ends_with('}');
+        let flow = delivery.on_response_body(&host, chunk.len(), end);
+        if !end {
+            assert_eq!(flow, Flow::Pause);
+            assert!(host.response_body.borrow().is_empty(), "chunk moved out");
+        }
+    }
+    assert_answer(
+        &host.answer(),
+        200,
+        "yes",
+        r#"[{"status":false,"message":"Invalid response format. Expects json!","code":11110112}]"#,
+    );
+}
+
+#[test]
+fn a_test_request_gets_the_report_with_what_was_sent_and_the_limit() {
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    let (mut delivery, _) = post_with(
+        &host,
+        &settings,
+        &event("orders", URL),
+        &[("x-hookgate-test", "true")],
+    );
+    respond(&mut delivery, &host, 201, "via_upstream", r#"{"ok":1}"#);
+    let report: serde_json::Value = serde_json::from_slice(&host.answer().body).unwrap();
+    assert_eq!(report["request"]["url"], URL);
+    assert_eq!(report["response"]["status"], 201);
+    assert_eq!(report["response"]["body"], r#"{"ok":1}"#);
+    assert_eq!(report["envelope"][0]["code"], 1);
+    assert_eq!(report["limit"]["sends_in_window"], 1);
+    assert_eq!(report["limit"]["verified"], false);
+}
+
+#[test]
+fn a_signed_delivery_carries_the_engines_idempotency_key_or_a_new_id() {
+    let config = r#"{"signing":{"secrets":{"orders":["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]}}}"#;
+    let settings = settings(config);
+    let host = FakeHost::at(1_649_367_553);
+    post_with(
+        &host,
+        &settings,
+        &event("orders", URL),
+        &[("idempotency-key", "evt_1")],
+    );
+    assert_eq!(host.header("webhook-id").as_deref(), Some("evt_1"));
+    assert_eq!(
+        host.header("webhook-timestamp").as_deref(),
+        Some("1649367553")
+    );
+    let signature = host.header("webhook-signature").unwrap();
+    let payload = host.request_body.borrow().clone();
+    let secret = crate::signing::Secret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    assert_eq!(
+        signature,
+        crate::signing::signature(&[secret], "evt_1", 1_649_367_553, &payload)
+    );
+    let host = FakeHost::at(T);
+    post(&host, &settings, &event("orders", URL));
+    assert_eq!(host.header("webhook-id").as_deref(), Some("msg_test_1"));
+    let host = FakeHost::at(T);
+    post_with(
+        &host,
+        &settings,
+        &event("orders", URL),
+        &[("idempotency-key", "no spaces")],
+    );
+    assert_answer(&host.answer(), 400, "no", ENVELOPE_QUERY);
+}
+
+/// What each outcome costs in host calls (shared data and clock reads included), printed for
+/// the record (`cargo test --lib host_calls -- --nocapture`) and pinned, so that a change in
+/// the hot path shows here first.
+#[test]
+fn host_calls_per_outcome() {
+    let settings = settings("{}");
+    let mut lines = Vec::new();
+    let mut measure = |what: &str, run: &dyn Fn(&FakeHost)| {
+        let host = FakeHost::at(T);
+        run(&host);
+        let counts = host.call_counts();
+        lines.push(format!(
+            "{what}: {} host calls {counts:?}",
+            host.total_calls()
+        ));
+        host.total_calls()
+    };
+    let delivery = measure("delivery", &|host| {
+        let (mut d, _) = post(host, &settings, &event("orders", URL));
+        respond(&mut d, host, 200, "via_upstream", "{}");
+    });
+    let refusal = measure("refusal (bad event)", &|host| {
+        post(host, &settings, "not json");
+    });
+    let test = measure("test request", &|host| {
+        let (mut d, _) = post_with(
+            host,
+            &settings,
+            &event("orders", URL),
+            &[("x-hookgate-test", "true")],
+        );
+        respond(&mut d, host, 200, "via_upstream", "{}");
+    });
+    for line in &lines {
+        println!("{line}");
+    }
+    assert_eq!((delivery, refusal, test), (18, 6, 21), "{lines:#?}");
+}
