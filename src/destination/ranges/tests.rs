@@ -426,3 +426,33 @@ fn public_addresses_pass() {
         "2a00:1450:4001:82b:200:5efe:808:808",
     ]);
 }
+
+/// What Envoy's RBAC refused, named from the address Envoy reports: the most specific range, as a
+/// CIDR-only enforcer sees the list (embedding ranges whole).
+#[test]
+fn resolved_addresses_name_their_range() {
+    let policy = policy();
+    let named = |address: &str| policy.resolved_refusal(address).map(|f| f.to_string());
+    let refused = |detail: &str| {
+        Some(format!(
+            "destination blocked: resolved address {detail}, refused by Envoy's destination policy"
+        ))
+    };
+    assert_eq!(
+        named("127.0.0.1:18080"),
+        refused("127.0.0.1 is in 127.0.0.0/8 (loopback)")
+    );
+    assert_eq!(
+        named("[fec0::1]:80"),
+        refused("fec0::1 is in fec0::/10 (site-local, deprecated)")
+    );
+    assert_eq!(
+        named("[64:ff9b::808:808]:443"),
+        refused("64:ff9b::808:808 is in 64:ff9b::/96 (NAT64)")
+    );
+    assert_eq!(named("[::1]:80"), refused("::1 is in ::1/128 (loopback)"));
+    assert_eq!(named("8.8.8.8:80"), None);
+    assert_eq!(named("[2001:4860:4860::8888]:443"), None);
+    assert_eq!(named("127.0.0.1"), None);
+    assert_eq!(named(""), None);
+}
