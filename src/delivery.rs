@@ -60,6 +60,8 @@ pub trait Host {
     fn response_headers(&self) -> HostResult<Vec<(String, String)>>;
     /// Envoy's `response.code_details` for this stream.
     fn response_code_details(&self) -> HostResult<Option<Vec<u8>>>;
+    /// The address of the host the router picked (`upstream.address`), once it has.
+    fn upstream_address(&self) -> HostResult<Option<Vec<u8>>>;
     /// Replaces every response header.
     fn set_response_headers(&self, headers: &[(&str, &str)]) -> HostResult<()>;
     /// The `size` bytes of response body the host holds now.

@@ -54,6 +54,7 @@ pub struct FakeHost {
     /// The response body Envoy holds now (the current chunk).
     pub response_body: RefCell<Vec<u8>>,
     pub code_details: RefCell<Option<String>>,
+    pub upstream_address: RefCell<Option<String>>,
     pub local_reply: RefCell<Option<Answer>>,
     pub dispatched: RefCell<Vec<Dispatched>>,
     pub decision: RefCell<Option<String>>,
@@ -226,6 +227,15 @@ impl Host for FakeHost {
     fn response_code_details(&self) -> HostResult<Option<Vec<u8>>> {
         self.call("response_code_details")?;
         Ok(self.code_details.borrow().clone().map(String::into_bytes))
+    }
+
+    fn upstream_address(&self) -> HostResult<Option<Vec<u8>>> {
+        self.call("upstream_address")?;
+        Ok(self
+            .upstream_address
+            .borrow()
+            .clone()
+            .map(String::into_bytes))
     }
 
     fn set_response_headers(&self, headers: &[(&str, &str)]) -> HostResult<()> {

@@ -518,3 +518,20 @@ fn host_calls_per_outcome() {
     }
     assert_eq!((delivery, refusal, test), (18, 6, 21), "{lines:#?}");
 }
+
+#[test]
+fn an_address_envoys_rbac_refused_after_dns_is_named_with_its_range() {
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+    *host.upstream_address.borrow_mut() = Some("10.1.2.3:443".into());
+    let details = "rbac_access_denied_matched_policy[refused-destinations]";
+    respond(&mut delivery, &host, 403, details, "");
+    let answer = host.answer();
+    assert_eq!(answer.status, 403);
+    let detail = answer.header("x-hookgate-detail").unwrap();
+    assert!(
+        detail.contains("resolved address 10.1.2.3 is in 10.0.0.0/8"),
+        "{detail}"
+    );
+}

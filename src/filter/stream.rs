@@ -85,6 +85,10 @@ impl Host for EnvoyHost {
         host::get_property(&["response", "code_details"])
     }
 
+    fn upstream_address(&self) -> HostResult<Option<Vec<u8>>> {
+        host::get_property(&["upstream", "address"])
+    }
+
     fn set_response_headers(&self, headers: &[(&str, &str)]) -> HostResult<()> {
         host::set_headers(MapType::HttpResponseHeaders, headers)
     }
