@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Shared data as Envoy keeps it (same rules as the store in src/limit/tests.rs): one CAS
+/// Shared data as Envoy keeps it (same rules as the store in src/limit/tests/mod.rs): one CAS
 /// counter for all keys, starting at 1 and never 0; a CAS that differs from an existing key's
 /// fails; on a missing key any CAS succeeds; CAS 0 means "no CAS"; an empty value reads as
 /// `(None, Some(cas))`, as the SDK returns it.
