@@ -11,8 +11,10 @@
 use super::fake::FakeHost;
 use super::tests::{event, post, respond, settings, T, URL};
 use super::{Delivery, Flow};
+use crate::config::Settings;
 use crate::limit::etcd::fake::Fake;
 use crate::limit::etcd::{Call, Reply};
+use std::rc::Rc;
 
 const ETCD: &str = r#"{"state":{"backend":"etcd"},"limit":{"default_key":"right"}}"#;
 
@@ -45,6 +47,14 @@ fn run_etcd(delivery: &mut Delivery, host: &FakeHost, etcd: &mut Fake) -> Vec<St
         delivery.on_etcd_reply(host, reply);
     }
     panic!("etcd calls did not end: {paths:?}");
+}
+
+/// A send etcd admitted: posted, every etcd call answered, the request resumed.
+fn admitted(host: &FakeHost, settings: &Rc<Settings>, etcd: &mut Fake) -> Delivery {
+    let (mut delivery, _) = post(host, settings, &event("orders", URL));
+    run_etcd(&mut delivery, host, etcd);
+    assert_eq!(host.request_resumed.get(), 1);
+    delivery
 }
 
 #[test]
@@ -112,8 +122,7 @@ fn a_send_that_never_arrived_is_given_back_before_the_answer_leaves() {
     let settings = settings(ETCD);
     let mut etcd = Fake::new();
     let host = FakeHost::at(T);
-    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
-    run_etcd(&mut delivery, &host, &mut etcd);
+    let mut delivery = admitted(&host, &settings, &mut etcd);
     let flow = respond(
         &mut delivery,
         &host,
@@ -129,18 +138,15 @@ fn a_send_that_never_arrived_is_given_back_before_the_answer_leaves() {
     assert!(etcd.keys.is_empty(), "the only send was removed");
 
     let host = FakeHost::at(T + 1);
-    let (mut again, _) = post(&host, &settings, &event("orders", URL));
-    run_etcd(&mut again, &host, &mut etcd);
-    assert_eq!(host.request_resumed.get(), 1, "the next send is allowed");
+    admitted(&host, &settings, &mut etcd);
 }
 
 #[test]
 fn the_right_key_is_recorded_in_etcd_and_cached_so_later_sends_need_no_call() {
-    let settings = settings(r#"{"state":{"backend":"etcd"},"limit":{"default_key":"right"}}"#);
+    let settings = settings(ETCD);
     let mut etcd = Fake::new();
     let host = FakeHost::at(T);
-    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
-    run_etcd(&mut delivery, &host, &mut etcd);
+    let mut delivery = admitted(&host, &settings, &mut etcd);
     let flow = respond(
         &mut delivery,
         &host,
@@ -190,8 +196,7 @@ fn a_wrong_key_is_11110113_and_nothing_is_written() {
     let settings = settings(ETCD);
     let mut etcd = Fake::new();
     let host = FakeHost::at(T);
-    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
-    run_etcd(&mut delivery, &host, &mut etcd);
+    let mut delivery = admitted(&host, &settings, &mut etcd);
     let calls = etcd.calls.len();
     let flow = respond(&mut delivery, &host, 200, "via_upstream", r#"{"key":"no"}"#);
     assert_eq!(flow, Flow::Continue);

@@ -140,6 +140,12 @@ impl FakeHost {
     }
 }
 
+/// Replaces the first `size` bytes of a buffer, as `proxy_set_buffer_bytes` does.
+fn replace_front(held: &mut Vec<u8>, size: usize, body: &[u8]) {
+    let end = size.min(held.len());
+    held.splice(..end, body.iter().copied());
+}
+
 fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
     headers
         .iter()
@@ -172,9 +178,7 @@ impl Host for FakeHost {
 
     fn set_request_body(&self, size: usize, body: &[u8]) -> HostResult<()> {
         self.call("set_request_body")?;
-        let mut held = self.request_body.borrow_mut();
-        let end = size.min(held.len());
-        held.splice(..end, body.iter().copied());
+        replace_front(&mut self.request_body.borrow_mut(), size, body);
         Ok(())
     }
 
@@ -252,9 +256,7 @@ impl Host for FakeHost {
 
     fn set_response_body(&self, size: usize, body: &[u8]) -> HostResult<()> {
         self.call("set_response_body")?;
-        let mut held = self.response_body.borrow_mut();
-        let end = size.min(held.len());
-        held.splice(..end, body.iter().copied());
+        replace_front(&mut self.response_body.borrow_mut(), size, body);
         Ok(())
     }
 
