@@ -57,6 +57,21 @@ fn admitted(host: &FakeHost, settings: &Rc<Settings>, etcd: &mut Fake) -> Delive
     delivery
 }
 
+/// The upstream answer to an admitted send whose answer waits for one etcd write (a give-back
+/// or a verification): held, written once etcd answered, then resumed.
+fn answered_after_a_write(
+    delivery: &mut Delivery,
+    host: &FakeHost,
+    etcd: &mut Fake,
+    (status, details, body): (u16, &str, &str),
+) {
+    let flow = respond(delivery, host, status, details, body);
+    assert_eq!(flow, Flow::Pause, "held until etcd has the write");
+    assert_eq!(host.response_resumed.get(), 0);
+    assert_eq!(run_etcd(delivery, host, etcd), ["/v3/kv/txn"]);
+    assert_eq!(host.response_resumed.get(), 1);
+}
+
 #[test]
 fn a_first_send_waits_for_etcd_then_goes_and_a_second_is_refused() {
     let settings = settings(ETCD);
@@ -123,18 +138,9 @@ fn a_send_that_never_arrived_is_given_back_before_the_answer_leaves() {
     let mut etcd = Fake::new();
     let host = FakeHost::at(T);
     let mut delivery = admitted(&host, &settings, &mut etcd);
-    let flow = respond(
-        &mut delivery,
-        &host,
-        503,
-        "upstream_reset_before_response_started{connection_failure}",
-        "",
-    );
-    assert_eq!(flow, Flow::Pause, "held until etcd has the give-back");
-    assert_eq!(host.answer().status, 502, "the answer is written already");
-    assert_eq!(host.response_resumed.get(), 0);
-    assert_eq!(run_etcd(&mut delivery, &host, &mut etcd), ["/v3/kv/txn"]);
-    assert_eq!(host.response_resumed.get(), 1);
+    let never_sent = "upstream_reset_before_response_started{connection_failure}";
+    answered_after_a_write(&mut delivery, &host, &mut etcd, (503, never_sent, ""));
+    assert_eq!(host.answer().status, 502);
     assert!(etcd.keys.is_empty(), "the only send was removed");
 
     let host = FakeHost::at(T + 1);
@@ -147,16 +153,13 @@ fn the_right_key_is_recorded_in_etcd_and_cached_so_later_sends_need_no_call() {
     let mut etcd = Fake::new();
     let host = FakeHost::at(T);
     let mut delivery = admitted(&host, &settings, &mut etcd);
-    let flow = respond(
+    let right = r#"{"key":"right"}"#;
+    answered_after_a_write(
         &mut delivery,
         &host,
-        200,
-        "via_upstream",
-        r#"{"key":"right"}"#,
+        &mut etcd,
+        (200, "via_upstream", right),
     );
-    assert_eq!(flow, Flow::Pause, "held until etcd has the verification");
-    assert_eq!(run_etcd(&mut delivery, &host, &mut etcd), ["/v3/kv/txn"]);
-    assert_eq!(host.response_resumed.get(), 1);
     let answer = host.answer();
     assert_eq!(answer.status, 200);
     assert_eq!(
