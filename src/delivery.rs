@@ -23,9 +23,9 @@ use crate::destination::Destination;
 use crate::error::Failure;
 use crate::event::Webhook;
 use crate::limit::etcd::Reply;
-use crate::limit::{LimitState, SharedStore};
+use crate::limit::slot::Slot;
+use crate::limit::SharedStore;
 use crate::report::SentRequest;
-use limit::Limit;
 use std::rc::Rc;
 
 /// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8
@@ -121,8 +121,8 @@ pub struct Delivery {
     test: bool,
     webhook: Option<Webhook>,
     destination: Option<Rc<Destination>>,
-    /// What the limit let through, and the etcd call in flight for it.
-    limit: Limit,
+    /// This delivery's slot in the hourly limit, and the etcd call in flight for it.
+    slot: Slot,
     sent: Option<SentRequest>,
     upstream: Option<Upstream>,
     received_headers: Vec<(String, String)>,
@@ -133,8 +133,6 @@ pub struct Delivery {
     answer_body: Vec<u8>,
     /// The engine's body buffered so far, for a body that ends with trailers.
     request_body_size: usize,
-    /// With the etcd backend: the limit state etcd's record gave (test report).
-    etcd_state: Option<LimitState>,
     /// The engine's answer is written and waits for an etcd write (give-back, verification).
     holding_response: bool,
     /// The engine's `idempotency-key` header, if it sent one.
@@ -151,7 +149,7 @@ impl Delivery {
             test: false,
             webhook: None,
             destination: None,
-            limit: Limit::default(),
+            slot: Slot::default(),
             sent: None,
             upstream: None,
             received_headers: Vec::new(),
@@ -159,7 +157,6 @@ impl Delivery {
             truncated: false,
             answer_body: Vec::new(),
             request_body_size: 0,
-            etcd_state: None,
             holding_response: false,
             idempotency_key: None,
         }
@@ -260,7 +257,7 @@ impl Delivery {
         let body = std::mem::take(&mut self.answer_body);
         let (outcome, response) = self.conclude(host, &body);
         self.rewrite_answer(host, outcome.as_deref(), response.as_ref(), body_size);
-        if self.limit.in_flight() {
+        if self.slot.in_flight() {
             // The answer is written; it leaves once etcd has the give-back or verification.
             self.holding_response = true;
             return Flow::Pause;

@@ -70,6 +70,7 @@
 
 mod codec;
 pub mod etcd;
+pub mod slot;
 pub mod state;
 mod table;
 

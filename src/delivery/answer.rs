@@ -240,8 +240,8 @@ impl Delivery {
     }
 
     fn limit_state(&self, host: &dyn Host) -> Option<LimitState> {
-        if self.etcd_state.is_some() {
-            return self.etcd_state.clone();
+        if let Some(state) = self.slot.etcd_state() {
+            return Some(state.clone());
         }
         let settings = self.settings.as_ref()?;
         let (webhook, destination) = (self.webhook.as_ref()?, self.destination.as_ref()?);

@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::error::Failure;
 use crate::event;
 use crate::headers;
+use crate::limit::slot::Step;
 use crate::limit::WebhookId;
 use crate::report::SentRequest;
 use crate::signing;
@@ -129,7 +130,10 @@ impl Delivery {
             url: &destination.url,
             normalised: true,
         };
-        let etcd_call = self.limit.start(host, &settings, &clock, &id)?;
+        let etcd = settings.etcd.as_ref();
+        let step = self
+            .slot
+            .take(&settings.limiter, etcd, host.store(), &clock, &id)?;
         // Envoy matches no route without x-forwarded-proto; the route removes it (and the
         // marker) before the request leaves.
         headers.extend([
@@ -140,6 +144,8 @@ impl Delivery {
             .set_request_headers(&headers)
             .and_then(|()| host.set_request_body(body_size, &event.payload));
         if let Err(e) = rewritten {
+            // Nothing was asked of etcd yet; a send the local table counted is given back.
+            self.slot.abandon();
             self.give_back(host);
             return Err(Failure::Internal(format!(
                 "request rewrite failed ({})",
@@ -148,8 +154,8 @@ impl Delivery {
         }
         // Rewritten while paused (Envoy refuses a header set after the headers went on); with
         // etcd the request now waits, paused, for the decision.
-        if let Some((pending, call)) = etcd_call {
-            self.dispatch(host, call, pending)?;
+        if let Step::Call(call) = step {
+            self.dispatch(host, call)?;
             return Ok(true);
         }
         self.let_go(host);

@@ -180,5 +180,6 @@ mod concurrency;
 #[path = "../../../bench/limit_table.rs"]
 mod measurements;
 mod placement;
+mod slot;
 mod verification;
 mod window;
