@@ -1,7 +1,7 @@
 //! One engine request: the event in, the webhook out, the envelope back.
 
 use super::{host, HostClock, HostStore, Metrics, RequestClock};
-use crate::answer::{judge_envoy_reply, judge_receiver};
+use crate::answer::{judge_envoy_reply, judge_envoy_reply_before_sending, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::destination::Destination;
@@ -15,7 +15,7 @@ use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// The route in Envoy only accepts requests that carry this header, which hookgate sets after
@@ -30,6 +30,8 @@ const REPLIED_MARKER: &str = "x-hookgate-replied";
 const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.
 const RECEIVER_ANSWERED: &str = "via_upstream";
+/// The outcome of a request the engine reset before any answer (no envelope code: none was sent).
+const ENGINE_RESET: &str = "engine_reset";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 /// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
 /// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
@@ -78,6 +80,8 @@ pub struct Exchange {
     holding_response: bool,
     /// The engine's `idempotency-key` header, if it sent one.
     idempotency_key: Option<String>,
+    /// Set once hookgate has decided this request's answer (and counted it).
+    decided: Cell<bool>,
 }
 
 /// A call to etcd in flight (one at a time per request).
@@ -112,6 +116,7 @@ impl Exchange {
             etcd_state: None,
             holding_response: false,
             idempotency_key: None,
+            decided: Cell::new(false),
         }
     }
 
@@ -531,7 +536,8 @@ impl Exchange {
             Ok(()) => ("delivered", 1),
             Err(f) => (f.reason(), f.code().number()),
         };
-        self.metrics.count_outcome(reason, code);
+        self.decided.set(true);
+        self.metrics.count_outcome(reason, Some(code));
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
         let host = match (&self.destination, &self.webhook) {
@@ -856,20 +862,13 @@ impl HttpContext for Exchange {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                let details = String::from_utf8_lossy(&details);
-                let failure = if details.starts_with("rbac_access_denied") {
-                    Failure::CallerRefused("source refused by Envoy's RBAC".into())
-                } else if details.contains("request_payload_too_large") {
-                    Failure::EventTooLarge(
-                        self.settings
-                            .as_ref()
-                            .map_or(0, |s| s.config.max_event_bytes),
-                    )
-                } else {
-                    Failure::Internal(format!(
-                        "Envoy answered before the event was read: {details}"
-                    ))
-                };
+                let failure = judge_envoy_reply_before_sending(
+                    &String::from_utf8_lossy(&details),
+                    self.webhook.is_some(),
+                    self.settings
+                        .as_ref()
+                        .map_or(0, |s| s.config.max_event_bytes),
+                );
                 self.upstream = Some(Upstream::Envoy(failure));
             }
             Phase::Sent => self.upstream = Some(self.read_upstream()),
@@ -880,6 +879,26 @@ impl HttpContext for Exchange {
             return self.reply(outcome.as_deref(), response.as_ref());
         }
         Action::Pause
+    }
+
+    /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
+    /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
+    /// (`hookgate.outcome.engine_reset`) and logged.
+    fn on_log(&mut self) {
+        if self.decided.get()
+            || host::get_property(&["response", "code"]).is_ok_and(|c| c.is_some())
+        {
+            return;
+        }
+        self.metrics.count_outcome(ENGINE_RESET, None);
+        let when = match self.phase {
+            Phase::Sent => "after the webhook was sent: it may have arrived",
+            _ => "before its event was complete: nothing was sent",
+        };
+        let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
+        log::info!(
+            "hookgate: webhook={name} outcome={ENGINE_RESET} the engine reset its request {when}"
+        );
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
