@@ -141,7 +141,7 @@ fn slowloris_headers_get_408_with_the_envelope() {
 /// `request_timeout` (1 s here, 30 s shipped) cuts the engine's request: before its headers were
 /// complete (the mapper answers), while the body stalls or trickles (hookgate answers). Each is
 /// 408, 21111011, nothing sent, the timeout named, counted `event_timeout`, never `internal`.
-/// A request the engine resets mid-body has no one to answer: counted `engine_reset`, logged.
+/// A request the engine resets mid-body has no one to answer: counted `engine_reset`, recorded.
 #[test]
 fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     let gw = Gateway::start(with_engine(|hcm| {
@@ -200,13 +200,12 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     eventually("the reset counted", || {
         gw.stat("wasmcustom.hookgate.outcome.engine_reset") == Some(1)
     });
-    assert!(
-        gw.envoy_log().contains(
-            "webhook=- outcome=engine_reset the engine reset its request before its event was complete"
-        ),
-        "{}",
-        gw.envoy_log()
-    );
+    // Its decision record, in the access log like every other one.
+    eventually("the reset's record in the access log", || {
+        gw.access_log().contains(
+            r#""hookgate":"webhook=- host=- outcome=engine_reset detail=\"the engine reset its request before its event was complete: nothing was sent\"","status":0"#,
+        )
+    });
     assert_eq!(gw.stat("wasmcustom.hookgate.outcome.internal"), None);
     assert!(receiver.records().is_empty());
 }
@@ -296,6 +295,34 @@ fn an_idle_flood_from_a_refused_network_does_not_lock_the_engine_out() {
     assert_answer(&answer, 200, "yes", 1, r#"{"ok":1}"#);
     assert_eq!(receiver.records().len(), 1);
     drop(flood);
+}
+
+/// Past 95 % of the heap Envoy refuses new requests with the envelope (503, nothing sent, so the
+/// engine may resend later). The heap is made tiny here so that the pressure is over 100 %; the
+/// last action (stop accepting connections, at 98 %) is left out so the request can arrive.
+#[test]
+fn heap_pressure_sheds_new_requests_with_the_envelope() {
+    let gw = Gateway::start(loopback_config().edit(|yaml| {
+        let overload = &mut yaml["overload_manager"];
+        let heap = &mut overload["resource_monitors"][1];
+        assert_eq!(heap["name"], "envoy.resource_monitors.fixed_heap");
+        heap["typed_config"]["max_heap_size_bytes"] = (1u64 << 20).into();
+        let actions = overload["actions"].as_sequence_mut().unwrap();
+        let before = actions.len();
+        actions.retain(|a| a["name"] != "envoy.overload_actions.stop_accepting_connections");
+        assert_eq!(actions.len(), before - 1);
+    }));
+    eventually("the request shedding action active", || {
+        gw.stat("overload.envoy.overload_actions.stop_accepting_requests.active") == Some(1)
+    });
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let reply = gw.post(&event(&unique_name("Shed"), &receiver.url("/")));
+    assert_answer(&reply, 503, "no", 21111011, QUERY_ERROR);
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some("refused by Envoy: overload")
+    );
+    assert!(receiver.records().is_empty());
 }
 
 /// Every shipped configuration matches the engine's networks in the listener's filter chain and

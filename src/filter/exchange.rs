@@ -532,12 +532,21 @@ impl Exchange {
     /// own log is a synchronous write per request (measured: about 10-20 µs of Envoy CPU per
     /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
     fn log_decision(&self, outcome: Result<(), &Failure>) {
-        let (reason, code) = match outcome {
-            Ok(()) => ("delivered", 1),
-            Err(f) => (f.reason(), f.code().number()),
+        let (reason, code, rest) = match outcome {
+            Ok(()) => ("delivered", 1, String::new()),
+            Err(f) => (
+                f.reason(),
+                f.code().number(),
+                format!(" status={} detail={:?}", f.http_status(), f.to_string()),
+            ),
         };
+        self.record(reason, Some(code), &rest);
+    }
+
+    /// Counts an outcome and keeps its decision record (`code` only for an answer).
+    fn record(&self, reason: &'static str, code: Option<u32>, rest: &str) {
         self.decided.set(true);
-        self.metrics.count_outcome(reason, Some(code));
+        self.metrics.count_outcome(reason, code);
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
         let host = match (&self.destination, &self.webhook) {
@@ -545,16 +554,8 @@ impl Exchange {
             (None, Some(w)) => crate::destination::host_as_written(&w.url),
             (None, None) => "-".to_string(),
         };
-        let record = match outcome {
-            Ok(()) => format!("webhook={name} host={host} outcome=delivered code=1"),
-            Err(f) => format!(
-                "webhook={name} host={host} outcome={} code={} status={} detail={:?}",
-                f.reason(),
-                f.code().number(),
-                f.http_status(),
-                f.to_string()
-            ),
-        };
+        let code = code.map(|c| format!(" code={c}")).unwrap_or_default();
+        let record = format!("webhook={name} host={host} outcome={reason}{code}{rest}");
         if let Err(e) = host::set_property(DECISION_PROPERTY, record.as_bytes()) {
             log::warn!("hookgate: decision record not kept (host status {})", e.0);
         }
@@ -883,22 +884,19 @@ impl HttpContext for Exchange {
 
     /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
     /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
-    /// (`hookgate.outcome.engine_reset`) and logged.
+    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
     fn on_log(&mut self) {
         if self.decided.get()
             || host::get_property(&["response", "code"]).is_ok_and(|c| c.is_some())
         {
             return;
         }
-        self.metrics.count_outcome(ENGINE_RESET, None);
         let when = match self.phase {
             Phase::Sent => "after the webhook was sent: it may have arrived",
             _ => "before its event was complete: nothing was sent",
         };
-        let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
-        log::info!(
-            "hookgate: webhook={name} outcome={ENGINE_RESET} the engine reset its request {when}"
-        );
+        let detail = format!("the engine reset its request {when}");
+        self.record(ENGINE_RESET, None, &format!(" detail={detail:?}"));
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
