@@ -56,13 +56,40 @@ def destination_permissions(exceptions, indent=24):
     return "\n".join(lines)
 
 
-def caller_principals(indent=26):
-    pad = " " * indent
+def caller_rbac(principals=None):
+    """The caller RBAC filter: its policy `refused-callers` refuses `principals` (every source
+    outside CALLER_CIDRS by default); the first local-reply mapper answers its 403."""
+    if principals is None:
+        principals = "principals:\n" + "\n".join([
+            " " * 20 + "- not_id:",
+            " " * 24 + "or_ids:",
+            " " * 26 + "ids:",
+            caller_principals(),
+        ])
+    return "\n".join([
+        "          - name: envoy.filters.http.rbac",
+        "            typed_config:",
+        '              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
+        "              rules:",
+        "                action: DENY",
+        "                policies:",
+        "                  refused-callers:",
+        "                    permissions: [{any: true}]",
+        "                    " + principals,
+    ])
+
+
+def caller_list(indent, item):
+    """CALLER_CIDRS as a YAML list, each CIDR written by `item` (a format of a flow mapping)."""
     lines = []
     for cidr in CALLER_CIDRS:
         address, length = cidr.split("/")
-        lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
+        lines.append(" " * indent + "- " + item.format(f'{{address_prefix: "{address}", prefix_len: {length}}}'))
     return "\n".join(lines)
+
+
+def caller_principals(indent=26):
+    return caller_list(indent, "direct_remote_ip: {}")
 
 
 def mapper(comment, expression, delivered, detail, envelope, status=None):
@@ -214,12 +241,7 @@ overload_manager:
 
 
 def caller_ranges(indent=8):
-    pad = " " * indent
-    lines = []
-    for cidr in CALLER_CIDRS:
-        address, length = cidr.split("/")
-        lines.append(pad + f'- {{address_prefix: "{address}", prefix_len: {length}}}')
-    return "\n".join(lines)
+    return caller_list(indent, "{}")
 
 
 def refused_chain():
@@ -258,15 +280,7 @@ def refused_chain():
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  refused-callers:
-                    permissions: [{{any: true}}]
-                    principals: [{{any: true}}]
+{caller_rbac("principals: [{any: true}]")}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
@@ -370,19 +384,7 @@ admin:
           # 21111011 envelope) and nothing is sent.
           # Its 403 never passes through hookgate (a local reply only goes through the filters
           # before the one that sent it), so the local reply mapper above writes the envelope.
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  refused-callers:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - not_id:
-                        or_ids:
-                          ids:
-{caller_principals}
+{caller_rbac}
           - name: hookgate
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -620,7 +622,7 @@ def render(spec, plugin=None):
     text = TEMPLATE.format(
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
-        caller_principals=caller_principals(),
+        caller_rbac=caller_rbac(),
         local_reply_mappers=local_reply_mappers(),
         destination_permissions=destination_permissions(spec["exceptions"]),
         overload_manager=OVERLOAD_MANAGER,

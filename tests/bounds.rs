@@ -125,11 +125,7 @@ fn slowloris_headers_get_408_with_the_envelope() {
     let gw = Gateway::start(with_engine(|hcm| {
         set(hcm, &["request_headers_timeout"], "1s")
     }));
-    let mut stream = connect(gw.port).unwrap();
-    stream
-        .write_all(b"POST / HTTP/1.1\r\nhost: gw\r\ncontent-type: appl")
-        .unwrap();
-    let reply = read_reply(&mut BufReader::new(stream)).unwrap();
+    let reply = gw.raw(b"POST / HTTP/1.1\r\nhost: gw\r\ncontent-type: appl");
     assert_event_timeout(&reply, "request_header_timeout");
     assert_eq!(
         gw.stat("http.hookgate.downstream_rq_header_timeout"),
@@ -151,16 +147,10 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let body = event(&unique_name("Slow"), &receiver.url("/"));
 
-    let mut headers_only = connect(gw.port).unwrap();
-    headers_only
-        .write_all(b"POST / HTTP/1.1\r\nhost: gw\r\n")
-        .unwrap();
-    let reply = read_reply(&mut BufReader::new(headers_only)).unwrap();
+    let reply = gw.raw(b"POST / HTTP/1.1\r\nhost: gw\r\n");
     assert_event_timeout(&reply, "request_overall_timeout");
 
-    let mut stalled = connect(gw.port).unwrap();
-    stalled.write_all(&partial_post(&body, 30)).unwrap();
-    let reply = read_reply(&mut BufReader::new(stalled)).unwrap();
+    let reply = gw.raw(&partial_post(&body, 30));
     assert_event_timeout(&reply, "request_overall_timeout");
     assert_eq!(
         gw.stat("wasmcustom.hookgate.outcome.event_timeout"),
