@@ -149,6 +149,9 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
 
     let reply = gw.raw(b"POST / HTTP/1.1\r\nhost: gw\r\n");
     assert_event_timeout(&reply, "request_overall_timeout");
+    // hookgate never saw it: Envoy's counter, not hookgate's.
+    assert_eq!(gw.stat("http.hookgate.downstream_rq_timeout"), Some(1));
+    assert_eq!(gw.stat("wasmcustom.hookgate.outcome.event_timeout"), None);
 
     let reply = gw.raw(&partial_post(&body, 30));
     assert_event_timeout(&reply, "request_overall_timeout");
