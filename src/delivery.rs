@@ -26,6 +26,7 @@ use crate::limit::etcd::Reply;
 use crate::limit::slot::Slot;
 use crate::limit::SharedStore;
 use crate::report::SentRequest;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8
@@ -58,6 +59,8 @@ pub trait Host {
     fn response_header(&self, name: &str) -> HostResult<Option<String>>;
     /// Every response header as text.
     fn response_headers(&self) -> HostResult<Vec<(String, String)>>;
+    /// The status of the answer the engine got (`response.code`), if there was one.
+    fn response_code(&self) -> HostResult<Option<Vec<u8>>>;
     /// Envoy's `response.code_details` for this stream.
     fn response_code_details(&self) -> HostResult<Option<Vec<u8>>>;
     /// The address of the host the router picked (`upstream.address`), once it has.
@@ -85,8 +88,8 @@ pub trait Host {
     fn new_webhook_id(&self) -> String;
     /// `hookgate.sent`.
     fn count_sent(&self);
-    /// `hookgate.outcome.<reason>` and `hookgate.code.<code>`.
-    fn count_outcome(&self, reason: &'static str, code: u32);
+    /// `hookgate.outcome.<reason>` and, for an answer, `hookgate.code.<code>`.
+    fn count_outcome(&self, reason: &'static str, code: Option<u32>);
     /// The limit table's store (shared by every worker).
     fn store(&self) -> &dyn SharedStore;
     /// The host's clock.
@@ -137,6 +140,8 @@ pub struct Delivery {
     holding_response: bool,
     /// The engine's `idempotency-key` header, if it sent one.
     idempotency_key: Option<String>,
+    /// Set once hookgate has decided this request's answer (and counted it).
+    decided: Cell<bool>,
 }
 
 impl Delivery {
@@ -159,6 +164,7 @@ impl Delivery {
             request_body_size: 0,
             holding_response: false,
             idempotency_key: None,
+            decided: Cell::new(false),
         }
     }
 

@@ -2,7 +2,7 @@
 //! report) written over the upstream answer or sent as a local reply.
 
 use super::{Delivery, Flow, Host, Phase, Upstream};
-use crate::answer::{judge_envoy_reply, judge_receiver};
+use crate::answer::{judge_envoy_reply, judge_envoy_reply_before_sending, judge_receiver};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::headers;
@@ -12,6 +12,8 @@ use std::borrow::Cow;
 
 /// Envoy's `response.code_details` for an answer that came from the receiver.
 const RECEIVER_ANSWERED: &str = "via_upstream";
+/// The outcome of a request the engine reset before any answer (no envelope code: none was sent).
+const ENGINE_RESET: &str = "engine_reset";
 
 /// What the engine gets back.
 struct EngineAnswer {
@@ -28,20 +30,13 @@ impl Delivery {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let details = String::from_utf8_lossy(&details);
-        if details.starts_with("rbac_access_denied") {
-            Failure::CallerRefused("source refused by Envoy's RBAC".into())
-        } else if details.contains("request_payload_too_large") {
-            Failure::EventTooLarge(
-                self.settings
-                    .as_ref()
-                    .map_or(0, |s| s.config.max_event_bytes),
-            )
-        } else {
-            Failure::Internal(format!(
-                "Envoy answered before the event was read: {details}"
-            ))
-        }
+        judge_envoy_reply_before_sending(
+            &String::from_utf8_lossy(&details),
+            self.webhook.is_some(),
+            self.settings
+                .as_ref()
+                .map_or(0, |s| s.config.max_event_bytes),
+        )
     }
 
     /// The response headers of a webhook that was sent: who answered, and how.
@@ -260,10 +255,20 @@ impl Delivery {
     /// own log is a synchronous write per request (measured: about 10-20 µs of Envoy CPU per
     /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
     fn log_decision(&self, host: &dyn Host, outcome: Result<(), &Failure>) {
-        let (reason, code) = match outcome {
-            Ok(()) => ("delivered", 1),
-            Err(f) => (f.reason(), f.code().number()),
+        let (reason, code, rest) = match outcome {
+            Ok(()) => ("delivered", 1, String::new()),
+            Err(f) => (
+                f.reason(),
+                f.code().number(),
+                format!(" status={} detail={:?}", f.http_status(), f.to_string()),
+            ),
         };
+        self.record(host, reason, Some(code), &rest);
+    }
+
+    /// Counts an outcome and keeps its decision record (`code` only for an answer).
+    fn record(&self, host: &dyn Host, reason: &'static str, code: Option<u32>, rest: &str) {
+        self.decided.set(true);
         host.count_outcome(reason, code);
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
@@ -272,20 +277,29 @@ impl Delivery {
             (None, Some(w)) => crate::destination::host_as_written(&w.url),
             (None, None) => "-".to_string(),
         };
-        let record = match outcome {
-            Ok(()) => format!("webhook={name} host={host_name} outcome=delivered code=1"),
-            Err(f) => format!(
-                "webhook={name} host={host_name} outcome={} code={} status={} detail={:?}",
-                f.reason(),
-                f.code().number(),
-                f.http_status(),
-                f.to_string()
-            ),
-        };
+        let code = code.map(|c| format!(" code={c}")).unwrap_or_default();
+        let record = format!("webhook={name} host={host_name} outcome={reason}{code}{rest}");
         if let Err(e) = host.set_decision(&record) {
             log::warn!("hookgate: decision record not kept (host status {})", e.0);
         }
         log::debug!("hookgate: {record}");
+    }
+}
+
+impl Delivery {
+    /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
+    /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
+    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
+    pub fn on_log(&mut self, host: &dyn Host) {
+        if self.decided.get() || host.response_code().is_ok_and(|c| c.is_some()) {
+            return;
+        }
+        let when = match self.phase {
+            Phase::Sent => "after the webhook was sent: it may have arrived",
+            _ => "before its event was complete: nothing was sent",
+        };
+        let detail = format!("the engine reset its request {when}");
+        self.record(host, ENGINE_RESET, None, &format!(" detail={detail:?}"));
     }
 }
 

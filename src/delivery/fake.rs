@@ -228,6 +228,16 @@ impl Host for FakeHost {
         Ok(self.response_headers.borrow().clone())
     }
 
+    fn response_code(&self) -> HostResult<Option<Vec<u8>>> {
+        self.call("response_code")?;
+        if let Some(reply) = self.local_reply.borrow().as_ref() {
+            return Ok(Some(reply.status.to_string().into_bytes()));
+        }
+        let headers = self.response_headers.borrow();
+        let status = headers.iter().find(|(k, _)| k == ":status");
+        Ok(status.map(|(_, v)| v.clone().into_bytes()))
+    }
+
     fn response_code_details(&self) -> HostResult<Option<Vec<u8>>> {
         self.call("response_code_details")?;
         Ok(self.code_details.borrow().clone().map(String::into_bytes))
@@ -303,13 +313,15 @@ impl Host for FakeHost {
             .or_default() += 1;
     }
 
-    fn count_outcome(&self, reason: &'static str, code: u32) {
+    fn count_outcome(&self, reason: &'static str, code: Option<u32>) {
         self.calls.borrow_mut().push("count_outcome");
         let mut counters = self.counters.borrow_mut();
         *counters
             .entry(format!("hookgate.outcome.{reason}"))
             .or_default() += 1;
-        *counters.entry(format!("hookgate.code.{code}")).or_default() += 1;
+        if let Some(code) = code {
+            *counters.entry(format!("hookgate.code.{code}")).or_default() += 1;
+        }
     }
 
     fn store(&self) -> &dyn SharedStore {

@@ -358,7 +358,9 @@ fn envoy_answering_before_the_event_is_read_still_gets_an_envelope() {
             ENVELOPE_QUERY,
         ),
         ("request_payload_too_large", 413, ENVELOPE_QUERY),
-        ("request_overall_timeout", 500, ENVELOPE_QUERY),
+        ("request_overall_timeout", 408, ENVELOPE_QUERY),
+        ("stream_idle_timeout", 408, ENVELOPE_QUERY),
+        ("something_else", 500, ENVELOPE_QUERY),
     ] {
         let host = FakeHost::at(T);
         let settings = settings("{}");
@@ -538,4 +540,48 @@ fn an_address_envoys_rbac_refused_after_dns_is_named_with_its_range() {
         detail.contains("resolved address 10.1.2.3 is in 10.0.0.0/8"),
         "{detail}"
     );
+}
+
+#[test]
+fn an_engine_that_resets_is_counted_once_and_recorded_without_a_code() {
+    // Gone mid-body: nothing sent, no answer.
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    *host.request_headers.borrow_mut() = vec![
+        (":method".into(), "POST".into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    let mut delivery = Delivery::new(Some(settings.clone()));
+    delivery.on_request_headers(&host, false);
+    delivery.on_request_body(&host, 10, false);
+    delivery.on_log(&host);
+    assert_eq!(host.counter("hookgate.outcome.engine_reset"), 1);
+    assert_eq!(
+        host.decision.borrow().as_deref(),
+        Some(
+            "webhook=- host=- outcome=engine_reset detail=\"the engine reset its request \
+             before its event was complete: nothing was sent\""
+        )
+    );
+    assert!(host
+        .counters
+        .borrow()
+        .keys()
+        .all(|k| !k.starts_with("hookgate.code.")));
+    // Gone while the webhook was out.
+    let host = FakeHost::at(T);
+    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+    delivery.on_log(&host);
+    let record = host.decision.borrow().clone().unwrap();
+    assert!(
+        record.ends_with("after the webhook was sent: it may have arrived\""),
+        "{record}"
+    );
+    // Answered: the log callback adds nothing.
+    let host = FakeHost::at(T);
+    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+    respond(&mut delivery, &host, 200, "via_upstream", "{}");
+    delivery.on_log(&host);
+    assert_eq!(host.counter("hookgate.outcome.engine_reset"), 0);
+    assert_eq!(host.counter("hookgate.outcome.delivered"), 1);
 }

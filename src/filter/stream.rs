@@ -81,6 +81,10 @@ impl Host for EnvoyHost {
         host::get_headers(MapType::HttpResponseHeaders)
     }
 
+    fn response_code(&self) -> HostResult<Option<Vec<u8>>> {
+        host::get_property(&["response", "code"])
+    }
+
     fn response_code_details(&self) -> HostResult<Option<Vec<u8>>> {
         host::get_property(&["response", "code_details"])
     }
@@ -127,7 +131,7 @@ impl Host for EnvoyHost {
         self.metrics.count_sent();
     }
 
-    fn count_outcome(&self, reason: &'static str, code: u32) {
+    fn count_outcome(&self, reason: &'static str, code: Option<u32>) {
         self.metrics.count_outcome(reason, code);
     }
 
@@ -187,6 +191,10 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         action(self.delivery.on_response_headers(&self.host, end_of_stream))
+    }
+
+    fn on_log(&mut self) {
+        self.delivery.on_log(&self.host);
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
