@@ -33,7 +33,7 @@ impl Delivery {
             .on_reply(limiter, etcd, host.store(), reply, host.clock());
         match step {
             None => {}
-            Some(Step::Call(call)) => self.carry(host, Step::Call(call)),
+            Some(Step::Call(call)) => self.carry(host, call),
             Some(Step::Done(Finished::Taken(Ok(())))) => {
                 self.let_go(host);
                 if let Err(e) = host.resume_request() {
@@ -49,10 +49,7 @@ impl Delivery {
 
     /// Carries a call to etcd. One that cannot be made refuses a request still waiting for
     /// the decision; after that (a give-back, a verification), the answer goes on without it.
-    fn carry(&mut self, host: &dyn Host, step: Step<()>) {
-        let Step::Call(call) = step else {
-            return;
-        };
+    fn carry(&mut self, host: &dyn Host, call: Call) {
         if let Err(failure) = self.dispatch(host, call) {
             if matches!(self.phase, Phase::Receiving) {
                 self.refuse(host, failure);
@@ -77,7 +74,9 @@ impl Delivery {
         if let Some(settings) = self.settings.clone() {
             let etcd = settings.etcd.as_ref();
             let step = self.slot.give_back(&settings.limiter, etcd, host.store());
-            self.carry(host, step);
+            if let Step::Call(call) = step {
+                self.carry(host, call);
+            }
         }
     }
 
@@ -88,7 +87,9 @@ impl Delivery {
             let step = self
                 .slot
                 .judge_answer(&settings.limiter, etcd, host.store(), body)?;
-            self.carry(host, step);
+            if let Step::Call(call) = step {
+                self.carry(host, call);
+            }
         }
         Ok(())
     }
