@@ -31,6 +31,13 @@ CALLER_CIDRS = ["127.0.0.0/8", "::1/128"]
 QUERY_ERROR_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
 REQUEST_FAILED_ENVELOPE = '[{"status":false,"message":"The request failed","code":11110111}]'
 
+# The request headers the local-reply mappers read are pseudo-headers of hookgate's own, which no
+# caller can send (HTTP/1 has no syntax for them, HTTP/2 refuses pseudo-headers it does not define),
+# so nothing a caller sends steers a mapper (tests/answers.rs). hookgate sets the first when it
+# answers itself; the second is never set, so `%REQ(...)%` of it is empty (see mapper()).
+REPLIED_MARKER = ":hookgate-replied"
+UNSET_HEADER = ":hookgate-unset"
+
 MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
 
 
@@ -84,7 +91,7 @@ def mapper(comment, expression, delivered, detail, envelope, status=None):
         lines.append(pad + f"  status_code: {status}")
     lines += [
         pad + "  headers_to_add:",
-        pad + f'  - header: {{key: x-hookgate-delivered, value: "%REQ(x-hookgate-unset)%{delivered}"}}',
+        pad + f'  - header: {{key: x-hookgate-delivered, value: "%REQ({UNSET_HEADER})%{delivered}"}}',
         pad + "    append_action: OVERWRITE_IF_EXISTS_OR_ADD",
         pad + f'  - header: {{key: x-hookgate-detail, value: "{detail}"}}',
         pad + "    append_action: OVERWRITE_IF_EXISTS_OR_ADD",
@@ -101,11 +108,11 @@ def local_reply_mappers():
     return "\n".join([
         pad + "# hookgate's own replies (it marks the engine's request before answering): left as they",
         pad + "# are, without evaluating the CEL filters below (about 7 us a reply). Replies of Envoy's",
-        pad + "# after hookgate saw the request pass through hookgate, which writes the envelope; a",
-        pad + "# refused caller that sends the header itself gets Envoy's plain 403.",
+        pad + "# after hookgate saw the request pass through hookgate, which writes the envelope. No",
+        pad + "# caller can send the marker (a pseudo-header): the mappers below see every other reply.",
         pad + "- filter:",
         pad + "    header_filter:",
-        pad + "      header: {name: x-hookgate-replied, present_match: true}",
+        pad + f'      header: {{name: "{REPLIED_MARKER}", present_match: true}}',
         mapper(
             ["A caller from a refused network (the caller RBAC before hookgate)."],
             "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",

@@ -462,8 +462,9 @@ fn an_invalid_plugin_configuration_stops_envoy_with_a_clear_line() {
 }
 
 /// hookgate marks the engine's request when it answers itself, so that Envoy's local-reply
-/// mappers leave its reply alone without evaluating their CEL filters (envoy/envoy.yaml). The
-/// engine's own copy of the marker changes nothing: a delivery goes without it, a refusal is
+/// mappers leave its reply alone without evaluating their CEL filters (envoy/envoy.yaml); the
+/// marker is now the pseudo-header `:hookgate-replied`. A copy of the former marker header
+/// changes nothing (Envoy's own refusals: tests/answers.rs): a delivery goes without it, a refusal is
 /// hookgate's envelope, and a reply Envoy makes after hookgate saw the headers (here the
 /// request timeout, with a body that never ends) passes through hookgate, which writes the
 /// envelope.

@@ -22,10 +22,10 @@ use std::rc::Rc;
 /// removing every header the caller sent: nothing but a rewritten webhook reaches the forward proxy.
 const ROUTE_MARKER: &str = "x-hookgate-route";
 const TEST_HEADER: &str = "x-hookgate-test";
-/// Set on the engine's request when hookgate answers it itself (envoy/envoy.yaml's first local
-/// reply mapper). An engine's own copy changes nothing: every later reply of Envoy's passes
-/// through hookgate, which writes its envelope, and a delivery replaces every header.
-const REPLIED_MARKER: &str = "x-hookgate-replied";
+/// Set on the engine's request when hookgate answers it itself (the first local reply mapper of
+/// the shipped configurations matches it and ends the search). A pseudo-header, so that no caller
+/// can send it: HTTP/1 has no syntax for it, HTTP/2 refuses pseudo-headers it does not define.
+const REPLIED_MARKER: &str = ":hookgate-replied";
 /// The filter state property (`wasm.hookgate`) holding the decision record, for access logs.
 const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.

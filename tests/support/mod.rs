@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // each test crate uses part of the support
 
 pub mod dns;
+pub mod h2;
 pub mod http;
 pub mod receiver;
 
