@@ -193,7 +193,19 @@ fn bad_events_are_refused_before_anything_leaves() {
         ),
         "[]".to_string(),
     ];
-    for body in &bad {
+    // Mistyped fields: a title and an email are strings (or null), a phone a string or a number.
+    let mistyped = [
+        r#""title":5"#,
+        r#""email":5"#,
+        r#""email":true"#,
+        r#""email":{"a":"b"}"#,
+        r#""email":["a@b.c"]"#,
+        r#""phone":false"#,
+    ]
+    .map(|field| {
+        format!(r#"{{"webhook":{{"name":"A1","url":"{url}"}},"automation_id":"1",{field}}}"#)
+    });
+    for body in bad.iter().chain(&mistyped) {
         let reply = gw.post(body);
         assert_answer(&reply, 400, "no", 21111011, QUERY_ERROR);
         assert!(reply.header("x-hookgate-detail").is_some());

@@ -31,9 +31,6 @@ const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.
 const RECEIVER_ANSWERED: &str = "via_upstream";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
-/// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
-/// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 enum Phase {
     /// Reading the engine's request.
@@ -140,7 +137,6 @@ impl Exchange {
             header(name).map(Cow::into_owned)
         })?;
         self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(Cow::into_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
             return Err(Failure::MethodNotAllowed(method.into_owned()));
@@ -158,6 +154,7 @@ impl Exchange {
         {
             return Err(Failure::EventTooLarge(limit));
         }
+        self.idempotency_key = signing::idempotency_key(&headers)?;
         if end_of_stream {
             return Err(Failure::InvalidEvent("empty body".into()));
         }
@@ -683,12 +680,7 @@ fn sign(
         return Ok(None);
     }
     let id = match idempotency_key {
-        Some(key) if signing::is_valid_id(key) => key.to_owned(),
-        Some(_) => {
-            return Err(Failure::InvalidEvent(format!(
-                "{IDEMPOTENCY_HEADER} header: 1 to 128 of A-Z a-z 0-9 _ - :"
-            )))
-        }
+        Some(key) => key.to_owned(),
         None => next_id(),
     };
     let now = clock.now();
@@ -715,7 +707,8 @@ thread_local! {
 const WORKER_KEY: &str = "hookgate.signing.workers";
 
 /// A webhook id unique across workers, Envoys and restarts with no random source:
-/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`) tells Envoys
+/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`, as
+/// `signing::id_node` spells it) tells Envoys
 /// apart, the worker number (claimed once per VM by a compare-and-swap increment in shared data)
 /// tells this Envoy's workers apart, the counter tells this worker's ids apart, and the host's
 /// nanosecond time moves on across restarts.
@@ -724,11 +717,15 @@ fn next_id() -> String {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         let source = ids.get_or_insert_with(|| IdSource {
-            node: host::get_property(&["node", "id"])
-                .ok()
-                .flatten()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_default(),
+            // Envoy 1.40 serves the node under `xds` (measured: `["node", "id"]` is empty in
+            // every callback, `["xds", "node", "id"]` is `--service-node` or the bootstrap's).
+            node: signing::id_node(
+                &host::get_property(&["xds", "node", "id"])
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            ),
             worker: claim_worker(),
             counter: 0,
         });
