@@ -305,6 +305,10 @@ impl Exchange {
                     self.etcd_state = decided.state;
                     match decided.result {
                         Ok(admitted) => {
+                            // Read verified from etcd, whoever verified it: cached here too.
+                            if admitted.free_by_verification() {
+                                cache_verified(limiter, &admitted);
+                            }
                             self.admitted = Some(admitted);
                             self.let_go();
                             if let Err(e) = host::resume_http_request() {
@@ -332,12 +336,7 @@ impl Exchange {
                     match result {
                         Ok(()) => {
                             if let Some(admitted) = &self.admitted {
-                                // Cached: this Envoy's later sends need no call to etcd.
-                                if let Err(failure) =
-                                    limiter.record_verified(&HostStore, &admitted.ticket)
-                                {
-                                    log::info!("hookgate: verification not cached: {failure}");
-                                }
+                                cache_verified(limiter, admitted);
                             }
                         }
                         Err(failure) => {
@@ -650,6 +649,14 @@ impl Exchange {
             KeyVerdict::WrongKey => Err(Failure::WrongKey),
             KeyVerdict::Verified | KeyVerdict::NoKey => Ok(()),
         }
+    }
+}
+
+/// With the etcd backend: records a verified webhook in this Envoy's shared data (the local table,
+/// within `limit.max_tracked`), so that its later sends through this Envoy need no call to etcd.
+fn cache_verified(limiter: &crate::limit::Limiter, admitted: &Admitted) {
+    if let Err(failure) = limiter.record_verified(&HostStore, &admitted.ticket) {
+        log::info!("hookgate: verification not cached: {failure}");
     }
 }
 
