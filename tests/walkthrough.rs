@@ -11,9 +11,9 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use support::{repo, scratch};
+use std::process::Command;
+use std::time::Duration;
+use support::{repo, run_bounded, scratch};
 
 fn doc() -> String {
     std::fs::read_to_string(repo().join("docs/fleet.md")).unwrap()
@@ -34,24 +34,6 @@ fn block_after(doc: &str, heading: &str) -> String {
         .map(|l| l.get(indent..).unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Runs `command`, killed after `limit`.
-fn run_bounded(mut command: Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
