@@ -22,11 +22,16 @@ fn doc() -> String {
 /// The first fenced `sh` block after `heading` (indented blocks of a list item included), with
 /// its indentation removed.
 fn block_after(doc: &str, heading: &str) -> String {
+    fenced_after(doc, heading, "```sh\n")
+}
+
+/// The first block opened by `fence` after `heading`, its indentation removed.
+fn fenced_after(doc: &str, heading: &str, fence: &str) -> String {
     let rest = &doc[doc
         .find(heading)
         .unwrap_or_else(|| panic!("no {heading:?}"))..];
-    let open = rest.find("```sh\n").expect("an sh block") + "```sh\n".len();
-    let indent = rest[..open].lines().last().unwrap().len() - "```sh".len();
+    let open = rest.find(fence).expect("a fenced block") + fence.len();
+    let indent = rest[..open].lines().last().unwrap().len() - fence.trim_end().len();
     let body = &rest[open..];
     let end = body.find("```").unwrap();
     body[..end]
@@ -135,6 +140,11 @@ fn the_fleet_walkthrough_runs_on_one_machine() {
         .nth(1)
         .unwrap();
     assert!(after.trim().is_empty(), "left listening: {after}\n{all}");
+    // The page's sample output, line for line.
+    let lines: Vec<&str> = stdout.lines().collect();
+    for line in fenced_after(&doc(), "shows the keys in etcd:", "```\n").lines() {
+        assert!(lines.contains(&line), "the page shows {line:?}:\n{all}");
+    }
     for expected in [
         "Envoy :10000 spam.json -> 200 ",
         "Envoy :10001 spam.json -> 429 ",
