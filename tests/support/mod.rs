@@ -507,3 +507,19 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     let _ = std::fs::remove_dir_all(&dir);
     output
 }
+
+/// Panics unless this process is in a network namespace that has only loopback; starts the
+/// namespace's DNS server.
+pub fn isolated() {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["lo"],
+        "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
+    );
+    dns::start();
+}
