@@ -43,20 +43,27 @@ fn steered(request: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The listener admits only 127.0.0.2; the client connects from 127.0.0.1 (the caller RBAC
-/// refuses it before hookgate runs).
+/// The client connects from 127.0.0.1, which the test configurations refuse in both ways a caller
+/// can be refused: the engine's filter chain whose caller RBAC admits only 127.0.0.2 (refused
+/// before hookgate runs), and the listener's default chain for every other network (the engine's
+/// chain matching only 127.0.0.2).
 #[test]
 fn a_refused_caller_gets_the_envelope_whatever_headers_it_sends() {
-    let gw = Gateway::start(loopback_config().edit(|yaml| {
-        let hcm = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"];
-        let rbac = &mut hcm["http_filters"][0]["typed_config"]["rules"]["policies"]
-            ["refused-callers"]["principals"][0]["not_id"]["or_ids"]["ids"];
-        *rbac = serde_yaml::from_str(
-            r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
-        )
-        .unwrap();
-    }));
+    let only_127_0_0_2 = |yaml: &mut serde_yaml::Value, rbac: bool| {
+        let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
+        if rbac {
+            let ids = &mut chain["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+                ["rules"]["policies"]["refused-callers"]["principals"][0]["not_id"]["or_ids"]
+                ["ids"];
+            *ids = serde_yaml::from_str(
+                r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
+            )
+            .unwrap();
+        } else {
+            chain["filter_chain_match"]["source_prefix_ranges"] =
+                serde_yaml::from_str(r#"[{address_prefix: "127.0.0.2", prefix_len: 32}]"#).unwrap();
+        }
+    };
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let body = event(&unique_name("Steer"), &receiver.url("/"));
     let post = format!(
@@ -64,9 +71,12 @@ fn a_refused_caller_gets_the_envelope_whatever_headers_it_sends() {
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    for request in steered(&post) {
-        let reply = gw.raw(&request);
-        assert_refused_by_envoy(&reply, 403, "caller refused: source network not allowed");
+    for rbac in [true, false] {
+        let gw = Gateway::start(loopback_config().edit(|yaml| only_127_0_0_2(yaml, rbac)));
+        for request in steered(&post) {
+            let reply = gw.raw(&request);
+            assert_refused_by_envoy(&reply, 403, "caller refused: source network not allowed");
+        }
     }
     assert_eq!(*receiver.connections.lock().unwrap(), 0);
 }
