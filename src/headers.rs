@@ -7,10 +7,10 @@
 pub const ROUTE_MARKER: &str = "x-hookgate-route";
 /// `x-hookgate-test: true` asks for the test report instead of the envelope.
 pub const TEST: &str = "x-hookgate-test";
-/// Set on the engine's request when hookgate answers it itself (envoy/envoy.yaml's first local
-/// reply mapper). An engine's own copy changes nothing: every later reply of Envoy's passes
-/// through hookgate, which writes its envelope, and a delivery replaces every header.
-pub const REPLIED_MARKER: &str = "x-hookgate-replied";
+/// Set on the engine's request when hookgate answers it itself (the first local reply mapper of
+/// the shipped configurations matches it and ends the search). A pseudo-header, so that no caller
+/// can send it: HTTP/1 has no syntax for it, HTTP/2 refuses pseudo-headers it does not define.
+pub const REPLIED_MARKER: &str = ":hookgate-replied";
 /// The engine's own idempotency key for an event, when it has one: a signed webhook carries it
 /// as its `webhook-id`, so a resend of the same event keeps its id.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -44,7 +44,6 @@ const RESERVED: &[&str] = &[
     "x-request-id",
     ROUTE_MARKER,
     TEST,
-    REPLIED_MARKER,
 ];
 
 /// A lower-case header name (the form configuration keys must use).

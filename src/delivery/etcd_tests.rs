@@ -229,3 +229,26 @@ fn a_test_request_reports_the_state_etcd_gave() {
         serde_json::json!({"verified": false, "sends_in_window": 1, "allowed_per_hour": 1, "retry_after": 3600})
     );
 }
+
+#[test]
+fn a_webhook_another_envoy_verified_is_cached_on_first_read() {
+    let settings = settings(ETCD);
+    let mut etcd = Fake::new();
+    // Envoy A verifies the webhook.
+    let a = FakeHost::at(T);
+    let mut delivery = admitted(&a, &settings, &mut etcd);
+    let right = r#"{"key":"right"}"#;
+    answered_after_a_write(&mut delivery, &a, &mut etcd, (200, "via_upstream", right));
+    // Envoy B (its own shared data) reads it verified once, then needs etcd no more.
+    let b = FakeHost::at(T + 10);
+    let (mut first, flow) = post(&b, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Pause);
+    assert_eq!(run_etcd(&mut first, &b, &mut etcd), ["/v3/kv/range"]);
+    assert_eq!(b.request_resumed.get(), 1);
+    let calls = etcd.calls.len();
+    b.dispatched.borrow_mut().clear();
+    let (_, flow) = post(&b, &settings, &event("orders", URL));
+    assert_eq!(flow, Flow::Continue);
+    assert!(b.dispatched.borrow().is_empty());
+    assert_eq!(etcd.calls.len(), calls);
+}

@@ -39,7 +39,6 @@ impl Delivery {
             header(name).map(Cow::into_owned)
         })?;
         self.test = header(headers::TEST).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        self.idempotency_key = header(headers::IDEMPOTENCY_KEY).map(Cow::into_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
             return Err(Failure::MethodNotAllowed(method.into_owned()));
@@ -57,6 +56,7 @@ impl Delivery {
         {
             return Err(Failure::EventTooLarge(limit));
         }
+        self.idempotency_key = signing::idempotency_key(&pairs)?;
         if end_of_stream {
             return Err(Failure::InvalidEvent("empty body".into()));
         }
@@ -184,13 +184,7 @@ fn sign(
         return Ok(None);
     }
     let id = match idempotency_key {
-        Some(key) if signing::is_valid_id(key) => key.to_owned(),
-        Some(_) => {
-            return Err(Failure::InvalidEvent(format!(
-                "{} header: 1 to 128 of A-Z a-z 0-9 _ - :",
-                headers::IDEMPOTENCY_KEY
-            )))
-        }
+        Some(key) => key.to_owned(),
         None => host.new_webhook_id(),
     };
     let now = clock.now();

@@ -293,7 +293,7 @@ fn refusals_are_local_replies_with_the_tables_status_and_code() {
         let answer = host.answer();
         assert!(answer.local);
         assert_answer(&answer, status, "no", envelope);
-        assert_eq!(host.header("x-hookgate-replied").as_deref(), Some("1"));
+        assert_eq!(host.header(":hookgate-replied").as_deref(), Some("1"));
         assert_eq!(host.counter("hookgate.sent"), 0);
         assert!(host.dispatched.borrow().is_empty());
     }

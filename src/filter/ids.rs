@@ -18,7 +18,8 @@ thread_local! {
 /// Shared data (one map per Envoy process and vm_id) where each worker's VM claims its number.
 const WORKER_KEY: &str = "hookgate.signing.workers";
 
-/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`) tells Envoys
+/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`, as
+/// `signing::id_node` spells it) tells Envoys
 /// apart, the worker number (claimed once per VM by a compare-and-swap increment in shared data)
 /// tells this Envoy's workers apart, the counter tells this worker's ids apart, and the host's
 /// nanosecond time moves on across restarts.
@@ -27,11 +28,15 @@ pub fn next_id() -> String {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         let source = ids.get_or_insert_with(|| IdSource {
-            node: host::get_property(&["node", "id"])
-                .ok()
-                .flatten()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_default(),
+            // Envoy 1.40 serves the node under `xds` (measured: `["node", "id"]` is empty in
+            // every callback, `["xds", "node", "id"]` is `--service-node` or the bootstrap's).
+            node: signing::id_node(
+                &host::get_property(&["xds", "node", "id"])
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            ),
             worker: claim_worker(),
             counter: 0,
         });

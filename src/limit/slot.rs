@@ -156,6 +156,10 @@ impl Slot {
                     }
                     self.etcd_state = decided.state;
                     let taken = decided.result.map(|admitted| {
+                        // Read verified from etcd, whoever verified it: cached here too.
+                        if admitted.free_by_verification() {
+                            cache_verified(limiter, store, &admitted);
+                        }
                         self.grant = Some(Grant::Etcd(admitted));
                     });
                     Step::Done(Finished::Taken(taken))
@@ -175,10 +179,7 @@ impl Slot {
                 Next::Done(result) => {
                     match (result, &self.grant) {
                         (Ok(()), Some(Grant::Etcd(admitted))) => {
-                            // Cached: this Envoy's later sends need no call to etcd.
-                            if let Err(failure) = limiter.record_verified(store, &admitted.ticket) {
-                                log::info!("hookgate: verification not cached: {failure}");
-                            }
+                            cache_verified(limiter, store, admitted)
                         }
                         (Ok(()), _) => {}
                         (Err(failure), _) => {
@@ -210,5 +211,13 @@ impl Slot {
     fn wait<T>(&mut self, pending: Pending, call: Call) -> Step<T> {
         self.pending = Some(pending);
         Step::Call(call)
+    }
+}
+
+/// With the etcd backend: records a verified webhook in this Envoy's shared data (the local table,
+/// within `limit.max_tracked`), so that its later sends through this Envoy need no call to etcd.
+fn cache_verified(limiter: &Limiter, store: &dyn SharedStore, admitted: &Admitted) {
+    if let Err(failure) = limiter.record_verified(store, &admitted.ticket) {
+        log::info!("hookgate: verification not cached: {failure}");
     }
 }
