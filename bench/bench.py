@@ -462,10 +462,10 @@ def main():
         # after another tended to come out slower, so no one keeps that place.
         order = ("A", "F", "B")[i % 3:] + ("A", "F", "B")[:i % 3]
         for label in order:
-            before = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") if label == "B" else 0
+            before = envoys["B"].stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1") if label == "B" else 0
             row[label] = run(envoys[label], ROUND, *target(label))
             if label == "B":
-                delivered = envoys["B"].stat("wasmcustom.hookgate.outcome.delivered") - before
+                delivered = envoys["B"].stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1") - before
                 if delivered < row["B"]["requests"]:
                     fail(f"B answered {row['B']['requests']} requests but delivered only {delivered}")
         row = {k: row[k] for k in ("A", "F", "B")}
@@ -563,16 +563,16 @@ def main():
             target_count = n - 1
             p = wrk(e.port, 300, prefill_event, prefill=target_count)
             last, last_t = -1, time.monotonic()
-            while (got := e.stat("wasmcustom.hookgate.outcome.delivered")) < target_count:
+            while (got := e.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1")) < target_count:
                 if got != last:
                     last, last_t = got, time.monotonic()
                 if p.poll() is not None or time.monotonic() - last_t > 10:
-                    outcomes = http(e.admin, "/stats?filter=hookgate.outcome")[1].decode()
+                    outcomes = http(e.admin, "/stats?filter=hookgate.outcomes")[1].decode()
                     fail(f"prefill of {n} stalled at {got} delivered (wrk exit {p.poll()}):\n{outcomes}")
                 time.sleep(0.2)
             p.send_signal(signal.SIGINT)
             wrk_result(p)
-            got = e.stat("wasmcustom.hookgate.outcome.delivered")
+            got = e.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1")
             if got != target_count:
                 fail(f"prefill delivered {got} webhooks, wanted {target_count}")
         fill_s = time.monotonic() - t

@@ -130,6 +130,61 @@ def local_reply_mappers():
     ])
 
 
+# hookgate's metrics (src/filter/metrics.rs) carry their labels in their names as
+# `.<label>.<value>` pairs; these tag extractors make them Prometheus labels:
+# wasmcustom.hookgate.outcomes.plan.free.outcome.delivered.code.1 is exported as
+# hookgate_outcomes{plan="free",outcome="delivered",code="1"}. Each regex's first group is cut
+# from the name, its second is the label's value.
+STATS_TAGS = [
+    ("plan", r"^wasmcustom\.hookgate\.\w+(\.plan\.([^.]+))"),
+    ("outcome", r"^wasmcustom\.hookgate\.outcomes\.plan\.[^.]+(\.outcome\.([^.]+))"),
+    ("code", r"^wasmcustom\.hookgate\.outcomes\..*(\.code\.([0-9]+))$"),
+]
+
+
+def stats_config():
+    lines = [
+        "# Labels for hookgate's metrics on /stats/prometheus (docs/metrics.md).",
+        "stats_config:",
+        "  stats_tags:",
+    ]
+    lines += [f"  - {{tag_name: {name}, regex: {json.dumps(regex)}}}" for name, regex in STATS_TAGS]
+    return "\n".join(lines)
+
+
+def access_log_reasons():
+    """Why, for every answer, Envoy's own refusals included (hookgate's record is empty when
+    Envoy answered before hookgate read the event): Envoy's code_details, the detail header
+    hookgate or a local-reply mapper wrote, the connection's peer address (never what a caller
+    claims in X-Forwarded-For) and the request id. Nothing of the
+    event (email, phone, variables) nor of the URL's path or query."""
+    pad = " " * 18
+    fields = [
+        ("reason", "%RESPONSE_CODE_DETAILS%"),
+        ("detail", "%RESP(x-hookgate-detail)%"),
+        ("source", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+        ("request_id", "%FILTER_STATE(hookgate.request_id:PLAIN)%"),
+    ]
+    return "\n".join(f'{pad}{name}: "{value}"' for name, value in fields)
+
+
+def request_id_filter():
+    """The request id (the engine's x-request-id, or the one Envoy made) kept for the access
+    log before anything runs: hookgate replaces every request header once it rewrote the event,
+    the id included (it never reaches the receiver)."""
+    pad = " " * 10
+    return "\n".join(pad + line for line in [
+        "# The request id for the access log (hookgate removes the header with the others).",
+        "- name: envoy.filters.http.set_filter_state",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config',
+        "    on_request_headers:",
+        "    - object_key: hookgate.request_id",
+        "      factory_key: envoy.string",
+        '      format_string: {text_format_source: {inline_string: "%REQ(x-request-id)%"}}',
+    ])
+
+
 def plugin_config(config):
     text = json.dumps(config, indent=2) if config else "{}"
     return "\n".join(" " * 20 + line for line in text.splitlines())
@@ -150,6 +205,7 @@ overload_manager:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
       max_active_downstream_connections: 10000
+{stats_config}
 static_resources:
   listeners:
   - name: hookgate
@@ -180,6 +236,7 @@ static_resources:
                   time: "%START_TIME%"
                   status: "%RESPONSE_CODE%"
                   duration_ms: "%DURATION%"
+{access_log_reasons}
                   hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
           request_timeout: 30s
           # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
@@ -224,6 +281,7 @@ static_resources:
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:
+{request_id_filter}
           # Who may post events: the peer address of the connection (not X-Forwarded-For), before
           # hookgate reads anything. A refused caller gets 403 (hookgate turns it into the
           # 21111011 envelope) and nothing is sent.
@@ -480,6 +538,9 @@ def render(spec, plugin=None):
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
         caller_principals=caller_principals(),
         local_reply_mappers=local_reply_mappers(),
+        stats_config=stats_config(),
+        access_log_reasons=access_log_reasons(),
+        request_id_filter=request_id_filter(),
         destination_permissions=destination_permissions(spec["exceptions"]),
     )
     for name, port, other_plugin in spec.get("listeners", []):

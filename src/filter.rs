@@ -20,8 +20,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| {
         Box::new(Root {
             settings: None,
-            metrics: Rc::default(),
-            gauge_name: tracked_gauge_name("default"),
+            metrics: Rc::new(Metrics::new("default")),
         })
     });
 }}
@@ -38,17 +37,6 @@ extern "C" {
 struct Root {
     settings: Option<Rc<Settings>>,
     metrics: Rc<Metrics>,
-    gauge_name: String,
-}
-
-/// `hookgate.tracked_webhooks` for the default namespace, else with the namespace appended
-/// (two namespaces in one Envoy are two tables).
-fn tracked_gauge_name(namespace: &str) -> String {
-    if namespace == "default" {
-        "hookgate.tracked_webhooks".to_string()
-    } else {
-        format!("hookgate.tracked_webhooks.{namespace}")
-    }
 }
 
 impl Context for Root {}
@@ -78,7 +66,7 @@ impl RootContext for Root {
             return false;
         }
         exchange::prepare_worker_numbers();
-        self.gauge_name = tracked_gauge_name(settings.limiter.namespace());
+        self.metrics = Rc::new(Metrics::new(settings.limiter.namespace()));
         self.settings = Some(Rc::new(settings));
         // SAFETY: a plain value; a failure only means no gauge.
         let status = unsafe { proxy_set_tick_period_milliseconds(TICK_MILLIS) };
@@ -101,7 +89,7 @@ impl RootContext for Root {
             return;
         }
         match limiter.tracked(&HostStore, &HostClock) {
-            Ok(count) => self.metrics.gauge(&self.gauge_name, count),
+            Ok(count) => self.metrics.tracked_webhooks(count),
             Err(failure) => log::warn!("hookgate: cannot count tracked webhooks: {failure}"),
         }
     }

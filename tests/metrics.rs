@@ -1,5 +1,5 @@
-//! Issue 5 observability: after a known sequence of requests, the counters on Envoy's admin
-//! endpoint say exactly what happened.
+//! Observability: after a known sequence of requests, the counters on Envoy's admin endpoint
+//! say exactly what happened, as labelled Prometheus series; the access log says why.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -37,42 +37,49 @@ fn counters_match_a_known_sequence() {
     assert_eq!(gw.post(&event(&limited, &good.url("/x"))).status, 200);
     assert_eq!(gw.post(&event(&limited, &good.url("/x"))).status, 429);
 
-    let stat = |name: &str| gw.stat(&format!("wasmcustom.hookgate.{name}")).unwrap_or(0);
-    assert_eq!(stat("outcome.delivered"), 4, "{}", gw.logs());
-    assert_eq!(stat("outcome.receiver_not_json"), 1);
-    assert_eq!(stat("outcome.invalid_name"), 2);
-    assert_eq!(stat("outcome.blocked_destination"), 1);
-    assert_eq!(stat("outcome.over_limit"), 1);
-    assert_eq!(stat("code.1"), 4);
-    assert_eq!(stat("code.11110112"), 1);
-    assert_eq!(stat("code.21111011"), 2);
-    assert_eq!(stat("code.11110114"), 1);
-    assert_eq!(stat("code.11110113"), 1);
-    assert_eq!(stat("sent"), 5);
-    let prometheus = support::http::get(gw.admin_port, "/stats/prometheus")
-        .unwrap()
-        .text();
-    assert!(
-        prometheus.contains("hookgate"),
-        "metrics missing from /stats/prometheus"
-    );
-    // Latency is Envoy's own histograms (README, "Metrics"): the engine's view is the
-    // listener's downstream_rq_time, which reaches the admin endpoint at Envoy's stats flush
-    // (every 5 s).
-    let samples = || {
-        support::http::get(gw.admin_port, "/stats/prometheus")
+    // Exactly these series, labelled by the stats tags of the generated configuration.
+    let series = |prefixes: &[&str]| {
+        let text = support::http::get(gw.admin_port, "/stats/prometheus")
             .unwrap()
-            .text()
+            .text();
+        let mut lines: Vec<String> = text
             .lines()
-            .find_map(|l| {
-                l.strip_prefix(
-                    "envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"hookgate\"} ",
-                )
-                .map(|v| v.trim().parse::<u64>().unwrap())
-            })
+            .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
     };
+    assert_eq!(
+        series(&["hookgate_outcomes{", "hookgate_sent{"]),
+        [
+            r#"hookgate_outcomes{plan="default",outcome="blocked_destination",code="11110114"} 1"#,
+            r#"hookgate_outcomes{plan="default",outcome="delivered",code="1"} 4"#,
+            r#"hookgate_outcomes{plan="default",outcome="invalid_name",code="21111011"} 2"#,
+            r#"hookgate_outcomes{plan="default",outcome="over_limit",code="11110113"} 1"#,
+            r#"hookgate_outcomes{plan="default",outcome="receiver_not_json",code="11110112"} 1"#,
+            r#"hookgate_sent{plan="default"} 5"#,
+        ],
+        "{}",
+        gw.logs()
+    );
+    // On /stats the names carry their labels.
+    assert_eq!(
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1"),
+        Some(4)
+    );
+    // Latency is Envoy's own histograms, which reach the admin endpoint at Envoy's stats flush
+    // (every 5 s): the engine's view is the listener's downstream_rq_time, the time to the
+    // receiver's answer the forward-proxy cluster's upstream_rq_time (one sample per webhook
+    // that reached a receiver).
     support::eventually("a latency sample per webhook sent", || {
-        samples().is_some_and(|n| n >= 5)
+        series(&[
+            "envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"hookgate\"}",
+            "envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"webhooks\"}",
+        ]) == [
+            "envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"webhooks\"} 5",
+            "envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"hookgate\"} 9",
+        ]
     });
 }
 
@@ -108,7 +115,7 @@ fn tracked_webhooks_gauge_counts_the_table() {
             .status,
         403
     );
-    let gauge = "wasmcustom.hookgate.tracked_webhooks";
+    let gauge = "wasmcustom.hookgate.tracked_webhooks.plan.default";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     let mut seen = None;
     while std::time::Instant::now() < deadline {
@@ -123,8 +130,8 @@ fn tracked_webhooks_gauge_counts_the_table() {
         .unwrap()
         .text();
     assert!(
-        prometheus.contains("hookgate_tracked_webhooks gauge"),
-        "gauge missing from /stats/prometheus"
+        prometheus.contains("hookgate_tracked_webhooks{plan=\"default\"} 4\n"),
+        "gauge missing from /stats/prometheus:\n{prometheus}"
     );
 }
 
@@ -166,6 +173,24 @@ fn one_decision_record_per_request_without_personal_data() {
             .iter()
             .any(|l| l.contains(r#""status":400"#)
                 && l.contains("outcome=invalid_name code=21111011"))
+    );
+    // Every line says why (Envoy's code_details, the detail), from where and which request.
+    for line in &decisions {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let source = record["source"].as_str().unwrap_or_default();
+        assert!(source.starts_with("127.0.0.1:"), "{line}");
+        let id = record["request_id"].as_str().unwrap_or_default();
+        assert_eq!(id.len(), 36, "Envoy's request id (a UUID): {line}");
+    }
+    let delivered: serde_json::Value = serde_json::from_str(decisions[0]).unwrap();
+    assert_eq!(
+        (&delivered["reason"], &delivered["detail"]),
+        (&serde_json::json!("via_upstream"), &serde_json::Value::Null)
+    );
+    let refused: serde_json::Value = serde_json::from_str(decisions[2]).unwrap();
+    assert_eq!(
+        refused["detail"],
+        "invalid webhook name: only Latin letters and digits (A-Z a-z 0-9) are allowed"
     );
     let logs = gw.logs();
     for personal in [

@@ -512,3 +512,34 @@ fn compose_rig_rehearsed_without_docker() {
         "{all}"
     );
 }
+
+/// The demo receiver answers a client that already hung up (the gateway's route timeout after
+/// the slow-receiver example) with one line, not a traceback.
+#[test]
+fn demo_receiver_takes_a_hang_up_without_a_traceback() {
+    let port = free_port();
+    let dir = scratch("receiver");
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let _receiver = Running(
+        Command::new("python3")
+            .arg(repo().join("examples/receiver.py"))
+            .args(["--port", &port.to_string()])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    support::eventually("the receiver listening", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("demo receiver on"))
+    });
+    let stream = support::http::connect(port).unwrap();
+    let request = support::http::post_request("/slow?delay=0.3", b"{}", &[]);
+    std::io::Write::write_all(&mut &stream, &request).unwrap();
+    support::receiver::reset_now(&stream);
+    drop(stream);
+    support::eventually("the hang-up noted", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("hung up before the answer"))
+    });
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(stderr, "", "the receiver's stderr");
+}
