@@ -46,6 +46,9 @@
 //! there, never anyone else's.
 
 pub mod lease;
+mod lift;
+
+pub use lift::Support;
 
 use lease::{KeptLease, Lease, LeaseUse};
 use serde::Deserialize;
