@@ -180,6 +180,8 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
     cfg = base_config()
     cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin)
     listeners = cfg["static_resources"]["listeners"]
+    # The support listener serves operators, not the benchmark.
+    listeners[:] = [l for l in listeners if l["name"] != "hookgate-support"]
     if len(listeners) != 1:
         fail("envoy/envoy.yaml: expected one listener")
     listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)

@@ -4,15 +4,17 @@
 mod exchange;
 mod host;
 mod metrics;
+mod support;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::limit::SharedStore;
+use crate::support::{is_support_config, SupportConfig};
 use exchange::Exchange;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -20,6 +22,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| {
         Box::new(Root {
             settings: None,
+            support: None,
             metrics: Rc::new(Metrics::new("default")),
         })
     });
@@ -36,7 +39,36 @@ extern "C" {
 /// One per worker (and one on the main thread): holds the validated configuration.
 struct Root {
     settings: Option<Rc<Settings>>,
+    /// Set on a support listener's filter (`"role": "support"`), which serves no events.
+    support: Option<Rc<SupportConfig>>,
     metrics: Rc<Metrics>,
+}
+
+thread_local! {
+    /// The engine filters' settings in this VM, by `limit.namespace`: a support listener's
+    /// filter shares the VM (same vm_id and module) and serves the state of one of them.
+    static GATEWAYS: RefCell<Vec<(String, Rc<Settings>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The settings of the engine filter of this namespace, if one is configured in this VM.
+fn gateway_settings(namespace: &str) -> Option<Rc<Settings>> {
+    GATEWAYS.with(|gateways| {
+        gateways
+            .borrow()
+            .iter()
+            .find(|(ns, _)| ns == namespace)
+            .map(|(_, settings)| settings.clone())
+    })
+}
+
+/// Records (or replaces, after a configuration reload) the engine filter of a namespace.
+fn publish_gateway(settings: &Rc<Settings>) {
+    let namespace = settings.limiter.namespace().to_string();
+    GATEWAYS.with(|gateways| {
+        let mut gateways = gateways.borrow_mut();
+        gateways.retain(|(ns, _)| *ns != namespace);
+        gateways.push((namespace, settings.clone()));
+    });
 }
 
 impl Context for Root {}
@@ -54,6 +86,18 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if is_support_config(&bytes) {
+            return match SupportConfig::parse(&bytes) {
+                Ok(config) => {
+                    self.support = Some(Rc::new(config));
+                    true
+                }
+                Err(why) => {
+                    log::error!("hookgate: invalid support plugin configuration: {why}");
+                    false
+                }
+            };
+        }
         let settings = match Settings::parse(&bytes) {
             Ok(settings) => settings,
             Err(why) => {
@@ -67,7 +111,9 @@ impl RootContext for Root {
         }
         exchange::prepare_worker_numbers();
         self.metrics = Rc::new(Metrics::new(settings.limiter.namespace()));
-        self.settings = Some(Rc::new(settings));
+        let settings = Rc::new(settings);
+        publish_gateway(&settings);
+        self.settings = Some(settings);
         // SAFETY: a plain value; a failure only means no gauge.
         let status = unsafe { proxy_set_tick_period_milliseconds(TICK_MILLIS) };
         if status != 0 {
@@ -99,6 +145,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some(config) = &self.support {
+            return Some(Box::new(support::SupportExchange::new(config.clone())));
+        }
         // The SDK panics on None; a context without settings answers every request with 500.
         Some(Box::new(Exchange::new(
             self.settings.clone(),

@@ -234,6 +234,24 @@ impl SupportError {
     }
 }
 
+#[derive(Serialize)]
+struct Answer<'a> {
+    status: bool,
+    webhook: &'a Target,
+    namespace: &'a str,
+    backend: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a LimitState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<&'a LimitState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<&'a LimitState>,
+}
+
 /// The answer to a request that was carried out.
 pub fn render(
     operation: Operation,
@@ -242,20 +260,18 @@ pub fn render(
     target: &Target,
     lifted: &Lifted,
 ) -> Vec<u8> {
-    let mut answer = serde_json::json!({
-        "status": true,
-        "webhook": target,
-        "namespace": namespace,
-        "backend": backend,
-    });
-    if let Operation::Lift(_) = operation {
-        answer["action"] = operation.name().into();
-        answer["changed"] = lifted.changed.into();
-        answer["before"] = serde_json::to_value(&lifted.before).unwrap_or_default();
-        answer["after"] = serde_json::to_value(&lifted.after).unwrap_or_default();
-    } else {
-        answer["state"] = serde_json::to_value(&lifted.after).unwrap_or_default();
-    }
+    let lift = matches!(operation, Operation::Lift(_));
+    let answer = Answer {
+        status: true,
+        webhook: target,
+        namespace,
+        backend,
+        state: (!lift).then_some(&lifted.after),
+        action: lift.then_some(operation.name()),
+        changed: lift.then_some(lifted.changed),
+        before: lift.then_some(&lifted.before),
+        after: lift.then_some(&lifted.after),
+    };
     serde_json::to_vec(&answer).unwrap_or_default()
 }
 

@@ -184,13 +184,16 @@ impl EnvoyConfig {
             wasm.exists(),
             "hookgate.wasm missing: run `make wasm` (make test does)"
         );
-        for filter in self.hookgate_filters() {
-            let filename =
-                &mut filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
-            // A test's own module stays.
-            if filename.as_str() == Some("hookgate.wasm") {
-                *filename = Yaml::String(wasm.display().to_string());
-            }
+        // Every filter that loads the shipped module (the engine's and the support listener's);
+        // a test's own module stays.
+        let mut filenames = Vec::new();
+        collect(
+            &mut self.yaml,
+            &mut |v| v.get("filename").and_then(Yaml::as_str) == Some("hookgate.wasm"),
+            &mut filenames,
+        );
+        for local in filenames {
+            local["filename"] = Yaml::String(wasm.display().to_string());
         }
         let admin_port = free_port();
         self.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
