@@ -234,6 +234,27 @@ impl EnvoyConfig {
         std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
     }
 
+    /// Gives the support listener's filter one token (its plugin configuration's `tokens`).
+    pub fn support_token(self, name: &str, token: &str) -> Self {
+        self.edit(|yaml| {
+            let mut found = Vec::new();
+            collect(
+                yaml,
+                &mut |v| {
+                    v.get("name").and_then(Yaml::as_str) == Some("hookgate-support")
+                        && v.get("typed_config").is_some()
+                },
+                &mut found,
+            );
+            assert_eq!(found.len(), 1, "one support filter");
+            let value = &mut found[0]["typed_config"]["config"]["configuration"]["value"];
+            let mut json: serde_json::Value =
+                serde_json::from_str(value.as_str().unwrap()).unwrap();
+            json["tokens"] = serde_json::json!([{"name": name, "token": token}]);
+            *value = Yaml::String(json.to_string());
+        })
+    }
+
     pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
         f(&mut self.yaml);
         self
@@ -344,6 +365,21 @@ impl Gateway {
 
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// A support request (`/webhook/<operation>`) about one webhook, on the support listener
+    /// (the second listener of the shipped configurations).
+    pub fn support(&self, token: &str, operation: &str, name: &str, url: &str) -> Reply {
+        let port = *self.ports.get(1).expect("a support listener");
+        let body = serde_json::json!({"name": name, "url": url}).to_string();
+        let authorization = format!("Bearer {token}");
+        http::post(
+            port,
+            &format!("/webhook/{operation}"),
+            body.as_bytes(),
+            &[("authorization", &authorization)],
+        )
+        .unwrap()
     }
 
     /// A counter or gauge from the admin endpoint.
