@@ -139,6 +139,7 @@ STATS_TAGS = [
     ("plan", r"^wasmcustom\.hookgate\.\w+(\.plan\.([^.]+))"),
     ("outcome", r"^wasmcustom\.hookgate\.outcomes\.plan\.[^.]+(\.outcome\.([^.]+))"),
     ("code", r"^wasmcustom\.hookgate\.outcomes\..*(\.code\.([0-9]+))$"),
+    ("class", r"^wasmcustom\.hookgate\.receiver_answers\..*(\.class\.([1-5]xx))$"),
 ]
 
 

@@ -582,6 +582,7 @@ impl Exchange {
                     host::get_headers(MapType::HttpResponseHeaders).unwrap_or_default();
             }
             self.receiver_status = Some(status);
+            self.metrics.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
         let failure = judge_envoy_reply(status, &details);

@@ -7,6 +7,10 @@
 //!   (`delivered`, or the failure's reason, e.g. `blocked_destination`, `over_limit`);
 //! - `hookgate.sent.plan.<namespace>` (`hookgate_sent{plan}`): webhooks let go towards a
 //!   receiver;
+//! - `hookgate.receiver_answers.plan.<namespace>.class.<N>xx`
+//!   (`hookgate_receiver_answers{plan,class}`): the receivers' own answers by status class.
+//!   Envoy's `upstream_rq_xx` of the `webhooks` cluster counts Envoy's own 503s (a DNS failure)
+//!   as 5xx too (measured), so it cannot tell a failing receiver;
 //! - `hookgate.tracked_webhooks.plan.<namespace>` (gauge, `hookgate_tracked_webhooks{plan}`):
 //!   webhooks the local limit table holds.
 //!
@@ -40,6 +44,8 @@ pub struct Metrics {
     plan: String,
     sent: Cell<Option<u32>>,
     tracked: Cell<Option<u32>>,
+    /// `hookgate.receiver_answers` ids by status class (1 to 5).
+    classes: [Cell<Option<u32>>; 5],
     /// `hookgate.outcomes` ids by (reason, code).
     outcomes: RefCell<Vec<((&'static str, u32), u32)>>,
 }
@@ -52,6 +58,7 @@ impl Metrics {
             plan: plan.replace('.', "_"),
             sent: Cell::new(None),
             tracked: Cell::new(None),
+            classes: Default::default(),
             outcomes: RefCell::new(Vec::new()),
         }
     }
@@ -81,6 +88,24 @@ impl Metrics {
             Some(id)
         });
         if let Some(id) = id {
+            // SAFETY: plain values.
+            unsafe { proxy_increment_metric(id, 1) };
+        }
+    }
+
+    /// `hookgate.receiver_answers`: one per answer that came from a receiver.
+    pub fn count_receiver_answer(&self, status: u16) {
+        let class = status / 100;
+        let Some(cached) = self.classes.get(usize::from(class).wrapping_sub(1)) else {
+            return;
+        };
+        let name = || {
+            format!(
+                "hookgate.receiver_answers.plan.{}.class.{class}xx",
+                self.plan
+            )
+        };
+        if let Some(id) = fixed(cached, COUNTER, name) {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) };
         }
