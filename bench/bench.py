@@ -682,7 +682,7 @@ def write_report(v):
       + f". Medians A {meds['A']['cpu_us']:.0f}, F {meds['F']['cpu_us']:.0f}, B {meds['B']['cpu_us']:.0f}; "
       f"as cost ratios F/B {cpu_bf:.3f} and A/B {cpu_ba:.3f} (the throughput ratios a CPU-bound worker would give).\n")
     w(f"F/A (the floor against plain Envoy): {fa:.3f}. Every response was 200 (wrk non-2xx and socket errors: 0), and "
-      f"B's `hookgate.outcome.delivered` counter grew by at least wrk's request count in every round.\n")
+      f"B's `hookgate_outcomes{{outcome=\"delivered\"}}` counter grew by at least wrk's request count in every round.\n")
     w("| | A | F | B |")
     w("|---|---|---|---|")
     w("| time from start to ready (admin `/ready`), s | " + " | ".join(f"{envoys[k].ready_s:.2f}" for k in ("A", "F", "B")) + " |")
