@@ -190,7 +190,30 @@ def request_id_filter():
 SUPPORT_ADDRESS, SUPPORT_PORT = "127.0.0.1", 9902
 
 
-def support_listener(support):
+def support_filter(hookgate_filter, config):
+    """The engine's hookgate filter block as rendered, renamed and with the support plugin
+    configuration: the same vm_id and module whatever the template says, so the same VM and the
+    same limit state."""
+    head, _ = hookgate_filter.split("value: |\n")
+    head = head.replace("- name: hookgate\n", "- name: hookgate-support\n", 1)
+    head = head.replace("    name: hookgate\n", "    name: hookgate-support\n", 1)
+    return head + "value: |\n" + plugin_config(config)
+
+
+def filter_block(text, name):
+    """The http filter `name` in rendered text: its first line and every deeper-indented line."""
+    first = f"          - name: {name}\n"
+    start = text.index(first)
+    lines = text[start:].splitlines(keepends=True)
+    block = [lines[0]]
+    for line in lines[1:]:
+        if len(line) - len(line.lstrip(" ")) <= 10:
+            break
+        block.append(line)
+    return "".join(block).rstrip("\n")
+
+
+def support_listener(hookgate_filter, support):
     """The support listener: a hookgate filter with `"role": "support"` in the same vm_id as the
     engine's (so the same limit state), answering every request itself; the route behind it
     answers 404 and reaches nothing. `support` is its plugin configuration without the role."""
@@ -226,23 +249,9 @@ def support_listener(support):
               - match: {{prefix: "/"}}
                 direct_response: {{status: 404}}
           http_filters:
-          - name: hookgate-support
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: hookgate-support
-                root_id: hookgate
-                allow_on_headers_stop_iteration: true
-                failure_policy: FAIL_CLOSED
-                # The engine filter's VM: the same vm_id and module share its limit state.
-                vm_config:
-                  vm_id: hookgate
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: hookgate.wasm}}}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{plugin_config(config)}
+          # The engine's hookgate filter, copied: the same vm_id and module (the same VM, the same
+          # limit state), with the support plugin configuration.
+{support_filter(hookgate_filter, config)}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -622,7 +631,8 @@ def render(spec, plugin=None):
         text = text[:at] + block + text[at:]
     if "support" in spec:
         at = text.index("  clusters:\n")
-        text = text[:at] + support_listener(spec["support"]) + text[at:]
+        support = support_listener(filter_block(text, "hookgate"), spec["support"])
+        text = text[:at] + support + text[at:]
     return text + spec.get("extra_clusters", "")
 
 

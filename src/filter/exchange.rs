@@ -784,19 +784,7 @@ impl Context for Exchange {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let status = if num_headers == 0 {
-            None
-        } else {
-            host::get_header_text(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<u16>().ok())
-        };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
-        };
+        let (status, body) = host::http_call_reply(num_headers, body_size);
         self.on_etcd_reply(Reply {
             status,
             body: &body,

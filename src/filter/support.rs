@@ -4,7 +4,7 @@
 use super::{gateway_settings, host, HostClock, HostStore};
 use crate::config::Settings;
 use crate::error::Failure;
-use crate::limit::etcd::{Next, Reply, Support};
+use crate::limit::etcd::{Call, Next, Reply, Support};
 use crate::limit::{Lifted, WebhookId};
 use crate::support::{
     audit, render, Operation, SupportConfig, SupportError, Target, MAX_REQUEST_BYTES,
@@ -78,16 +78,7 @@ impl SupportExchange {
         let started = match &settings.etcd {
             Some(etcd) => {
                 let (op, call) = Support::start(etcd, &settings.limiter, &id, lift);
-                let timeout =
-                    std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
-                let cluster = &settings.config.state.cluster;
-                host::dispatch_http_call(cluster, call.path, call.body.as_bytes(), timeout)
-                    .map_err(|e| {
-                        unavailable(format!(
-                            "etcd: call through cluster {cluster:?} failed (host status {})",
-                            e.0
-                        ))
-                    })?;
+                dispatch(&settings, &call)?;
                 self.pending = Some(op);
                 None
             }
@@ -167,6 +158,20 @@ fn unavailable(why: String) -> SupportError {
     SupportError::Unavailable(why)
 }
 
+/// One call to etcd through the engine filter's `state.cluster`.
+fn dispatch(settings: &Settings, call: &Call) -> Result<(), SupportError> {
+    let timeout = std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
+    let cluster = &settings.config.state.cluster;
+    host::dispatch_http_call(cluster, call.path, call.body.as_bytes(), timeout)
+        .map(|_| ())
+        .map_err(|e| {
+            unavailable(format!(
+                "etcd: call through cluster {cluster:?} failed (host status {})",
+                e.0
+            ))
+        })
+}
+
 fn respond(status: u32, headers: &[(&str, &str)], body: &[u8]) {
     if let Err(e) = host::send_local_response(status, headers, body) {
         log::error!("hookgate: support reply failed (host status {})", e.0);
@@ -184,36 +189,16 @@ impl Context for SupportExchange {
         let (Some(settings), Some(mut op)) = (self.settings.clone(), self.pending.take()) else {
             return;
         };
-        let status = if num_headers == 0 {
-            None
-        } else {
-            host::get_header_text(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<u16>().ok())
-        };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
-        };
+        let (status, body) = host::http_call_reply(num_headers, body_size);
         let reply = Reply {
             status,
             body: &body,
         };
         match op.on_reply(&settings.limiter, reply, &HostClock) {
-            Next::Call(call) => {
-                let timeout =
-                    std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
-                let cluster = &settings.config.state.cluster;
-                match host::dispatch_http_call(cluster, call.path, call.body.as_bytes(), timeout) {
-                    Ok(_) => self.pending = Some(op),
-                    Err(e) => self.finish(Err(unavailable(format!(
-                        "etcd: call through cluster {cluster:?} failed (host status {})",
-                        e.0
-                    )))),
-                }
-            }
+            Next::Call(call) => match dispatch(&settings, &call) {
+                Ok(()) => self.pending = Some(op),
+                Err(error) => self.finish(Err(error)),
+            },
             Next::Done(result) => {
                 self.finish(result.map_err(|f: Failure| unavailable(f.to_string())))
             }

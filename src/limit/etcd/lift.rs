@@ -7,8 +7,8 @@
 //! unverified record left with no send is deleted (its key would carry nothing).
 
 use super::{
-    decode_record, encode_record, ok_body, parse_range, parse_txn, range, txn_delete, txn_put,
-    Call, Etcd, Kv, Next, Reply, Txn, MAX_ATTEMPTS, MAX_RETRIES,
+    body_or_retry, decode_record, encode_record, parse_range, parse_txn, range, txn_delete,
+    txn_put, Call, Etcd, Kv, Next, Reply, Txn, MAX_ATTEMPTS,
 };
 use crate::clock::Clock;
 use crate::error::Failure;
@@ -62,15 +62,9 @@ impl Support {
     ) -> Next<Result<Lifted, Failure>> {
         let unavailable =
             |why: String| Next::Done(Err(Failure::LimitUnavailable(format!("etcd: {why}"))));
-        let body = match ok_body(reply) {
+        let body = match body_or_retry(reply, &mut self.retries, &self.last) {
             Ok(body) => body,
-            Err(why) => {
-                self.retries += 1;
-                if self.retries > MAX_RETRIES {
-                    return unavailable(why);
-                }
-                return Next::Call(self.last.clone());
-            }
+            Err(next) => return next,
         };
         let kv = if self.after.is_some() {
             match parse_txn(body) {
