@@ -149,18 +149,10 @@ fn gateway_runs_under_func_e_run_and_delivers() {
     assert_eq!(command.len(), 2, "expected `func-e run`, got {command:?}");
     assert!(command[0].ends_with("/func-e") && command[1] == "run");
 
-    let mut config = support::loopback_config();
     let dir = scratch("func-e");
-    for filter in config.hookgate_filters() {
-        filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
-            Yaml::String(repo().join("hookgate.wasm").display().to_string());
-    }
-    let (port, admin_port) = (free_port(), free_port());
-    config.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
-    config.yaml["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] =
-        port.into();
-    let config_path = dir.join("envoy.yaml");
-    std::fs::write(&config_path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
+    // This checkout's module, free ports for the admin endpoint and every listener.
+    let (config_path, admin_port, ports) = support::loopback_config().materialise(&dir);
+    let port = ports[0];
     let log = dir.join("envoy.log");
 
     let program = command.remove(0);
