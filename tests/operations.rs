@@ -170,6 +170,11 @@ fn wrong_tokens_and_the_engine_listener_are_refused_and_change_nothing() {
     );
     assert_over_limit(&gw.post(&event(&name, &url)));
     assert_eq!(receiver.records().len(), 1);
+    let log = gw.envoy_log();
+    assert!(
+        log.contains(r#"support token=alice refused="no such operation \"/webhook/lift\""#),
+        "{log}"
+    );
     support::eventually("the refusals in the access log", || {
         gw.access_log().contains(
             r#""hookgate":"support token=- refused=\"unauthorized: wrong support token\"""#,

@@ -18,8 +18,10 @@ const RECORD_PROPERTY: &str = "hookgate";
 
 pub struct SupportExchange {
     config: Rc<SupportConfig>,
-    /// The name of the token that authorised the request, and what it asks.
-    asked: Option<(String, Operation)>,
+    /// The name of the token that authorised the request.
+    who: Option<String>,
+    /// What it asks, once the path was read.
+    operation: Option<Operation>,
     target: Option<Target>,
     settings: Option<Rc<Settings>>,
     pending: Option<Support>,
@@ -29,7 +31,8 @@ impl SupportExchange {
     pub fn new(config: Rc<SupportConfig>) -> Self {
         SupportExchange {
             config,
-            asked: None,
+            who: None,
+            operation: None,
             target: None,
             settings: None,
             pending: None,
@@ -42,13 +45,11 @@ impl SupportExchange {
                 .ok()
                 .flatten()
         };
-        let who = self
-            .config
-            .authorize(header("authorization").as_deref())?
-            .to_string();
+        let who = self.config.authorize(header("authorization").as_deref())?;
+        self.who = Some(who.to_string());
         let method = header(":method").unwrap_or_default();
         let operation = Operation::route(&method, &header(":path").unwrap_or_default())?;
-        self.asked = Some((who, operation));
+        self.operation = Some(operation);
         Ok(())
     }
 
@@ -96,13 +97,13 @@ impl SupportExchange {
     }
 
     fn operation(&self) -> Operation {
-        self.asked.as_ref().map_or(Operation::Look, |(_, op)| *op)
+        self.operation.unwrap_or(Operation::Look)
     }
 
     /// The answer, and the audit line in Envoy's log and the access log.
     fn finish(&mut self, result: Result<Lifted, SupportError>) {
         let operation = self.operation();
-        let who = self.asked.as_ref().map_or("-", |(who, _)| who.as_str());
+        let who = self.who.as_deref().unwrap_or("-");
         let namespace = &self.config.namespace;
         if let Some(target) = &self.target {
             let line = audit(who, operation, namespace, target, result.as_ref());
@@ -133,7 +134,7 @@ impl SupportExchange {
         let detail = error.detail();
         if self.target.is_none() {
             // Refused before the webhook was known (token, path, body): one record still.
-            let who = self.asked.as_ref().map_or("-", |(who, _)| who.as_str());
+            let who = self.who.as_deref().unwrap_or("-");
             let line = format!("support token={who} refused={detail:?}");
             log::info!("hookgate: {line}");
             let _ = host::set_property(RECORD_PROPERTY, line.as_bytes());
@@ -224,7 +225,7 @@ impl HttpContext for SupportExchange {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.asked.is_none() || self.target.is_some() {
+        if self.operation.is_none() || self.target.is_some() {
             return Action::Pause;
         }
         if body_size > MAX_REQUEST_BYTES {
