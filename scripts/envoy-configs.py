@@ -5,7 +5,7 @@
     scripts/envoy-configs.py --check  exit 1 if a file differs from what this script writes
 
 The destination deny list here is the one Envoy's RBAC enforces on resolved addresses; a test
-checks it equals hookgate's own DEFAULT_DENY_CIDRS (src/destination.rs).
+checks it equals hookgate's own default list (src/destination/ranges.rs).
 """
 import json
 import pathlib
@@ -13,13 +13,17 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Envoy cannot look inside IPv6 addresses that embed an IPv4 one, so those ranges are refused whole.
+# The default deny list of src/destination/ranges.rs, where each range's reason and source are
+# (a test checks the two agree). Envoy cannot look inside IPv6 addresses that embed an IPv4 one,
+# so those ranges are refused whole; ::/3, 4000::/2 and 8000::/1 are everything outside IPv6
+# global unicast (2000::/3).
 DENY_CIDRS = """
 0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 127.0.0.0/8 169.254.0.0/16 172.16.0.0/12 192.0.0.0/24
 192.0.2.0/24 192.88.99.0/24 192.168.0.0/16 198.18.0.0/15 198.51.100.0/24 203.0.113.0/24
-224.0.0.0/4 240.0.0.0/4 255.255.255.255/32
-::/128 ::1/128 fc00::/7 fe80::/10 ff00::/8 2001:db8::/32 3fff::/20 100::/64 5f00::/16 2001::/32
-64:ff9b:1::/48 ::ffff:0:0/96 ::/96 64:ff9b::/96 2002::/16
+224.0.0.0/4 240.0.0.0/4 255.255.255.255/32 168.63.129.16/32
+::/128 ::1/128 ::ffff:0:0/96 ::ffff:0:0:0/96 ::/96 64:ff9b::/96 64:ff9b:1::/48 100::/64 ::/3
+2001::/23 2001::/32 2001:db8::/32 2002::/16 3fff::/20 4000::/2 5f00::/16 8000::/1
+fc00::/7 fe80::/10 fec0::/10 ff00::/8
 """.split()
 
 # Source networks allowed to post events (Envoy's RBAC on the downstream peer address, before
@@ -420,7 +424,7 @@ static_resources:
               suppress_envoy_headers: true
               upstream_http_filters:
               # Refuses the host the load balancer picked, before any connection to it, when its
-              # address is blocked. Same list as hookgate's DEFAULT_DENY_CIDRS (a test fails when
+              # address is blocked. Same list as hookgate's default deny list (a test fails when
               # they drift apart); exceptions are `not_rule`s after the list.
               - name: envoy.filters.http.upstream_rbac
                 typed_config:

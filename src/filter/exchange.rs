@@ -585,7 +585,20 @@ impl Exchange {
             self.metrics.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
-        let failure = judge_envoy_reply(status, &details);
+        let mut failure = judge_envoy_reply(status, &details);
+        if let (Failure::BlockedDestination(_), Some(settings)) = (&failure, &self.settings) {
+            // Envoy's RBAC refused the address a name resolved to: name its range if Envoy
+            // tells which address the router picked.
+            let picked = host::get_property(&["upstream", "address"]).ok().flatten();
+            let named = picked.and_then(|a| {
+                settings
+                    .destinations
+                    .resolved_refusal(&String::from_utf8_lossy(&a))
+            });
+            if let Some(named) = named {
+                failure = named;
+            }
+        }
         if failure.delivered() == Delivered::No {
             self.give_back();
         }
