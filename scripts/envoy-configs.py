@@ -60,13 +60,40 @@ def destination_permissions(exceptions, indent=24):
     return "\n".join(lines)
 
 
-def caller_principals(indent=26):
-    pad = " " * indent
+def caller_rbac(principals=None):
+    """The caller RBAC filter: its policy `refused-callers` refuses `principals` (every source
+    outside CALLER_CIDRS by default); the first local-reply mapper answers its 403."""
+    if principals is None:
+        principals = "principals:\n" + "\n".join([
+            " " * 20 + "- not_id:",
+            " " * 24 + "or_ids:",
+            " " * 26 + "ids:",
+            caller_principals(),
+        ])
+    return "\n".join([
+        "          - name: envoy.filters.http.rbac",
+        "            typed_config:",
+        '              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
+        "              rules:",
+        "                action: DENY",
+        "                policies:",
+        "                  refused-callers:",
+        "                    permissions: [{any: true}]",
+        "                    " + principals,
+    ])
+
+
+def caller_list(indent, item):
+    """CALLER_CIDRS as a YAML list, each CIDR written by `item` (a format of a flow mapping)."""
     lines = []
     for cidr in CALLER_CIDRS:
         address, length = cidr.split("/")
-        lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
+        lines.append(" " * indent + "- " + item.format(f'{{address_prefix: "{address}", prefix_len: {length}}}'))
     return "\n".join(lines)
+
+
+def caller_principals(indent=26):
+    return caller_list(indent, "direct_remote_ip: {}")
 
 
 def mapper(comment, expression, delivered, detail, envelope, status=None):
@@ -100,6 +127,21 @@ def mapper(comment, expression, delivered, detail, envelope, status=None):
     return "\n".join(lines)
 
 
+# Envoy's code_details for the timeouts that cut the engine's own request (request_headers_timeout,
+# request_timeout, stream_idle_timeout). hookgate's Failure::EventTimeout writes the same answer.
+ENGINE_TIMEOUT_DETAILS = ["request_header_timeout", "request_overall_timeout", "stream_idle_timeout"]
+
+
+def engine_timeout_mapper():
+    return mapper(
+        ["The engine's request cut by one of its timeouts before any receiver was picked (no",
+         "upstream address): headers or body too slow, or stalled. Nothing was sent: 408, and",
+         "the engine may resend. (A body hookgate was reading gets the same answer from hookgate.)"],
+        f"response.code_details in {ENGINE_TIMEOUT_DETAILS!r} && !has(upstream.address)",
+        "no", "event not received in time: %RESPONSE_CODE_DETAILS%", QUERY_ERROR_ENVELOPE, status=408,
+    )
+
+
 def local_reply_mappers():
     pad = " " * 12
     return "\n".join([
@@ -115,6 +157,7 @@ def local_reply_mappers():
             "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",
             "no", "caller refused: source network not allowed", QUERY_ERROR_ENVELOPE, status=403,
         ),
+        engine_timeout_mapper(),
         mapper(
             ["After the receiver's headers reached hookgate, an answer cut by a reset or the route",
              "timeout is answered by Envoy directly, past every filter: unknown outcome, the",
@@ -262,6 +305,120 @@ def support_listener(hookgate_filter, support):
 """
 
 
+
+# Bounds on every engine connection and request; docs/operations.md says how to size them.
+ENGINE_TIMEOUTS = """\
+          # Bounds on every engine connection and request (docs/operations.md sizes them):
+          # - request_headers_timeout: an engine writes its headers at once; a client that trickles
+          #   them (slowloris) is answered 408 and closed. Callers are refused only once headers
+          #   arrive, so this also bounds how long an unknown peer holds a connection with a request.
+          # - request_timeout: the whole event, headers and body (at most max_event_bytes).
+          # - stream_idle_timeout: no byte either way on one request (a stalled body). Longer than
+          #   the route timeout (10 s) plus hookgate's calls to etcd, so a request waiting for its
+          #   receiver is never cut by it.
+          # - idle_timeout: a kept-alive connection with no request is closed after 5 minutes,
+          #   longer than common client pools keep an idle connection (Go: 90 s), so the engine
+          #   closes its idle connections first and never sends an event on one Envoy is closing.
+          # - max_connection_duration: no connection lives longer than an hour (Envoy closes it
+          #   after the request in flight), so a long-lived pool still moves to new Envoys.
+          request_headers_timeout: 10s
+          request_timeout: 30s
+          stream_idle_timeout: 30s
+          common_http_protocol_options: {idle_timeout: 300s, max_connection_duration: 3600s}"""
+
+# Connections from other networks: at most this many at once (more are closed on accept).
+REFUSED_MAX_CONNECTIONS = 100
+
+# The heap Envoy may use before the overload actions below start (tcmalloc's count of the bytes
+# Envoy allocated): 1 GiB, for an Envoy given 1.5 GiB of memory (docs/operations.md).
+MAX_HEAP_BYTES = 1 << 30
+
+OVERLOAD_MANAGER = f"""\
+# What the whole Envoy may hold (docs/operations.md sizes it):
+# - at most 10000 downstream connections (Envoy warns when there is no such limit); past it new
+#   connections are closed on accept. Each may buffer up to 1 MiB (the listener's limit below), so
+#   the worst case is far over any heap: the heap actions below are the bound on memory.
+# - from 80 % of the heap, idle engine connections get ever shorter idle timeouts (1 s at 95 %);
+#   at 90 % tcmalloc returns free memory to the system; at 95 % every new request is refused
+#   (503, 21111011, nothing sent: the engine may resend later); at 98 % listeners stop accepting.
+overload_manager:
+  refresh_interval: 0.25s
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 10000
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: {MAX_HEAP_BYTES}
+  actions:
+  - name: envoy.overload_actions.reduce_timeouts
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      scaled: {{scaling_threshold: 0.80, saturation_threshold: 0.95}}
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
+      timer_scale_factors:
+      - {{timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 1s}}
+  - name: envoy.overload_actions.shrink_heap
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.90}}}}
+  - name: envoy.overload_actions.stop_accepting_requests
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.95}}}}
+  - name: envoy.overload_actions.stop_accepting_connections
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.98}}}}
+"""
+
+
+def caller_ranges(indent=8):
+    return caller_list(indent, "{}")
+
+
+def refused_chain():
+    """The listener's default chain: every source outside CALLER_CIDRS. The same answer as the
+    caller RBAC gives (403, the 21111011 envelope) to a caller that sends a request, but few
+    connections and short timeouts, so that peers from other networks (idle, or trickling
+    headers) can never hold the connections the engine needs."""
+    return f"""\
+    # Every other source network: the same refusal (403 and the 21111011 envelope, from the same
+    # caller RBAC policy and local-reply mappers), but at most {REFUSED_MAX_CONNECTIONS} connections at once (more are
+    # closed on accept), closed after 2 s without a request or 2 s of headers.
+    default_filter_chain:
+      filters:
+      - name: envoy.filters.network.connection_limit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit
+          stat_prefix: refused_callers
+          max_connections: {REFUSED_MAX_CONNECTIONS}
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: refused_callers
+          codec_type: AUTO
+          request_headers_timeout: 2s
+          request_timeout: 5s
+          common_http_protocol_options: {{idle_timeout: 2s, max_connection_duration: 10s}}
+          local_reply_config:
+            mappers:
+{local_reply_mappers()}
+          route_config:
+            name: refused
+            virtual_hosts:
+            - name: refused
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 403}}
+          http_filters:
+{caller_rbac("principals: [{any: true}]")}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
+
+
 def plugin_config(config):
     text = json.dumps(config, indent=2) if config else "{}"
     return "\n".join(" " * 20 + line for line in text.splitlines())
@@ -275,14 +432,7 @@ TEMPLATE = """{header}#
 # address is blocked. Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
-# A bound on engine connections (Envoy warns when there is none); raise it with the engine's pool.
-overload_manager:
-  resource_monitors:
-  - name: envoy.resource_monitors.global_downstream_max_connections
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
-      max_active_downstream_connections: 10000
-{stats_config}
+{overload_manager}{stats_config}
 static_resources:
   listeners:
   - name: hookgate
@@ -292,13 +442,20 @@ static_resources:
     # answer is moved out of Envoy's buffer chunk by chunk; the cluster's smaller limit below
     # keeps every chunk well under this one.
     per_connection_buffer_limit_bytes: 1048576
+    # The engine's networks (the same list as the caller RBAC below) get this chain; every other
+    # source gets the default chain at the end of this listener, whose own small connection limit
+    # and short timeouts keep it from holding the connections the engine needs.
     filter_chains:
-    - filters:
+    - filter_chain_match:
+        source_prefix_ranges:
+{caller_ranges}
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: hookgate
           codec_type: AUTO
+{engine_timeouts}
           # One line per engine request with hookgate's decision record (webhook name, host,
           # outcome, code; never the event's personal data, nor the URL's path or query). Envoy
           # buffers access logs and writes them off the worker threads (every
@@ -315,7 +472,6 @@ static_resources:
                   duration_ms: "%DURATION%"
 {access_log_reasons}
                   hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
-          request_timeout: 30s
           # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
           # hookgate's 400 refusals (bad name, bad event) come once the whole request was read, so
           # the engine's connection stays open for the next event. Malformed HTTP still closes it
@@ -364,19 +520,7 @@ static_resources:
           # 21111011 envelope) and nothing is sent.
           # Its 403 never passes through hookgate (a local reply only goes through the filters
           # before the one that sent it), so the local reply mapper above writes the envelope.
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  refused-callers:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - not_id:
-                        or_ids:
-                          ids:
-{caller_principals}
+{caller_rbac}
           - name: hookgate
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -439,6 +583,7 @@ static_resources:
               - name: envoy.filters.http.upstream_codec
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{refused_chain}
   clusters:
   # The one forward-proxy cluster. Its sub-clusters ("DFPCluster:<host>:<port>") are copies of it,
   # so every DNS and transport option is set here. One parent only: Envoy names sub-clusters by
@@ -617,12 +762,16 @@ def render(spec, plugin=None):
     text = TEMPLATE.format(
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
-        caller_principals=caller_principals(),
+        caller_rbac=caller_rbac(),
         local_reply_mappers=local_reply_mappers(),
         stats_config=stats_config(),
         access_log_reasons=access_log_reasons(),
         request_id_filter=request_id_filter(),
         destination_permissions=destination_permissions(spec["exceptions"]),
+        overload_manager=OVERLOAD_MANAGER,
+        caller_ranges=caller_ranges(),
+        engine_timeouts=ENGINE_TIMEOUTS,
+        refused_chain=refused_chain(),
     )
     for name, port, other_plugin in spec.get("listeners", []):
         # The same listener with another name, port and plugin configuration.

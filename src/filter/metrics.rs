@@ -5,6 +5,8 @@
 //! - `hookgate.outcomes.plan.<namespace>.outcome.<reason>.code.<code>`, on
 //!   `/stats/prometheus` `hookgate_outcomes{plan,outcome,code}`: one per answer to the engine
 //!   (`delivered`, or the failure's reason, e.g. `blocked_destination`, `over_limit`);
+//!   `engine_reset` (requests the engine reset before any answer) has no code:
+//!   `hookgate.outcomes.plan.<namespace>.outcome.engine_reset`, `hookgate_outcomes{plan,outcome}`;
 //! - `hookgate.sent.plan.<namespace>` (`hookgate_sent{plan}`): webhooks let go towards a
 //!   receiver;
 //! - `hookgate.receiver_answers.plan.<namespace>.class.<N>xx`
@@ -39,6 +41,9 @@ extern "C" {
     fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
+/// An outcome's reason, and its envelope code when there was an answer.
+type Outcome = (&'static str, Option<u32>);
+
 /// The metrics of one plugin configuration (one plan).
 pub struct Metrics {
     plan: String,
@@ -46,8 +51,8 @@ pub struct Metrics {
     tracked: Cell<Option<u32>>,
     /// `hookgate.receiver_answers` ids by status class (1 to 5).
     classes: [Cell<Option<u32>>; 5],
-    /// `hookgate.outcomes` ids by (reason, code).
-    outcomes: RefCell<Vec<((&'static str, u32), u32)>>,
+    /// `hookgate.outcomes` ids by outcome.
+    outcomes: RefCell<Vec<(Outcome, u32)>>,
 }
 
 impl Metrics {
@@ -72,8 +77,9 @@ impl Metrics {
         }
     }
 
-    /// `hookgate.outcomes`: the name is built only the first time a worker meets an outcome.
-    pub fn count_outcome(&self, reason: &'static str, code: u32) {
+    /// `hookgate.outcomes` (with a code for an answer): the name is built only the first time a
+    /// worker meets an outcome.
+    pub fn count_outcome(&self, reason: &'static str, code: Option<u32>) {
         let key = (reason, code);
         let known = self
             .outcomes
@@ -122,8 +128,11 @@ impl Metrics {
 }
 
 /// The name of one outcome counter; the labels' order is the one the stats tags expect.
-fn outcome_name(plan: &str, reason: &str, code: u32) -> String {
-    format!("hookgate.outcomes.plan.{plan}.outcome.{reason}.code.{code}")
+fn outcome_name(plan: &str, reason: &str, code: Option<u32>) -> String {
+    match code {
+        Some(code) => format!("hookgate.outcomes.plan.{plan}.outcome.{reason}.code.{code}"),
+        None => format!("hookgate.outcomes.plan.{plan}.outcome.{reason}"),
+    }
 }
 
 fn fixed(cached: &Cell<Option<u32>>, kind: u32, name: impl FnOnce() -> String) -> Option<u32> {
