@@ -275,6 +275,10 @@ def support_listener(hookgate_filter, support):
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: hookgate-support
+          # A support request is small and quick: bounded as the engine's are.
+          request_headers_timeout: 10s
+          request_timeout: 30s
+          common_http_protocol_options: {{idle_timeout: 300s, max_connection_duration: 3600s}}
           # One line per request: who asked (token name), what, and what changed.
           access_log:
           - name: envoy.access_loggers.stdout

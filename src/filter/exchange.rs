@@ -886,7 +886,7 @@ impl HttpContext for Exchange {
 
     /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
     /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
-    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
+    /// (`hookgate_outcomes{outcome="engine_reset"}`) and recorded (the access log runs after this).
     fn on_log(&mut self) {
         if self.decided.get()
             || host::get_property(&["response", "code"]).is_ok_and(|c| c.is_some())
