@@ -789,6 +789,9 @@ def fleet_local():
             f"address: etcd-{member}.etcd, port_value: 2379", f"address: 127.0.0.1, port_value: {port}"
         )
     spec["extra_clusters"] = clusters
+    # Two Envoys run on one machine from this file: no support listener (both would bind its
+    # port); envoy/fleet.yaml has one.
+    spec.pop("support", None)
     return spec
 
 
