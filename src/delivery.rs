@@ -88,8 +88,10 @@ pub trait Host {
     fn new_webhook_id(&self) -> String;
     /// `hookgate.sent`.
     fn count_sent(&self);
-    /// `hookgate.outcome.<reason>` and, for an answer, `hookgate.code.<code>`.
+    /// The outcome counter (with the envelope code for an answer).
     fn count_outcome(&self, reason: &'static str, code: Option<u32>);
+    /// The receiver's answers by status class.
+    fn count_receiver_answer(&self, status: u16);
     /// The limit table's store (shared by every worker).
     fn store(&self) -> &dyn SharedStore;
     /// The host's clock.

@@ -66,6 +66,7 @@ impl Delivery {
                 self.received_headers = host.response_headers().unwrap_or_default();
             }
             self.receiver_status = Some(status);
+            host.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
         let mut failure = judge_envoy_reply(status, &details);
@@ -289,7 +290,7 @@ impl Delivery {
 impl Delivery {
     /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
     /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
-    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
+    /// (`hookgate_outcomes{outcome="engine_reset"}`) and recorded (the access log runs after this).
     pub fn on_log(&mut self, host: &dyn Host) {
         if self.decided.get() || host.response_code().is_ok_and(|c| c.is_some()) {
             return;

@@ -324,6 +324,15 @@ impl Host for FakeHost {
         }
     }
 
+    fn count_receiver_answer(&self, status: u16) {
+        self.calls.borrow_mut().push("count_receiver_answer");
+        *self
+            .counters
+            .borrow_mut()
+            .entry(format!("receiver.{}xx", status / 100))
+            .or_default() += 1;
+    }
+
     fn store(&self) -> &dyn SharedStore {
         &self.store
     }

@@ -522,7 +522,7 @@ fn host_calls_per_outcome() {
     for line in &lines {
         println!("{line}");
     }
-    assert_eq!((delivery, refusal, test), (14, 6, 17), "{lines:#?}");
+    assert_eq!((delivery, refusal, test), (15, 6, 18), "{lines:#?}");
 }
 
 #[test]

@@ -135,6 +135,10 @@ impl Host for EnvoyHost {
         self.metrics.count_outcome(reason, code);
     }
 
+    fn count_receiver_answer(&self, status: u16) {
+        self.metrics.count_receiver_answer(status);
+    }
+
     fn store(&self) -> &dyn SharedStore {
         &HostStore
     }
@@ -152,19 +156,7 @@ impl Context for Stream {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let status = if num_headers == 0 {
-            None
-        } else {
-            host::get_header_text(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<u16>().ok())
-        };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
-        };
+        let (status, body) = host::http_call_reply(num_headers, body_size);
         let reply = Reply {
             status,
             body: &body,

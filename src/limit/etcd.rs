@@ -46,9 +46,11 @@
 //! there, never anyone else's.
 
 pub mod lease;
+mod lift;
 mod update;
 mod wire;
 
+pub use lift::Support;
 pub use update::Update;
 
 use lease::{KeptLease, Lease, LeaseUse};
@@ -370,6 +372,23 @@ impl Acquire {
             given_back: Cell::new(false),
         }
     }
+}
+
+/// The body of a 200 answer, or the move after a failed call: the same call again (at most
+/// [`MAX_RETRIES`] times in one operation), then `LimitUnavailable`.
+fn body_or_retry<'a, T>(
+    reply: Reply<'a>,
+    retries: &mut u32,
+    last: &Call,
+) -> Result<&'a [u8], Next<Result<T, Failure>>> {
+    ok_body(reply).map_err(|why| {
+        *retries += 1;
+        if *retries > MAX_RETRIES {
+            Next::Done(Err(Failure::LimitUnavailable(format!("etcd: {why}"))))
+        } else {
+            Next::Call(last.clone())
+        }
+    })
 }
 
 fn refused(failure: Failure) -> Next<Decided> {

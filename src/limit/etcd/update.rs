@@ -1,9 +1,7 @@
 //! Changes to the record a delivery wrote: its send given back, or the webhook verified; by
 //! compare-and-swap on the revision written, rereading when another write came in between.
 
-use super::wire::{
-    encode_record, ok_body, parse_range, parse_txn, range, txn_delete, txn_put, Txn,
-};
+use super::wire::{encode_record, parse_range, parse_txn, range, txn_delete, txn_put, Txn};
 use super::*;
 
 /// Changes the record this delivery wrote, by compare-and-swap, rereading when it moved on.
@@ -92,15 +90,9 @@ impl Update {
 
     /// Ok(()) when the change is stored (or there was nothing to change).
     pub fn on_reply(&mut self, limiter: &Limiter, reply: Reply) -> Next<Result<(), Failure>> {
-        let body = match ok_body(reply) {
+        let body = match body_or_retry(reply, &mut self.retries, &self.last) {
             Ok(body) => body,
-            Err(why) => {
-                self.retries += 1;
-                if self.retries > MAX_RETRIES {
-                    return done_err(Failure::LimitUnavailable(format!("etcd: {why}")));
-                }
-                return Next::Call(self.last.clone());
-            }
+            Err(next) => return next,
         };
         let kv = match parse_txn(body) {
             Ok(Txn::Succeeded { .. }) => return Next::Done(Ok(())),

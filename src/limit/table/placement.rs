@@ -251,7 +251,7 @@ impl Limiter {
         }
         let mut record = Record::default();
         let (outcome, create) = self.run(op, &mut record, now);
-        let create = create && !matches!(op, Op::GiveBack { .. } | Op::Unverify);
+        let create = create && !matches!(op, Op::GiveBack { .. } | Op::Unverify | Op::ResetWindow);
         if !create {
             return Applied::Done(outcome, false);
         }
@@ -291,6 +291,10 @@ impl Limiter {
             Op::Unverify => {
                 let changed = std::mem::replace(&mut record.verified, false);
                 (Outcome::Other, changed)
+            }
+            Op::ResetWindow => {
+                let changed = self.lift_record(record, Lift::ResetWindow, now);
+                (Outcome::Reset { changed }, changed)
             }
         }
     }

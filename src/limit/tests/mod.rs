@@ -176,6 +176,7 @@ fn sends_anywhere(limiter: &Limiter, store: &MemStore, hook: &WebhookId, now: u6
 }
 
 mod concurrency;
+mod lifts;
 // The measurements live with the benchmarks; they need the table's internals.
 #[path = "../../../bench/limit_table.rs"]
 mod measurements;

@@ -201,3 +201,4 @@ fn recorded_answers_parse() {
 mod decisions;
 mod failures;
 mod leases;
+mod lifts;
