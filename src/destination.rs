@@ -206,7 +206,7 @@ const UNICODE_ZEROS: &[u32] = &[
 
 /// A parsed CIDR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Net {
+pub(crate) enum Net {
     V4 { addr: u32, len: u32 },
     V6 { addr: u128, len: u32 },
 }
@@ -218,7 +218,7 @@ impl Net {
         }
     }
 
-    fn contains(self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(self, ip: IpAddr) -> bool {
         match (self, ip) {
             (Net::V4 { addr, len }, IpAddr::V4(ip)) => {
                 let mask = u32::MAX
@@ -239,7 +239,7 @@ impl Net {
 
 /// Parses `address/prefix` (or a bare address, meaning that one address) strictly: canonical
 /// std address syntax, a decimal prefix without sign or leading zero, no host bits set.
-fn parse_cidr(text: &str) -> Option<Net> {
+pub(crate) fn parse_cidr(text: &str) -> Option<Net> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
@@ -818,7 +818,9 @@ fn quote(text: &str) -> String {
 }
 
 mod recent;
+mod resolved;
 pub use recent::RecentChecks;
+pub use resolved::{refused_after_dns, EXCEPTION_MARKER, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 mod exchange;
 mod host;
 mod metrics;
+mod upstream;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -22,6 +23,7 @@ proxy_wasm::main! {{
             settings: None,
             metrics: Rc::default(),
             gauge_name: tracked_gauge_name("default"),
+            after_dns: false,
         })
     });
 }}
@@ -39,6 +41,8 @@ struct Root {
     settings: Option<Rc<Settings>>,
     metrics: Rc<Metrics>,
     gauge_name: String,
+    /// This plugin is the check after DNS (`upstream::ROOT_ID`), not the engine-facing filter.
+    after_dns: bool,
 }
 
 /// `hookgate.tracked_webhooks` for the default namespace, else with the namespace appended
@@ -73,6 +77,15 @@ impl RootContext for Root {
                 return false;
             }
         };
+        self.after_dns = host::get_property(&["plugin_root_id"])
+            .ok()
+            .flatten()
+            .is_some_and(|id| id == upstream::ROOT_ID.as_bytes());
+        if self.after_dns {
+            // Only the destination policy is used here; the limit and ticks are the other's.
+            self.settings = Some(Rc::new(settings));
+            return true;
+        }
         if let Err(why) = settings.limiter.prepare(&HostStore) {
             log::error!("hookgate: cannot prepare the limit state: {why}");
             return false;
@@ -112,6 +125,9 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None; a context without settings answers every request with 500.
+        if self.after_dns {
+            return Some(Box::new(upstream::AfterDns::new(self.settings.clone())));
+        }
         Some(Box::new(Exchange::new(
             self.settings.clone(),
             self.metrics.clone(),

@@ -4,7 +4,9 @@ use super::{host, HostClock, HostStore, Metrics, RequestClock};
 use crate::answer::{judge_envoy_reply, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::destination::Destination;
+use crate::destination::{
+    refused_after_dns, Destination, EXCEPTION_MARKER, REFUSAL_DETAIL_HEADER,
+};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
@@ -136,6 +138,11 @@ impl Exchange {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| String::from_utf8_lossy(v))
         };
+        let source = host::get_property(&["source", "address"])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        settings.callers.check(&String::from_utf8_lossy(&source))?;
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
             header(name).map(Cow::into_owned)
         })?;
@@ -243,6 +250,10 @@ impl Exchange {
         // Envoy matches no route without x-forwarded-proto; the route removes it (and the
         // marker) before the request leaves.
         headers.extend([(ROUTE_MARKER, scheme), ("x-forwarded-proto", scheme)]);
+        if settings.destinations.may_be_excepted(&destination) {
+            // Read and removed by the check after DNS (filter/upstream.rs).
+            headers.push((EXCEPTION_MARKER, "1"));
+        }
         let rewritten = host::set_headers(MapType::HttpRequestHeaders, &headers).and_then(|()| {
             host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &event.payload)
         });
@@ -584,7 +595,12 @@ impl Exchange {
             self.receiver_status = Some(status);
             return Upstream::Receiver { status };
         }
-        let failure = judge_envoy_reply(status, &details);
+        let failure = refused_after_dns(&details, || {
+            host::get_header_text(MapType::HttpResponseHeaders, REFUSAL_DETAIL_HEADER)
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| judge_envoy_reply(status, &details));
         if failure.delivered() == Delivered::No {
             self.give_back();
         }
@@ -768,7 +784,7 @@ fn claim_worker() -> u32 {
 }
 
 /// Header values carry only printable ASCII, bounded.
-fn header_safe(text: &str) -> String {
+pub(super) fn header_safe(text: &str) -> String {
     text.chars()
         .filter(|c| (' '..='~').contains(c))
         .take(300)

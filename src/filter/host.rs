@@ -4,7 +4,7 @@
 
 use crate::abi::{deserialize_map, serialize_map};
 use proxy_wasm::types::{BufferType, MapType};
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 /// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8 CasMismatch...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,7 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -187,6 +188,12 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> HostResult<()> {
     })
 }
 
+/// Removes one header (every value it had).
+pub fn remove_header(map: MapType, name: &str) -> HostResult<()> {
+    // SAFETY: name slice live.
+    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
 /// Replaces the whole header map (pseudo-headers included) in one host call.
 pub fn set_headers(map: MapType, headers: &[(&str, &str)]) -> HostResult<()> {
     let data = serialize_map(headers);
@@ -195,13 +202,23 @@ pub fn set_headers(map: MapType, headers: &[(&str, &str)]) -> HostResult<()> {
 }
 
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    send_local_response_details(status, "", headers, body)
+}
+
+/// A local reply whose `response.code_details` is `details` (one token, no spaces).
+pub fn send_local_response_details(
+    status: u32,
+    details: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HostResult<()> {
     let data = serialize_map(headers);
-    // SAFETY: pointers and lengths of live slices; null details with size 0.
+    // SAFETY: pointers and lengths of live slices.
     check(unsafe {
         proxy_send_local_response(
             status,
-            null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             data.as_ptr(),
