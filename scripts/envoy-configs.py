@@ -22,10 +22,6 @@ DENY_CIDRS = """
 64:ff9b:1::/48 ::ffff:0:0/96 ::/96 64:ff9b::/96 2002::/16
 """.split()
 
-# Source networks allowed to post events (Envoy's RBAC on the downstream peer address, before
-# hookgate). Loopback only by default: widen it here for the engine's network, then regenerate.
-CALLER_CIDRS = ["127.0.0.0/8", "::1/128"]
-
 # hookgate's envelopes (src/envelope.rs) for the replies Envoy makes itself: 21111011 (a test
 # compares it with what hookgate answers a caller with a wrong token) and 11110111.
 QUERY_ERROR_ENVELOPE = '[{"status":false,"message":"Error during query execution","code":21111011}]'
@@ -53,15 +49,6 @@ def destination_permissions(exceptions, indent=24):
     lines = [pad + "- and_rules:", pad + "    rules:", pad + "    - or_rules:", pad + "        rules:"]
     lines += [pad + "        - " + upstream(c) for c in DENY_CIDRS]
     lines += [pad + "    - not_rule: " + upstream(cidr, port) for cidr, port in exceptions]
-    return "\n".join(lines)
-
-
-def caller_principals(indent=26):
-    pad = " " * indent
-    lines = []
-    for cidr in CALLER_CIDRS:
-        address, length = cidr.split("/")
-        lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
     return "\n".join(lines)
 
 
@@ -107,11 +94,6 @@ def local_reply_mappers():
         pad + "    header_filter:",
         pad + "      header: {name: x-hookgate-replied, present_match: true}",
         mapper(
-            ["A caller from a refused network (the caller RBAC before hookgate)."],
-            "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",
-            "no", "caller refused: source network not allowed", QUERY_ERROR_ENVELOPE, status=403,
-        ),
-        mapper(
             ["After the receiver's headers reached hookgate, an answer cut by a reset or the route",
              "timeout is answered by Envoy directly, past every filter: unknown outcome, the",
              "webhook may have arrived."],
@@ -136,11 +118,13 @@ def plugin_config(config):
 
 
 TEMPLATE = """{header}#
-# The engine posts events to :10000. Envoy's RBAC first refuses callers from other networks; hookgate
-# (wasm) validates and reshapes each event and rewrites the request towards the customer's URL;
-# the dynamic forward proxy resolves the host into a sub-cluster with one host per resolved
-# address; the router's upstream RBAC refuses the very host it is about to connect to when its
-# address is blocked. Design, deny list and residual risks: docs/security.md.
+# The engine posts events to :10000. hookgate (wasm) checks the caller, validates and reshapes each
+# event and rewrites the request towards the customer's URL; the dynamic forward proxy resolves the
+# host into a sub-cluster with one host per resolved address; for the host the load balancer picked,
+# the router's upstream RBAC refuses the deny list before any connection, and hookgate, running
+# again as an upstream filter with the same plugin configuration, judges that address by the
+# whole policy before any byte of the request is sent.
+# Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
 # A bound on engine connections (Envoy warns when there is none); raise it with the engine's pool.
@@ -187,7 +171,9 @@ static_resources:
           # the engine's connection stays open for the next event. Malformed HTTP still closes it
           # (codec errors close the connection whatever this says: tests/core.rs).
           http_protocol_options: {{override_stream_error_on_invalid_http_message: true}}
-          # A caller refused by the RBAC filter below gets hookgate's 21111011 envelope.
+          # The peer address of the connection is the caller hookgate judges (plugin `callers`):
+          # without this Envoy would take it from the caller's own X-Forwarded-For.
+          use_remote_address: true
           local_reply_config:
             mappers:
 {local_reply_mappers}
@@ -224,24 +210,6 @@ static_resources:
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:
-          # Who may post events: the peer address of the connection (not X-Forwarded-For), before
-          # hookgate reads anything. A refused caller gets 403 (hookgate turns it into the
-          # 21111011 envelope) and nothing is sent.
-          # Its 403 never passes through hookgate (a local reply only goes through the filters
-          # before the one that sent it), so the local reply mapper above writes the envelope.
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  refused-callers:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - not_id:
-                        or_ids:
-                          ids:
-{caller_principals}
           - name: hookgate
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -252,11 +220,13 @@ static_resources:
                 allow_on_headers_stop_iteration: true
                 # Never fail open: if the VM cannot run, requests are refused, not passed unchecked.
                 failure_policy: FAIL_CLOSED
-                vm_config:
+                vm_config: &hookgate-vm
                   vm_id: hookgate
                   runtime: envoy.wasm.runtime.v8
                   code: {{local: {{filename: hookgate.wasm}}}}
-                configuration:
+                # The policy: every knob an operator changes (docs/security.md, README). The check
+                # after DNS below reads this same block (the YAML alias *hookgate-policy).
+                configuration: &hookgate-policy
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: |
 {plugin_config}
@@ -288,9 +258,12 @@ static_resources:
               # No x-envoy-* headers towards the customer.
               suppress_envoy_headers: true
               upstream_http_filters:
-              # Refuses the host the load balancer picked, before any connection to it, when its
-              # address is blocked. Same list as hookgate's DEFAULT_DENY_CIDRS (a test fails when
-              # they drift apart); exceptions are `not_rule`s after the list.
+              # The guard before any connection: refuses the host the load balancer picked when
+              # its address is in hookgate's built-in deny list (DEFAULT_DENY_CIDRS; a test fails
+              # when they drift apart). Exceptions are `not_rule`s after the list, one per plugin
+              # `destination.allow` entry (a test fails when they differ): Envoy starts the
+              # connection before any wasm filter sees the picked host (measured, docs/security.md),
+              # so only this filter can refuse before connecting.
               - name: envoy.filters.http.upstream_rbac
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
@@ -301,6 +274,18 @@ static_resources:
                         principals: [{{any: true}}]
                         permissions:
 {destination_permissions}
+              # The check after DNS: hookgate again, with the same plugin configuration, judges the
+              # address of the picked host (deny list, deny_cidrs, exceptions) before any byte of the
+              # request is sent, on every try.
+              - name: hookgate-after-dns
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+                  config:
+                    name: hookgate-after-dns
+                    root_id: hookgate-after-dns
+                    failure_policy: FAIL_CLOSED
+                    vm_config: *hookgate-vm
+                    configuration: *hookgate-policy
               - name: envoy.filters.http.upstream_codec
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
@@ -383,7 +368,6 @@ CONFIGS = {
         "# Run from the repository root after `make wasm`:  envoy -c envoy/envoy.yaml\n"
         "# Generated by scripts/envoy-configs.py: edit the script, not this file.\n",
         plugin={},
-        exceptions=[],
     ),
     "envoy/run.yaml": dict(
         header="# hookgate for `make run`: the production configuration plus one exception, the\n"
@@ -403,7 +387,6 @@ CONFIGS = {
         "# hookgate's rewrite makes Envoy pick the route again from the customer's URL.\n"
         "# Generated by scripts/envoy-configs.py: edit the script, not this file.\n",
         plugin={"limit": {"namespace": "free", "unverified_per_hour": 1}},
-        exceptions=[],
         listeners=[("hookgate-paid", 10001, {"limit": {"namespace": "paid", "unverified_per_hour": 60}})],
     ),
     # A fleet of Envoys sharing one limit and one verification state in etcd (docs/fleet.md):
@@ -416,7 +399,6 @@ CONFIGS = {
         plugin={
             "state": {"backend": "etcd", "cluster": "etcd", "timeout_ms": 500, "prefix": "hookgate", "on_failure": "deny"},
         },
-        exceptions=[],
         extra_clusters="""  # etcd's client port, for hookgate's state (its v3 JSON gateway, HTTP/1.1 over mTLS). Every member
   # is an endpoint; hookgate retries a failed call (up to 3 times) (every write is a compare-and-swap,
   # so a retry never counts twice). Calls to etcd never go through the forward proxy or its
@@ -478,9 +460,8 @@ def render(spec, plugin=None):
     text = TEMPLATE.format(
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
-        caller_principals=caller_principals(),
         local_reply_mappers=local_reply_mappers(),
-        destination_permissions=destination_permissions(spec["exceptions"]),
+        destination_permissions=destination_permissions(spec.get("exceptions", [])),
     )
     for name, port, other_plugin in spec.get("listeners", []):
         # The same listener with another name, port and plugin configuration.
@@ -489,6 +470,7 @@ def render(spec, plugin=None):
         block = block.replace("  - name: hookgate\n", f"  - name: {name}\n", 1)
         block = block.replace("port_value: 10000}", f"port_value: {port}}}", 1)
         block = block.replace("stat_prefix: hookgate\n", f"stat_prefix: {name}\n", 1)
+        block = block.replace("hookgate-vm", f"{name}-vm").replace("hookgate-policy", f"{name}-policy")
         at = text.index("  clusters:\n")
         text = text[:at] + block + text[at:]
     return text + spec.get("extra_clusters", "")

@@ -174,12 +174,20 @@ mod tests {
     #[test]
     fn callers_default_to_loopback_and_judge_the_peer_address() {
         let callers = Callers::new(&default_callers()).unwrap();
-        for ok in ["127.0.0.1:5000", "127.9.9.9:1", "[::1]:80", "[::ffff:127.0.0.1]:80"] {
+        for ok in [
+            "127.0.0.1:5000",
+            "127.9.9.9:1",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
             assert_eq!(callers.check(ok), Ok(()), "{ok}");
         }
         for refused in ["10.0.0.1:5000", "[::2]:80", "", "somewhere"] {
             let failure = callers.check(refused).unwrap_err();
-            assert_eq!((failure.http_status(), failure.code().number()), (403, 21111011));
+            assert_eq!(
+                (failure.http_status(), failure.code().number()),
+                (403, 21111011)
+            );
         }
         let wide = Callers::new(&["10.20.0.0/16".to_string()]).unwrap();
         assert_eq!(wide.check("10.20.3.4:1"), Ok(()));

@@ -820,7 +820,7 @@ fn quote(text: &str) -> String {
 mod recent;
 mod resolved;
 pub use recent::RecentChecks;
-pub use resolved::{refused_after_dns, EXCEPTION_MARKER, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
+pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
 
 #[cfg(test)]
 mod tests;

@@ -124,8 +124,8 @@ impl Counter {
     }
 }
 
-/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
-fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+/// The router's upstream filters.
+fn upstream_filters(yaml: &mut Yaml) -> &mut Vec<Yaml> {
     let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"]
         .as_sequence_mut()
@@ -134,9 +134,14 @@ fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
         .iter_mut()
         .find(|f| f["name"] == "envoy.filters.http.router")
         .expect("a router");
-    let rbac = router["typed_config"]["upstream_http_filters"]
+    router["typed_config"]["upstream_http_filters"]
         .as_sequence_mut()
         .expect("router upstream_http_filters")
+}
+
+/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
+fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+    let rbac = upstream_filters(yaml)
         .iter_mut()
         .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
         .expect("an upstream RBAC filter");
@@ -147,36 +152,31 @@ fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
         .expect("blocked-destinations: and_rules.rules")
 }
 
-/// Adds an exception to Envoy's destination RBAC (the plugin must allow it too, for literals).
+/// Adds an exception to the plugin's `destination.allow` and its mirror in Envoy's destination
+/// RBAC (the check after DNS reads the plugin's, the guard before connecting Envoy's).
 fn except(config: EnvoyConfig, address: &str, prefix_len: u8, port: Option<u16>) -> EnvoyConfig {
-    config.edit(|yaml| {
-        let ports = port.map_or(String::new(), |p| {
-            format!(", upstream_port_range: {{start: {p}, end: {p}}}")
-        });
-        let rule: Yaml = serde_yaml::from_str(&format!(
-            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{RBAC_MATCHER}", upstream_ip: {{address_prefix: "{address}", prefix_len: {prefix_len}}}{ports}}}}}}}}}"#
-        ))
-        .unwrap();
-        destination_rules(yaml).push(rule);
-    })
-}
-
-/// The caller RBAC (before hookgate): the networks its DENY policy does not refuse.
-fn caller_networks(yaml: &mut Yaml) -> &mut Yaml {
-    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
-        .as_sequence_mut()
-        .unwrap();
-    assert_eq!(
-        filters[0]["name"], "envoy.filters.http.rbac",
-        "the caller RBAC must be the first filter, before hookgate"
-    );
-    assert_eq!(filters[1]["name"], "hookgate");
-    let rules = &mut filters[0]["typed_config"]["rules"];
-    assert_eq!(rules["action"], "DENY");
-    let principals = &mut rules["policies"]["refused-callers"]["principals"];
-    assert_eq!(principals.as_sequence().unwrap().len(), 1);
-    &mut principals[0]["not_id"]["or_ids"]["ids"]
+    let cidr = format!("{address}/{prefix_len}");
+    config
+        .edit_plugin_configs(move |json| {
+            let rule = match port {
+                Some(p) => serde_json::json!({"cidr": cidr, "port": p}),
+                None => serde_json::json!({"cidr": cidr}),
+            };
+            match json["destination"]["allow"].as_array_mut() {
+                Some(allow) => allow.push(rule),
+                None => json["destination"]["allow"] = serde_json::json!([rule]),
+            }
+        })
+        .edit(|yaml| {
+            let ports = port.map_or(String::new(), |p| {
+                format!(", upstream_port_range: {{start: {p}, end: {p}}}")
+            });
+            let rule: Yaml = serde_yaml::from_str(&format!(
+                r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{RBAC_MATCHER}", upstream_ip: {{address_prefix: "{address}", prefix_len: {prefix_len}}}{ports}}}}}}}}}"#
+            ))
+            .unwrap();
+            destination_rules(yaml).push(rule);
+        })
 }
 
 fn post(gw: &Gateway, url: &str) -> Reply {
@@ -274,6 +274,31 @@ fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
             exceptions, allowed,
             "{path}: Envoy's exceptions differ from the plugin's"
         );
+        // The check after DNS follows the guard, with the engine-facing filter's own plugin
+        // configuration and VM.
+        let engine_facing = config.hookgate_filters()[0]["typed_config"]["config"].clone();
+        let filters = upstream_filters(&mut config.yaml);
+        let names: Vec<&str> = filters
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.upstream_rbac",
+                "hookgate-after-dns",
+                "envoy.filters.http.upstream_codec"
+            ],
+            "{path}"
+        );
+        let after_dns = &filters[1]["typed_config"]["config"];
+        assert_eq!(after_dns["root_id"], "hookgate-after-dns", "{path}");
+        assert_eq!(after_dns["failure_policy"], "FAIL_CLOSED", "{path}");
+        assert_eq!(after_dns["vm_config"], engine_facing["vm_config"], "{path}");
+        assert_eq!(
+            after_dns["configuration"], engine_facing["configuration"],
+            "{path}: the check after DNS reads the same plugin configuration"
+        );
     }
 }
 
@@ -319,14 +344,19 @@ fn shipped_configs_use_the_sub_cluster_design() {
         // The downstream RBAC cannot see resolved addresses in sub-cluster mode: it must not be
         // mistaken for the destination control.
         assert!(!text.contains("save_upstream_address"), "{path}");
+        // Callers are hookgate's (plugin `callers`, the connection's peer address): it is the
+        // first filter, the peer address is not taken from X-Forwarded-For, and the shipped
+        // plugin configurations keep the default, loopback only.
         let mut config = EnvoyConfig::load(path);
+        let hcm = &config.yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"];
+        assert_eq!(hcm["use_remote_address"], true, "{path}");
+        assert_eq!(hcm["http_filters"][0]["name"], "hookgate", "{path}");
+        let plugin: serde_json::Value = serde_json::from_str(&config.plugin_config_text()).unwrap();
         assert_eq!(
-            caller_networks(&mut config.yaml).clone(),
-            serde_yaml::from_str::<Yaml>(
-                r#"[{direct_remote_ip: {address_prefix: "127.0.0.0", prefix_len: 8}}, {direct_remote_ip: {address_prefix: "::1", prefix_len: 128}}]"#
-            )
-            .unwrap(),
-            "{path}: callers are loopback only by default"
+            plugin.get("callers"),
+            None,
+            "{path}: callers are loopback only"
         );
     }
 }
@@ -470,14 +500,7 @@ fn an_exception_reaches_its_receiver_and_nothing_more() {
     isolated();
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
     let p = receiver.port;
-    let gw = Gateway::start(except(
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!(
-            r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32","port":{p}}}]}},{HIGH_LIMIT}}}"#
-        )),
-        "127.0.0.1",
-        32,
-        Some(p),
-    ));
+    let gw = Gateway::start(except(shipped_high_limit(), "127.0.0.1", 32, Some(p)));
     for url in [
         format!("http://127.0.0.1:{p}/literal"),
         format!("http://receiver.test:{p}/name"),
@@ -622,11 +645,8 @@ fn assert_caller_refused(reply: &Reply, what: &str) {
 #[test]
 fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     isolated();
-    let gw = Gateway::start(loopback_high_limit().edit(|yaml| {
-        *caller_networks(yaml) = serde_yaml::from_str(
-            r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
-        )
-        .unwrap();
+    let gw = Gateway::start(loopback_high_limit().edit_plugin_configs(|json| {
+        json["callers"] = serde_json::json!(["127.0.0.2/32"]);
     }));
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     // Whatever the caller claims in X-Forwarded-For, the peer address decides.

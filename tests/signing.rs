@@ -233,10 +233,13 @@ fn the_engines_idempotency_key_is_the_webhook_id_and_generated_ids_differ() {
 // ---- Safe retries (the shipped route retry policy) ----
 
 /// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and
-/// 127.0.0.2 allowed in Envoy's upstream RBAC; the plugin allows names by default.
+/// 127.0.0.2 allowed in the plugin's policy and in Envoy's upstream RBAC alike.
 fn retry_gateway() -> Gateway {
     support::dns::start();
     let config = support::EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(
+            r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"},{"cidr":"127.0.0.2/32"}]}}"#,
+        )
         .allow_loopback_receivers()
         .edit(|yaml| {
             let mut found = 0;

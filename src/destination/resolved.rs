@@ -7,7 +7,7 @@
 //! that resolves to loopback, a rebinding answer, or the blocked half of a mixed answer is
 //! refused this way, before a byte of the webhook is sent.
 
-use super::{quote, Destination, DestinationPolicy};
+use super::{quote, DestinationPolicy};
 use crate::error::Failure;
 use std::net::{IpAddr, SocketAddr};
 
@@ -16,11 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 pub const REFUSED_AFTER_DNS: &str = "hookgate_refused_after_dns";
 /// (Not `x-hookgate-detail`: Envoy's local-reply mappers overwrite that one.)
 pub const REFUSAL_DETAIL_HEADER: &str = "x-hookgate-refusal";
-
-/// The request header with which the engine-facing filter tells Envoy that an exception may
-/// apply to this webhook after DNS: the pre-connect guard (the upstream RBAC, which knows only
-/// the built-in list) lets it through to this check. The check removes it before anything is sent.
-pub const EXCEPTION_MARKER: &str = "x-hookgate-exception";
 
 /// The engine-facing filter's reading of a reply Envoy made: the upstream check's refusal, with
 /// its detail, or None for any other reply.
@@ -48,24 +43,11 @@ impl DestinationPolicy {
         };
         self.check_address(socket.ip(), socket.port())
             .map_err(|why| match why {
-                Failure::BlockedDestination(detail) => Failure::BlockedDestination(format!(
-                    "{} resolved: {detail}",
-                    quote(host)
-                )),
+                Failure::BlockedDestination(detail) => {
+                    Failure::BlockedDestination(format!("{} resolved: {detail}", quote(host)))
+                }
                 other => other,
             })
-    }
-
-    /// Whether some exception could let `destination` through once resolved: one names its
-    /// port, or names no port.
-    pub fn may_be_excepted(&self, destination: &Destination) -> bool {
-        let port = destination
-            .authority
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u16>().ok());
-        self.allow
-            .iter()
-            .any(|rule| rule.port.is_none() || rule.port == port)
     }
 
     /// An address and port, judged as an IP literal in a URL is (exceptions included).
@@ -107,7 +89,10 @@ mod tests {
     fn a_public_address_is_allowed() {
         let p = policy("{}");
         assert_eq!(p.check_resolved("example.com", "93.184.216.34:443"), Ok(()));
-        assert_eq!(p.check_resolved("example.com", "[2606:2800::1]:443"), Ok(()));
+        assert_eq!(
+            p.check_resolved("example.com", "[2606:2800::1]:443"),
+            Ok(())
+        );
     }
 
     #[test]
@@ -145,18 +130,6 @@ mod tests {
             refused_after_dns(REFUSED_AFTER_DNS, || None).map(|f| f.code().number()),
             Some(11110114)
         );
-    }
-
-    #[test]
-    fn only_a_port_some_exception_names_may_be_excepted() {
-        let any_port = policy(r#"{"allow":[{"cidr":"127.0.0.1/32"}]}"#);
-        let one_port = policy(r#"{"allow":[{"cidr":"127.0.0.1/32","port":18080}]}"#);
-        let none = policy("{}");
-        let to = |url: &str| none.check(url).unwrap();
-        let (demo, other) = (to("http://receiver.test:18080/"), to("https://example.com/"));
-        assert!(any_port.may_be_excepted(&demo) && any_port.may_be_excepted(&other));
-        assert!(one_port.may_be_excepted(&demo) && !one_port.may_be_excepted(&other));
-        assert!(!none.may_be_excepted(&demo) && !none.may_be_excepted(&other));
     }
 
     #[test]

@@ -4,9 +4,7 @@ use super::{host, HostClock, HostStore, Metrics, RequestClock};
 use crate::answer::{judge_envoy_reply, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::destination::{
-    refused_after_dns, Destination, EXCEPTION_MARKER, REFUSAL_DETAIL_HEADER,
-};
+use crate::destination::{refused_after_dns, Destination, REFUSAL_DETAIL_HEADER};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
@@ -250,10 +248,6 @@ impl Exchange {
         // Envoy matches no route without x-forwarded-proto; the route removes it (and the
         // marker) before the request leaves.
         headers.extend([(ROUTE_MARKER, scheme), ("x-forwarded-proto", scheme)]);
-        if settings.destinations.may_be_excepted(&destination) {
-            // Read and removed by the check after DNS (filter/upstream.rs).
-            headers.push((EXCEPTION_MARKER, "1"));
-        }
         let rewritten = host::set_headers(MapType::HttpRequestHeaders, &headers).and_then(|()| {
             host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &event.payload)
         });

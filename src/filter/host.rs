@@ -47,7 +47,6 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
-    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -186,12 +185,6 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> HostResult<()> {
             value.len(),
         )
     })
-}
-
-/// Removes one header (every value it had).
-pub fn remove_header(map: MapType, name: &str) -> HostResult<()> {
-    // SAFETY: name slice live.
-    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
 }
 
 /// Replaces the whole header map (pseudo-headers included) in one host call.

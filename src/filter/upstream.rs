@@ -5,13 +5,14 @@
 //! envelope (`crate::destination::refused_after_dns`).
 //!
 //! Measured (docs/security.md): Envoy has already started the connection to the picked host
-//! when this filter runs, so the upstream RBAC before it stays the guard that refuses the
-//! built-in deny list before any connection; this filter applies the whole plugin policy.
+//! when this filter runs (and, for https, sent the TLS ClientHello), so the upstream RBAC before
+//! it stays the guard that refuses before any connection; this filter applies the whole plugin
+//! policy (configured deny_cidrs included) before any byte of the request is sent.
 
 use super::exchange::header_safe;
 use super::host;
 use crate::config::Settings;
-use crate::destination::{EXCEPTION_MARKER, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
+use crate::destination::{REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
 use crate::envelope;
 use crate::error::Failure;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -56,12 +57,7 @@ impl Context for AfterDns {}
 
 impl HttpContext for AfterDns {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let verdict = self.judge();
-        // The marker was for Envoy's pre-connect guard; it never travels.
-        if let Err(e) = host::remove_header(MapType::HttpRequestHeaders, EXCEPTION_MARKER) {
-            log::warn!("hookgate: after DNS: marker not removed (host status {})", e.0);
-        }
-        let Err(failure) = verdict else {
+        let Err(failure) = self.judge() else {
             return Action::Continue;
         };
         let detail = match &failure {
@@ -73,10 +69,11 @@ impl HttpContext for AfterDns {
             (REFUSAL_DETAIL_HEADER, detail.as_str()),
         ];
         let body = envelope::failure(&failure);
-        if let Err(e) =
-            host::send_local_response_details(403, REFUSED_AFTER_DNS, &headers, &body)
-        {
-            log::error!("hookgate: after DNS: local reply failed (host status {})", e.0);
+        if let Err(e) = host::send_local_response_details(403, REFUSED_AFTER_DNS, &headers, &body) {
+            log::error!(
+                "hookgate: after DNS: local reply failed (host status {})",
+                e.0
+            );
         }
         Action::Pause
     }

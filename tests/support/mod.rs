@@ -96,13 +96,16 @@ impl EnvoyConfig {
         }
     }
 
-    /// Every wasm filter named hookgate in the configuration.
+    /// Every hookgate filter in the configuration: the engine-facing one (`hookgate`) and the
+    /// check after DNS (`hookgate-after-dns`), which share one plugin configuration.
     pub fn hookgate_filters(&mut self) -> Vec<&mut Yaml> {
         let mut found = Vec::new();
         collect(
             &mut self.yaml,
             &mut |v| {
-                v.get("name").and_then(Yaml::as_str) == Some("hookgate")
+                v.get("name")
+                    .and_then(Yaml::as_str)
+                    .is_some_and(|n| n == "hookgate" || n == "hookgate-after-dns")
                     && v.get("typed_config").is_some()
             },
             &mut found,
