@@ -283,6 +283,7 @@ static_resources:
                   config:
                     name: hookgate-after-dns
                     root_id: hookgate-after-dns
+                    allow_on_headers_stop_iteration: true
                     failure_policy: FAIL_CLOSED
                     vm_config: *hookgate-vm
                     configuration: *hookgate-policy

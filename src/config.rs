@@ -114,7 +114,12 @@ impl Settings {
         let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
             Config::default()
         } else {
-            serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
+            // The error names the key at fault (`destination.allow[0].port: invalid type ...`).
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+                .map_err(|e| match e.path().to_string().as_str() {
+                    "." => format!("plugin configuration: {}", e.inner()),
+                    path => format!("{path}: {}", e.inner()),
+                })?
         };
         for (key, value) in [
             ("max_event_bytes", config.max_event_bytes),

@@ -361,6 +361,39 @@ fn shipped_configs_use_the_sub_cluster_design() {
     }
 }
 
+/// `hookgate check` (the operators' checker) passes every shipped configuration and names the
+/// key of a bad one, exiting non-zero.
+#[test]
+fn hookgate_check_passes_every_shipped_config_and_names_a_bad_key() {
+    let checker = env!("CARGO_BIN_EXE_hookgate");
+    let out = std::process::Command::new(checker)
+        .arg("check")
+        .args(SHIPPED)
+        .current_dir(support::repo())
+        .output()
+        .unwrap();
+    let expected: String = SHIPPED.iter().map(|p| format!("{p}: ok\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert!(out.status.success());
+    let dir = support::scratch("check");
+    let bad = dir.join("bad.yaml");
+    let text = std::fs::read_to_string(support::repo().join("envoy/run.yaml")).unwrap();
+    support::write(&bad, &text.replace(r#""port": 18080"#, r#""port": 0"#));
+    let out = std::process::Command::new(checker)
+        .args(["check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let path = bad.display();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{path}: listener hookgate, filter hookgate: destination.allow[0].port: must be 1..=65535, got 0\n\
+             {path}: listener hookgate, filter hookgate-after-dns: destination.allow[0].port: must be 1..=65535, got 0\n"
+        )
+    );
+}
+
 #[test]
 fn every_shipped_config_is_tested() {
     let mut found: Vec<String> = std::fs::read_dir(support::repo().join("envoy"))

@@ -1,0 +1,260 @@
+//! The operators' checker (`hookgate check`, `hookgate explain`, src/bin/hookgate.rs): finds
+//! hookgate's plugin configurations in an Envoy configuration and judges them and webhook URLs
+//! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
+
+use crate::config::Settings;
+use crate::error::Failure;
+use serde_yaml::Value;
+
+/// Where a plugin configuration was found, and its text.
+#[derive(Debug, PartialEq)]
+pub struct Found {
+    /// e.g. `listener hookgate, filter hookgate-after-dns`.
+    pub place: String,
+    pub root_id: String,
+    pub text: String,
+}
+
+/// Every hookgate wasm filter of an Envoy configuration (a wasm filter whose root id starts with
+/// `hookgate`), or, when the text is not an Envoy configuration, the text itself as one plugin
+/// configuration (JSON).
+pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
+    if value.get("static_resources").is_none() {
+        return Ok(vec![Found {
+            place: "plugin configuration".into(),
+            root_id: String::new(),
+            text: text.to_string(),
+        }]);
+    }
+    let mut found = Vec::new();
+    walk(&value, "", &mut found);
+    if found.is_empty() {
+        return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
+    }
+    Ok(found)
+}
+
+fn walk(value: &Value, listener: &str, found: &mut Vec<Found>) {
+    let listener = match (value.get("name"), value.get("address")) {
+        (Some(Value::String(name)), Some(_)) => name.as_str(),
+        _ => listener,
+    };
+    let config = value.get("typed_config").and_then(|t| t.get("config"));
+    let root_id = config
+        .and_then(|c| c.get("root_id"))
+        .and_then(Value::as_str)
+        .filter(|r| r.starts_with("hookgate"));
+    if let Some(root_id) = root_id {
+        let filter = value.get("name").and_then(Value::as_str).unwrap_or("?");
+        let plugin = config
+            .and_then(|c| c.get("configuration"))
+            .and_then(|c| c.get("value"));
+        let text = match plugin {
+            Some(Value::String(text)) => text.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => serde_json::to_string(other).unwrap_or_default(),
+        };
+        found.push(Found {
+            place: format!("listener {listener}, filter {filter}"),
+            root_id: root_id.to_string(),
+            text,
+        });
+        return;
+    }
+    match value {
+        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, found)),
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, found)),
+        _ => {}
+    }
+}
+
+/// Every problem of a configuration file: each plugin configuration is validated by the
+/// filter's own parser, and every engine-facing filter needs its check after DNS with the same
+/// plugin configuration in the same listener. One line per problem, naming place and key.
+pub fn check(text: &str) -> Vec<String> {
+    let found = match plugin_configs(text) {
+        Ok(found) => found,
+        Err(why) => return vec![why],
+    };
+    let mut problems = Vec::new();
+    for f in &found {
+        if let Err(why) = Settings::parse(f.text.as_bytes()) {
+            problems.push(format!("{}: {why}", f.place));
+        }
+    }
+    for engine in found.iter().filter(|f| f.root_id == "hookgate") {
+        let listener = engine.place.split(", ").next().unwrap_or_default();
+        let after = found
+            .iter()
+            .find(|f| f.root_id == "hookgate-after-dns" && f.place.starts_with(listener));
+        match after {
+            None => problems.push(format!(
+                "{listener}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
+                 the router's upstream_http_filters)"
+            )),
+            Some(after) if after.text != engine.text => problems.push(format!(
+                "{listener}: the check after DNS has another plugin configuration than hookgate \
+                 (use the YAML alias of the same block)"
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// The decision for a webhook URL before DNS, and for each given resolved address after DNS.
+/// Ok(lines) when every decision could be made; the bool tells whether the webhook is sent.
+pub fn explain(settings: &Settings, url: &str, resolved: &[String]) -> (bool, Vec<String>) {
+    let describe = |failure: &Failure| {
+        format!(
+            "refused: {} {} ({}) {failure}",
+            failure.http_status(),
+            failure.code().number(),
+            failure.code().message()
+        )
+    };
+    let destination = match settings.destinations.check(url) {
+        Ok(destination) => destination,
+        Err(failure) => {
+            let mut lines = vec![format!("before DNS: {}", describe(&failure))];
+            if !resolved.is_empty() {
+                lines.push("after DNS: not reached (refused before DNS)".into());
+            }
+            return (false, lines);
+        }
+    };
+    let mut lines = vec![format!(
+        "before DNS: allowed, sent to {} as {}",
+        destination.authority, destination.url
+    )];
+    let port = destination
+        .authority
+        .rsplit_once(':')
+        .map_or("", |(_, port)| port);
+    let mut sent = true;
+    for address in resolved {
+        let socket = if address.contains(':') && !address.starts_with('[') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        };
+        match settings
+            .destinations
+            .check_resolved(&destination.host, &socket)
+        {
+            Ok(()) => lines.push(format!("after DNS {socket}: allowed")),
+            Err(failure) => {
+                sent = false;
+                lines.push(format!("after DNS {socket}: {}", describe(&failure)));
+            }
+        }
+    }
+    (sent, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENVOY: &str = r#"
+static_resources:
+  listeners:
+  - name: engine
+    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          http_filters:
+          - name: hookgate
+            typed_config:
+              config:
+                root_id: hookgate
+                configuration: &policy
+                  value: |
+                    {"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": 18080}]}}
+          - name: router
+            typed_config:
+              upstream_http_filters:
+              - name: hookgate-after-dns
+                typed_config:
+                  config:
+                    root_id: hookgate-after-dns
+                    configuration: *policy
+"#;
+
+    #[test]
+    fn finds_both_filters_with_their_places() {
+        let found = plugin_configs(ENVOY).unwrap();
+        let places: Vec<&str> = found.iter().map(|f| f.place.as_str()).collect();
+        assert_eq!(
+            places,
+            [
+                "listener engine, filter hookgate",
+                "listener engine, filter hookgate-after-dns"
+            ]
+        );
+        assert_eq!(found[0].text, found[1].text);
+        assert_eq!(check(ENVOY), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_error_names_its_place_and_key() {
+        let bad = ENVOY.replace("127.0.0.1/32", "127.0.0.1/33");
+        assert_eq!(
+            check(&bad),
+            [
+                "listener engine, filter hookgate: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\""
+            ]
+        );
+        let typo = check(r#"{"destination": {"alow": []}}"#);
+        assert_eq!(typo.len(), 1);
+        assert!(
+            typo[0].starts_with("plugin configuration: destination.alow: unknown field"),
+            "{typo:?}"
+        );
+        let port = check(r#"{"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": "x"}]}}"#);
+        assert!(
+            port[0].contains("destination.allow[0].port: invalid type"),
+            "{port:?}"
+        );
+        let missing = ENVOY.replace("configuration: *policy", "configuration: {value: '{}'}");
+        assert_eq!(
+            check(&missing),
+            ["listener engine: the check after DNS has another plugin configuration than hookgate (use the YAML alias of the same block)"]
+        );
+        let cut = &ENVOY[..ENVOY.find("          - name: router").unwrap()];
+        assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
+        assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
+    }
+
+    #[test]
+    fn explains_before_and_after_dns() {
+        let settings = Settings::parse(
+            br#"{"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": 18080}]}}"#,
+        )
+        .unwrap();
+        let (sent, lines) = explain(
+            &settings,
+            "http://receiver.test:18080/hook",
+            &["127.0.0.1".into(), "10.1.2.3".into()],
+        );
+        assert!(!sent);
+        assert_eq!(
+            lines,
+            [
+                "before DNS: allowed, sent to receiver.test:18080 as http://receiver.test:18080/hook",
+                "after DNS 127.0.0.1:18080: allowed",
+                "after DNS 10.1.2.3:18080: refused: 403 11110114 (Incorrect url ip) destination blocked: \"receiver.test\" resolved: 10.1.2.3 is in 10.0.0.0/8 (private)"
+            ]
+        );
+        let (sent, lines) = explain(&settings, "http://169.254.169.254/", &["1.1.1.1".into()]);
+        assert!(!sent);
+        assert_eq!(lines[0], "before DNS: refused: 403 11110114 (Incorrect url ip) destination blocked: 169.254.169.254 is in 169.254.0.0/16 (link-local)");
+        assert_eq!(lines[1], "after DNS: not reached (refused before DNS)");
+        let (sent, _) = explain(&settings, "https://example.com/", &["93.184.216.34".into()]);
+        assert!(sent);
+    }
+}
