@@ -28,14 +28,23 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
         }]);
     }
     let mut found = Vec::new();
-    walk(&value, "", &mut found);
+    walk(&value, "", &mut found, &mut Vec::new());
     if found.is_empty() {
         return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
     }
     Ok(found)
 }
 
-fn walk(value: &Value, listener: &str, found: &mut Vec<Found>) {
+/// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
+type Exception = (String, u64, Option<(u64, u64)>);
+
+/// The exceptions (`not_rule`s after the deny list) of a listener's upstream RBAC.
+struct Guard {
+    listener: String,
+    exceptions: Vec<Exception>,
+}
+
+fn walk(value: &Value, listener: &str, found: &mut Vec<Found>, guards: &mut Vec<Guard>) {
     let listener = match (value.get("name"), value.get("address")) {
         (Some(Value::String(name)), Some(_)) => name.as_str(),
         _ => listener,
@@ -62,10 +71,96 @@ fn walk(value: &Value, listener: &str, found: &mut Vec<Found>) {
         });
         return;
     }
+    if let Some(policy) = value.get("blocked-destinations") {
+        guards.push(Guard {
+            listener: listener.to_string(),
+            exceptions: rbac_exceptions(policy),
+        });
+        return;
+    }
     match value {
-        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, found)),
-        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, found)),
+        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, found, guards)),
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, found, guards)),
         _ => {}
+    }
+}
+
+/// `permissions[0].and_rules.rules[1..]`: one `not_rule` matcher per exception.
+fn rbac_exceptions(policy: &Value) -> Vec<Exception> {
+    let rules = policy
+        .get("permissions")
+        .and_then(|p| p.get(0))
+        .and_then(|p| p.get("and_rules"))
+        .and_then(|p| p.get("rules"))
+        .and_then(Value::as_sequence);
+    let matcher = |rule: &Value| {
+        let config = rule.get("not_rule")?.get("matcher")?.get("typed_config")?;
+        let ip = config.get("upstream_ip")?;
+        let ports = config.get("upstream_port_range").map(|r| {
+            let bound = |key| r.get(key).and_then(Value::as_u64).unwrap_or(0);
+            (bound("start"), bound("end"))
+        });
+        Some((
+            ip.get("address_prefix")?.as_str()?.to_string(),
+            ip.get("prefix_len")?.as_u64()?,
+            ports,
+        ))
+    };
+    rules
+        .map(|rules| rules.iter().skip(1).filter_map(matcher).collect())
+        .unwrap_or_default()
+}
+
+/// The plugin's `destination.allow` as Envoy's RBAC would write it (a bare address is /32 or
+/// /128; a port is the range port..=port).
+fn plugin_exceptions(text: &str) -> Vec<Exception> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(allow) = json
+        .get("destination")
+        .and_then(|d| d.get("allow"))
+        .and_then(|a| a.as_array())
+    else {
+        return Vec::new();
+    };
+    allow
+        .iter()
+        .filter_map(|rule| {
+            let cidr = rule.get("cidr")?.as_str()?;
+            let (address, len) = match cidr.split_once('/') {
+                Some((address, len)) => (address, len.parse().ok()?),
+                None => (cidr, if cidr.contains(':') { 128 } else { 32 }),
+            };
+            let port = rule.get("port").and_then(|p| p.as_u64()).map(|p| (p, p));
+            Some((address.to_string(), len, port))
+        })
+        .collect()
+}
+
+fn describe_exception((address, len, ports): &Exception) -> String {
+    match ports {
+        Some((start, end)) if start == end => format!("{address}/{len} port {start}"),
+        Some((start, end)) => format!("{address}/{len} ports {start}..={end}"),
+        None => format!("{address}/{len} (every port)"),
+    }
+}
+
+/// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
+fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
+    for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
+        problems.push(format!(
+            "listener {listener}: destination.allow has {} but the upstream RBAC \
+             (blocked-destinations) has no not_rule for it: names resolving there are refused \
+             before connecting",
+            describe_exception(missing)
+        ));
+    }
+    for extra in guard.exceptions.iter().filter(|e| !plugin.contains(e)) {
+        problems.push(format!(
+            "listener {listener}: the upstream RBAC excepts {}, which destination.allow does not",
+            describe_exception(extra)
+        ));
     }
 }
 
@@ -77,6 +172,10 @@ pub fn check(text: &str) -> Vec<String> {
         Ok(found) => found,
         Err(why) => return vec![why],
     };
+    let mut guards = Vec::new();
+    if let Ok(value) = serde_yaml::from_str::<Value>(text) {
+        walk(&value, "", &mut Vec::new(), &mut guards);
+    }
     let mut problems = Vec::new();
     for f in &found {
         if let Err(why) = Settings::parse(f.text.as_bytes()) {
@@ -98,6 +197,16 @@ pub fn check(text: &str) -> Vec<String> {
                  (use the YAML alias of the same block)"
             )),
             Some(_) => {}
+        }
+        let name = listener.strip_prefix("listener ").unwrap_or(listener);
+        match guards.iter().find(|g| g.listener == name) {
+            Some(guard) => {
+                check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
+            }
+            None => problems.push(format!(
+                "{listener}: no upstream RBAC (blocked-destinations) to refuse blocked addresses \
+                 before connecting"
+            )),
         }
     }
     problems
@@ -177,6 +286,16 @@ static_resources:
           - name: router
             typed_config:
               upstream_http_filters:
+              - name: guard
+                typed_config:
+                  rules:
+                    policies:
+                      blocked-destinations:
+                        permissions:
+                        - and_rules:
+                            rules:
+                            - or_rules: {rules: [deny list]}
+                            - not_rule: {matcher: {typed_config: {upstream_ip: {address_prefix: 127.0.0.1, prefix_len: 32}, upstream_port_range: {start: 18080, end: 18080}}}}
               - name: hookgate-after-dns
                 typed_config:
                   config:
@@ -206,8 +325,18 @@ static_resources:
             check(&bad),
             [
                 "listener engine, filter hookgate: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
-                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\""
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
+                "listener engine: destination.allow has 127.0.0.1/33 port 18080 but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting",
+                "listener engine: the upstream RBAC excepts 127.0.0.1/32 port 18080, which destination.allow does not",
             ]
+        );
+        let second = ENVOY.replace(
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
+        );
+        assert_eq!(
+            check(&second),
+            ["listener engine: destination.allow has 127.0.0.2/32 (every port) but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting"]
         );
         let typo = check(r#"{"destination": {"alow": []}}"#);
         assert_eq!(typo.len(), 1);
