@@ -44,6 +44,9 @@ nameserver 127.0.0.1
 options timeout:1 attempts:1
 RESOLV
 ip netns exec "$ns" ip link set lo up
+# A public address (not in any built-in deny range) on the namespace's loopback, for policies that
+# refuse what the defaults allow (tests/policy.rs); the namespace has no other interface.
+ip netns exec "$ns" ip addr add 100.0.0.7/32 dev lo
 
 echo "== test (in network namespace $ns: loopback only)"
 output=$(mktemp)

@@ -114,12 +114,7 @@ impl Settings {
         let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
             Config::default()
         } else {
-            // The error names the key at fault (`destination.allow[0].port: invalid type ...`).
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
-                .map_err(|e| match e.path().to_string().as_str() {
-                    "." => format!("plugin configuration: {}", e.inner()),
-                    path => format!("{path}: {}", e.inner()),
-                })?
+            deserialize(bytes)?
         };
         for (key, value) in [
             ("max_event_bytes", config.max_event_bytes),
@@ -157,6 +152,24 @@ impl Settings {
             signer,
         })
     }
+}
+
+/// The checker (feature `cli`) names the key of a type error (`destination.allow[0].port:
+/// invalid type ...`); the filter keeps serde's own words, with line and column, so that
+/// hookgate.wasm does not carry the path tracking.
+#[cfg(feature = "cli")]
+fn deserialize(bytes: &[u8]) -> Result<Config, String> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
+        |e| match e.path().to_string().as_str() {
+            "." => format!("plugin configuration: {}", e.inner()),
+            path => format!("{path}: {}", e.inner()),
+        },
+    )
+}
+
+#[cfg(not(feature = "cli"))]
+fn deserialize(bytes: &[u8]) -> Result<Config, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))
 }
 
 fn check_static_header(name: &str, value: &str) -> Result<(), String> {

@@ -49,20 +49,7 @@ fn loopback_high_limit() -> EnvoyConfig {
 // ---------------------------------------------------------------------------------------------
 // Safety and fixtures
 
-/// Panics unless this process is in a network namespace that has only loopback.
-fn isolated() {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["lo"],
-        "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
-    );
-    support::dns::start();
-}
+use support::isolated;
 
 /// A listener that counts accepted connections and answers `200 {"ok":true}` to each request.
 struct Counter {

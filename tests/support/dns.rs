@@ -6,11 +6,18 @@
 use std::net::UdpSocket;
 use std::sync::OnceLock;
 
+/// An address outside every built-in deny range, on the test namespace's loopback interface
+/// (scripts/test.sh): a receiver there is reachable unless a policy refuses it.
+pub const PUBLIC: [u8; 4] = [100, 0, 0, 7];
+
 /// The zone, in answer order.
 fn zone(name: &str) -> Option<Vec<[u8; 4]>> {
     match name {
         // The hosts file has it too, but c-ares looks a name with a trailing dot up in DNS only.
         "loopback.dns.test" | "receiver.test" => Some(vec![[127, 0, 0, 1]]),
+        // A public address that scripts/test.sh puts on the namespace's loopback interface.
+        "public.dns.test" => Some(vec![PUBLIC]),
+        "second.dns.test" => Some(vec![[127, 0, 0, 2]]),
         // An allowed address first, a blocked one after it: the logical-host trap.
         "mixed.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
         "mixedrev.dns.test" => Some(vec![[127, 0, 0, 1], [127, 0, 0, 2]]),
