@@ -4,7 +4,9 @@ use super::{host, HostClock, HostStore, Metrics, RequestClock};
 use crate::answer::{judge_envoy_reply, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::destination::{refused_after_dns, Destination, REFUSAL_DETAIL_HEADER};
+use crate::destination::{
+    refused_after_dns, Destination, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS,
+};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
@@ -589,12 +591,29 @@ impl Exchange {
             self.receiver_status = Some(status);
             return Upstream::Receiver { status };
         }
-        let failure = refused_after_dns(&details, || {
+        // The check after DNS (hookgate's upstream filter) says why itself; for any other
+        // reply, Envoy's RBAC refusal names the range of the address the router picked.
+        let after_dns = refused_after_dns(&details, || {
             host::get_header_text(MapType::HttpResponseHeaders, REFUSAL_DETAIL_HEADER)
                 .ok()
                 .flatten()
-        })
-        .unwrap_or_else(|| judge_envoy_reply(status, &details));
+        });
+        let mut failure = after_dns.unwrap_or_else(|| judge_envoy_reply(status, &details));
+        if let (Failure::BlockedDestination(_), Some(settings), false) =
+            (&failure, &self.settings, details == REFUSED_AFTER_DNS)
+        {
+            // Envoy's RBAC refused the address a name resolved to: name its range if Envoy
+            // tells which address the router picked.
+            let picked = host::get_property(&["upstream", "address"]).ok().flatten();
+            let named = picked.and_then(|a| {
+                settings
+                    .destinations
+                    .resolved_refusal(&String::from_utf8_lossy(&a))
+            });
+            if let Some(named) = named {
+                failure = named;
+            }
+        }
         if failure.delivered() == Delivered::No {
             self.give_back();
         }

@@ -464,8 +464,8 @@ pub fn write(path: &Path, text: &str) {
         .unwrap();
 }
 
-/// Panics unless this process is in a network namespace that has only loopback (scripts/test.sh),
-/// then starts the namespace's DNS server.
+/// Panics unless this process is in a network namespace that has only loopback; starts the
+/// namespace's DNS server.
 pub fn isolated() {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
