@@ -18,7 +18,10 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
+use support::{
+    destination_rules, event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig,
+    Gateway, Receiver, Reply,
+};
 
 const RBAC_MATCHER: &str =
     "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher";
@@ -107,34 +110,6 @@ impl Counter {
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
-}
-
-/// The router's upstream filters.
-fn upstream_filters(yaml: &mut Yaml) -> &mut Vec<Yaml> {
-    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
-        .as_sequence_mut()
-        .unwrap();
-    let router = filters
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.router")
-        .expect("a router");
-    router["typed_config"]["upstream_http_filters"]
-        .as_sequence_mut()
-        .expect("router upstream_http_filters")
-}
-
-/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
-fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
-    let rbac = upstream_filters(yaml)
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
-        .expect("an upstream RBAC filter");
-    assert_eq!(rbac["typed_config"]["rules"]["action"], "DENY");
-    rbac["typed_config"]["rules"]["policies"]["blocked-destinations"]["permissions"][0]["and_rules"]
-        ["rules"]
-        .as_sequence_mut()
-        .expect("blocked-destinations: and_rules.rules")
 }
 
 /// Adds an exception to the plugin's `destination.allow` and its mirror in Envoy's destination

@@ -169,7 +169,7 @@ fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
             r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}, upstream_port_range: {{start: {p}, end: {p}}}}}}}}}}}"#
         ))
         .unwrap();
-        guard_rules(&mut config.yaml).push(rule);
+        support::destination_rules(&mut config.yaml).push(rule);
         *yaml = config.yaml;
     });
     assert_eq!(check(&guarded), (0, "F: ok\n".to_string()));
@@ -196,22 +196,6 @@ fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
     }
     assert_eq!(receiver.records().len(), 2);
     assert_eq!(*other.connections.lock().unwrap(), 0);
-}
-
-/// The upstream RBAC's `blocked-destinations` rules: `[or(deny list), not_rule...]`.
-fn guard_rules(yaml: &mut serde_yaml::Value) -> &mut Vec<serde_yaml::Value> {
-    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
-        .as_sequence_mut()
-        .unwrap();
-    let router = filters
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.router")
-        .unwrap();
-    router["typed_config"]["upstream_http_filters"][0]["typed_config"]["rules"]["policies"]
-        ["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
-        .as_sequence_mut()
-        .unwrap()
 }
 
 /// `hookgate explain`: before DNS and after DNS, with the range and reason, and its exit status.
