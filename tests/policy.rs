@@ -257,3 +257,35 @@ fn hookgate_explain_tells_why() {
         )
     );
 }
+
+/// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
+/// tests/destination.rs). envoy/fleet.yaml names certificates in /etc/hookgate/etcd/, which
+/// validation opens: tests/fleet.rs starts it with certificates of its own instead.
+#[test]
+fn envoy_validates_every_shipped_configuration() {
+    let mut command = support::envoy_command();
+    let program = command.remove(0);
+    for path in [
+        "envoy/envoy.yaml",
+        "envoy/plans.yaml",
+        "envoy/run.yaml",
+        "examples/compose/envoy.yaml",
+    ] {
+        let out = Command::new(&program)
+            .args(&command)
+            .args(["--mode", "validate", "-c", path, "-l", "warning"])
+            .current_dir(support::repo())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{path}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("configuration '{path}' OK")
+        );
+    }
+}
