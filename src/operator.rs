@@ -27,12 +27,12 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
             text: text.to_string(),
         }]);
     }
-    let mut found = Vec::new();
-    walk(&value, "", &mut found, &mut Vec::new());
-    if found.is_empty() {
+    let mut out = Walk::default();
+    walk(&value, "", &mut out);
+    if out.found.is_empty() {
         return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
     }
-    Ok(found)
+    Ok(out.found)
 }
 
 /// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
@@ -44,7 +44,21 @@ struct Guard {
     exceptions: Vec<Exception>,
 }
 
-fn walk(value: &Value, listener: &str, found: &mut Vec<Found>, guards: &mut Vec<Guard>) {
+/// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
+struct Chain {
+    listener: String,
+    networks: Vec<(String, u64)>,
+}
+
+/// What a walk over an Envoy configuration finds.
+#[derive(Default)]
+struct Walk {
+    found: Vec<Found>,
+    guards: Vec<Guard>,
+    chains: Vec<Chain>,
+}
+
+fn walk(value: &Value, listener: &str, out: &mut Walk) {
     let listener = match (value.get("name"), value.get("address")) {
         (Some(Value::String(name)), Some(_)) => name.as_str(),
         _ => listener,
@@ -64,7 +78,7 @@ fn walk(value: &Value, listener: &str, found: &mut Vec<Found>, guards: &mut Vec<
             None | Some(Value::Null) => String::new(),
             Some(other) => serde_json::to_string(other).unwrap_or_default(),
         };
-        found.push(Found {
+        out.found.push(Found {
             place: format!("listener {listener}, filter {filter}"),
             root_id: root_id.to_string(),
             text,
@@ -72,15 +86,31 @@ fn walk(value: &Value, listener: &str, found: &mut Vec<Found>, guards: &mut Vec<
         return;
     }
     if let Some(policy) = value.get("blocked-destinations") {
-        guards.push(Guard {
+        out.guards.push(Guard {
             listener: listener.to_string(),
             exceptions: rbac_exceptions(policy),
         });
         return;
     }
+    let ranges = value
+        .get("filter_chain_match")
+        .and_then(|m| m.get("source_prefix_ranges"))
+        .and_then(Value::as_sequence);
+    if let Some(ranges) = ranges {
+        let network = |r: &Value| {
+            Some((
+                r.get("address_prefix")?.as_str()?.to_string(),
+                r.get("prefix_len")?.as_u64()?,
+            ))
+        };
+        out.chains.push(Chain {
+            listener: listener.to_string(),
+            networks: ranges.iter().filter_map(network).collect(),
+        });
+    }
     match value {
-        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, found, guards)),
-        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, found, guards)),
+        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, out)),
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, out)),
         _ => {}
     }
 }
@@ -146,6 +176,28 @@ fn describe_exception((address, len, ports): &Exception) -> String {
     }
 }
 
+/// The engine's filter chain must be chosen for every network of the plugin's `callers`: one only
+/// in `callers` is refused by the default chain. (A network only in the chain is refused by
+/// hookgate, with the same envelope: narrowing `callers` alone is enough.)
+fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<String>) {
+    let callers: Vec<String> = serde_json::from_str::<serde_json::Value>(plugin)
+        .ok()
+        .and_then(|json| json.get("callers").cloned())
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_else(crate::caller::default_callers);
+    let as_network = |cidr: &str| match cidr.split_once('/') {
+        Some((address, len)) => (address.to_string(), len.parse().unwrap_or(0)),
+        None => (cidr.to_string(), if cidr.contains(':') { 128 } else { 32 }),
+    };
+    let callers: Vec<(String, u64)> = callers.iter().map(|c| as_network(c)).collect();
+    for (address, len) in callers.iter().filter(|c| !chain.networks.contains(c)) {
+        problems.push(format!(
+            "listener {listener}: callers has {address}/{len} but the listener's \
+             filter_chain_match.source_prefix_ranges does not: its callers get the default chain"
+        ));
+    }
+}
+
 /// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
 fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
     for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
@@ -172,9 +224,9 @@ pub fn check(text: &str) -> Vec<String> {
         Ok(found) => found,
         Err(why) => return vec![why],
     };
-    let mut guards = Vec::new();
+    let mut seen = Walk::default();
     if let Ok(value) = serde_yaml::from_str::<Value>(text) {
-        walk(&value, "", &mut Vec::new(), &mut guards);
+        walk(&value, "", &mut seen);
     }
     let mut problems = Vec::new();
     for f in &found {
@@ -203,7 +255,10 @@ pub fn check(text: &str) -> Vec<String> {
             // Its errors are reported above; its exceptions cannot be compared.
             continue;
         }
-        match guards.iter().find(|g| g.listener == name) {
+        if let Some(chain) = seen.chains.iter().find(|c| c.listener == name) {
+            check_chain(name, &engine.text, chain, &mut problems);
+        }
+        match seen.guards.iter().find(|g| g.listener == name) {
             Some(guard) => {
                 check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
             }
@@ -276,7 +331,11 @@ static_resources:
   - name: engine
     address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
     filter_chains:
-    - filters:
+    - filter_chain_match:
+        source_prefix_ranges:
+        - {address_prefix: 127.0.0.0, prefix_len: 8}
+        - {address_prefix: "::1", prefix_len: 128}
+      filters:
       - name: hcm
         typed_config:
           http_filters:
@@ -336,6 +395,19 @@ static_resources:
             r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
             r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
         );
+        let wider = ENVOY.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"], "destination""#,
+        );
+        assert_eq!(
+            check(&wider),
+            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not: its callers get the default chain"]
+        );
+        let narrower = ENVOY.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.0/8"], "destination""#,
+        );
+        assert_eq!(check(&narrower), Vec::<String>::new());
         let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");
         assert_eq!(
             check(&other_port),
