@@ -190,7 +190,19 @@ fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<S
         None => (cidr.to_string(), if cidr.contains(':') { 128 } else { 32 }),
     };
     let callers: Vec<(String, u64)> = callers.iter().map(|c| as_network(c)).collect();
-    for (address, len) in callers.iter().filter(|c| !chain.networks.contains(c)) {
+    // A network of `callers` is covered by a chain range that holds its first address and is
+    // no narrower.
+    let covered = |(address, len): &(String, u64)| {
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        chain.networks.iter().any(|(range, range_len)| {
+            range_len <= len
+                && crate::destination::parse_cidr(&format!("{range}/{range_len}"))
+                    .is_some_and(|net| net.contains(ip))
+        })
+    };
+    for (address, len) in callers.iter().filter(|c| !covered(c)) {
         problems.push(format!(
             "listener {listener}: callers has {address}/{len} but the listener's \
              filter_chain_match.source_prefix_ranges does not: its callers get the default chain"
@@ -405,7 +417,7 @@ static_resources:
         );
         let narrower = ENVOY.replace(
             r#"{"destination""#,
-            r#"{"callers": ["127.0.0.0/8"], "destination""#,
+            r#"{"callers": ["127.0.0.2/32"], "destination""#,
         );
         assert_eq!(check(&narrower), Vec::<String>::new());
         let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");

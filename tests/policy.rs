@@ -11,9 +11,8 @@
 mod support;
 
 use std::io::{BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::Duration;
 use support::{
     assert_answer, event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
     QUERY_ERROR,
@@ -23,15 +22,7 @@ const BLOCKED: &str = "Incorrect url ip";
 
 /// Posts an event from the given local address (the caller's network, as Envoy sees it).
 fn post_from(source: &str, gw: &Gateway, body: &str) -> Reply {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&local.into()).unwrap();
-    let gateway: SocketAddr = format!("127.0.0.1:{}", gw.port).parse().unwrap();
-    socket.connect(&gateway.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let mut stream = support::http::connect_from(source, gw.port);
     let request = support::http::post_request("/", body.as_bytes(), &[]);
     stream.write_all(&request).unwrap();
     support::http::read_reply(&mut BufReader::new(stream)).unwrap()
