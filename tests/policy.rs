@@ -250,8 +250,8 @@ fn hookgate_explain_tells_why() {
 }
 
 /// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
-/// tests/destination.rs). envoy/fleet.yaml names certificates in /etc/hookgate/etcd/, which
-/// validation opens: tests/fleet.rs starts it with certificates of its own instead.
+/// tests/destination.rs). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates, which
+/// validation opens: tests/fleet.rs and tests/walkthrough.rs start them with certificates.
 #[test]
 fn envoy_validates_every_shipped_configuration() {
     let mut command = support::envoy_command();
