@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::error::Failure;
+use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
 
 /// Where a plugin configuration was found, and its text.
@@ -242,11 +243,20 @@ pub fn check(text: &str) -> Vec<String> {
     }
     let mut problems = Vec::new();
     for f in &found {
-        if let Err(why) = Settings::parse(f.text.as_bytes()) {
+        // A support listener's filter (`"role": "support"`) is read as the filter reads it.
+        let verdict = if is_support_config(f.text.as_bytes()) {
+            SupportConfig::parse(f.text.as_bytes()).map(|_| ())
+        } else {
+            Settings::parse(f.text.as_bytes()).map(|_| ())
+        };
+        if let Err(why) = verdict {
             problems.push(format!("{}: {why}", f.place));
         }
     }
-    for engine in found.iter().filter(|f| f.root_id == "hookgate") {
+    let engines = found
+        .iter()
+        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()));
+    for engine in engines {
         let listener = engine.place.split(", ").next().unwrap_or_default();
         let after = found
             .iter()
@@ -451,6 +461,15 @@ static_resources:
         let cut = &ENVOY[..ENVOY.find("          - name: router").unwrap()];
         assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
         assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
+        let support = format!(
+            "{ENVOY}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n"
+        );
+        let problems = check(&support);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("listener support, filter hookgate-support: "),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -311,7 +311,19 @@ fn shipped_configs_use_the_sub_cluster_design() {
         let hcm = &config.yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
             [0]["typed_config"];
         assert_eq!(hcm["use_remote_address"], true, "{path}");
-        assert_eq!(hcm["http_filters"][0]["name"], "hookgate", "{path}");
+        assert_eq!(hcm["preserve_external_request_id"], true, "{path}");
+        // Only the request id is kept before hookgate (a filter that refuses nothing).
+        let names: Vec<&str> = hcm["http_filters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names[..2],
+            ["envoy.filters.http.set_filter_state", "hookgate"],
+            "{path}"
+        );
         let plugin: serde_json::Value = serde_json::from_str(&config.plugin_config_text()).unwrap();
         assert_eq!(
             plugin.get("callers"),
@@ -645,10 +657,29 @@ fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     // Whatever the caller claims in X-Forwarded-For, the peer address decides.
     let reply = gw.post_with(
         &event(&unique_name("Caller"), &receiver.url("/")),
-        &[("x-forwarded-for", "127.0.0.2")],
+        &[
+            ("x-forwarded-for", "127.0.0.2"),
+            ("x-request-id", "refused-1"),
+        ],
     );
     assert_caller_refused(&reply, "refused network");
     assert_eq!(*receiver.connections.lock().unwrap(), 0);
+    // Refused by hookgate before it read the body: the access log says why, from where, which
+    // (hookgate's own reply carries no code_details; its decision record says the outcome).
+    support::eventually("the access log line", || !gw.access_log().is_empty());
+    let line: serde_json::Value = serde_json::from_str(gw.access_log().trim()).unwrap();
+    assert_eq!(line["reason"], "");
+    let detail = "caller refused: source 127.0.0.1 is not in the configured callers";
+    assert_eq!(line["detail"], detail);
+    assert_eq!(line["request_id"], "refused-1");
+    assert_eq!(
+        line["hookgate"],
+        format!(
+            "webhook=- host=- outcome=caller_refused code=21111011 status=403 detail={detail:?}"
+        )
+    );
+    let source = line["source"].as_str().unwrap();
+    assert!(source.starts_with("127.0.0.1:"), "{source}");
 }
 
 #[test]
