@@ -1,7 +1,7 @@
 //! The plugin configuration (JSON, from Envoy's StringValue or Struct), validated once in
 //! `on_configure`. Every error names the key at fault.
 
-use crate::caller::CallerToken;
+use crate::caller::{CallerToken, Callers};
 use crate::destination::{DestinationConfig, DestinationPolicy, RecentChecks};
 use crate::headers;
 use crate::limit::etcd::Etcd;
@@ -32,6 +32,9 @@ pub struct Config {
     pub limit: LimitConfig,
     /// Where the limit and verification state live: this Envoy (default) or etcd (a fleet).
     pub state: StateConfig,
+    /// Networks allowed to post events (CIDRs, the connection's peer address); loopback only
+    /// by default.
+    pub callers: Vec<String>,
     /// A shared token every caller must send in a header (see `caller`); none by default.
     pub caller_token: Option<CallerToken>,
     /// Standard Webhooks signing secrets per webhook name; off (no secret) by default.
@@ -48,6 +51,7 @@ impl Default for Config {
             destination: DestinationConfig::default(),
             limit: LimitConfig::default(),
             state: StateConfig::default(),
+            callers: crate::caller::default_callers(),
             caller_token: None,
             signing: SigningConfig::default(),
         }
@@ -58,6 +62,8 @@ impl Default for Config {
 pub struct Settings {
     pub config: Config,
     pub destinations: DestinationPolicy,
+    /// The networks allowed to post events (`callers`).
+    pub callers: Callers,
     /// The policy's recent answers, by URL (kept with the configuration they come from).
     pub recent_destinations: RecentChecks,
     pub limiter: Limiter,
@@ -95,6 +101,7 @@ impl Settings {
         if let Some(token) = &config.caller_token {
             token.validate()?;
         }
+        let callers = Callers::new(&config.callers)?;
         let destinations = DestinationPolicy::new(&config.destination)?;
         let limiter = Limiter::new(&config.limit)?;
         config.state.validate()?;
@@ -103,6 +110,7 @@ impl Settings {
         Ok(Settings {
             config,
             destinations,
+            callers,
             recent_destinations: RecentChecks::default(),
             limiter,
             etcd,

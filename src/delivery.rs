@@ -41,6 +41,8 @@ pub type HostResult<T> = Result<T, HostError>;
 pub trait Host {
     /// The engine's request headers in the proxy-wasm map encoding (`abi::map_pairs` reads it).
     fn request_headers(&self) -> HostResult<Vec<u8>>;
+    /// The address the engine's connection comes from (`source.address`, `ip:port`).
+    fn source_address(&self) -> HostResult<Option<Vec<u8>>>;
     /// The engine's body buffered so far (`size` bytes).
     fn request_body(&self, size: usize) -> HostResult<Vec<u8>>;
     /// Replaces every request header (pseudo-headers included).

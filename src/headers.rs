@@ -59,3 +59,11 @@ pub fn is_lowercase_name(name: &str) -> bool {
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name) || name.starts_with("x-envoy-")
 }
+
+/// A header value hookgate writes: printable ASCII only, at most 300 characters.
+pub fn header_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(300)
+        .collect()
+}

@@ -17,6 +17,9 @@ pub mod error;
 pub mod event;
 pub mod headers;
 pub mod limit;
+/// The operators' checker (`hookgate check`, `hookgate explain`); native builds only.
+#[cfg(feature = "cli")]
+pub mod operator;
 pub mod report;
 pub mod signing;
 pub mod support;

@@ -3,6 +3,7 @@
 
 use super::{Delivery, Flow, Host, Phase, Upstream};
 use crate::answer::{judge_envoy_reply, judge_envoy_reply_before_sending, judge_receiver};
+use crate::destination::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::headers;
@@ -69,8 +70,15 @@ impl Delivery {
             host.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
-        let mut failure = judge_envoy_reply(status, &details);
-        if let (Failure::BlockedDestination(_), Some(settings)) = (&failure, &self.settings) {
+        // The check after DNS (hookgate's upstream filter) says why itself; for any other
+        // reply, Envoy's RBAC refusal names the range of the address the router picked.
+        let after_dns = refused_after_dns(&details, || {
+            host.response_header(REFUSAL_DETAIL_HEADER).ok().flatten()
+        });
+        let mut failure = after_dns.unwrap_or_else(|| judge_envoy_reply(status, &details));
+        if let (Failure::BlockedDestination(_), Some(settings), false) =
+            (&failure, &self.settings, details == REFUSED_AFTER_DNS)
+        {
             // Envoy's RBAC refused the address a name resolved to: name its range if Envoy
             // tells which address the router picked.
             let picked = host.upstream_address().ok().flatten();
@@ -193,7 +201,7 @@ impl Delivery {
             }
             Err(failure) => {
                 headers.push((headers::DELIVERED, failure.delivered().as_str().to_string()));
-                headers.push((headers::DETAIL, header_safe(&failure.to_string())));
+                headers.push((headers::DETAIL, headers::header_safe(&failure.to_string())));
                 if let Some(seconds) = failure.retry_after() {
                     headers.push(("retry-after", seconds.to_string()));
                 }
@@ -302,12 +310,4 @@ impl Delivery {
         let detail = format!("the engine reset its request {when}");
         self.record(host, ENGINE_RESET, None, &format!(" detail={detail:?}"));
     }
-}
-
-/// Header values carry only printable ASCII, bounded.
-fn header_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| (' '..='~').contains(c))
-        .take(300)
-        .collect()
 }

@@ -50,6 +50,8 @@ pub struct Dispatched {
 pub struct FakeHost {
     pub request_headers: RefCell<Vec<(String, String)>>,
     pub request_body: RefCell<Vec<u8>>,
+    /// The engine's address (`source.address`); loopback unless a test says otherwise.
+    pub source: RefCell<String>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// The response body Envoy holds now (the current chunk).
     pub response_body: RefCell<Vec<u8>>,
@@ -75,6 +77,7 @@ impl FakeHost {
     pub fn at(now: u64) -> FakeHost {
         let host = FakeHost::default();
         host.now.set(now);
+        *host.source.borrow_mut() = "127.0.0.1:40000".to_string();
         host
     }
 
@@ -162,6 +165,11 @@ impl Host for FakeHost {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         Ok(serialize_map(&pairs))
+    }
+
+    fn source_address(&self) -> HostResult<Option<Vec<u8>>> {
+        self.call("source_address")?;
+        Ok(Some(self.source.borrow().clone().into_bytes()))
     }
 
     fn request_body(&self, size: usize) -> HostResult<Vec<u8>> {

@@ -35,6 +35,8 @@ impl Delivery {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| String::from_utf8_lossy(v))
         };
+        let source = host.source_address().ok().flatten().unwrap_or_default();
+        settings.callers.check(&String::from_utf8_lossy(&source))?;
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
             header(name).map(Cow::into_owned)
         })?;

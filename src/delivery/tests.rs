@@ -522,7 +522,7 @@ fn host_calls_per_outcome() {
     for line in &lines {
         println!("{line}");
     }
-    assert_eq!((delivery, refusal, test), (15, 6, 18), "{lines:#?}");
+    assert_eq!((delivery, refusal, test), (16, 7, 19), "{lines:#?}");
 }
 
 #[test]
@@ -584,4 +584,19 @@ fn an_engine_that_resets_is_counted_once_and_recorded_without_a_code() {
     delivery.on_log(&host);
     assert_eq!(host.counter("hookgate.outcome.engine_reset"), 0);
     assert_eq!(host.counter("hookgate.outcome.delivered"), 1);
+}
+
+#[test]
+fn a_caller_outside_the_configured_networks_is_refused_before_its_body() {
+    let host = FakeHost::at(T);
+    *host.source.borrow_mut() = "192.0.2.7:50000".into();
+    let (_, flow) = post(&host, &settings("{}"), &event("orders", URL));
+    assert_eq!(flow, Flow::Pause);
+    let answer = host.answer();
+    assert_answer(&answer, 403, "no", ENVELOPE_QUERY);
+    assert_eq!(
+        answer.header("x-hookgate-detail"),
+        Some("caller refused: source 192.0.2.7 is not in the configured callers")
+    );
+    assert!(!host.calls.borrow().contains(&"request_body"));
 }

@@ -5,7 +5,7 @@
 use crate::abi::{deserialize_map, serialize_map};
 use crate::delivery::{HostError, HostResult};
 use proxy_wasm::types::{BufferType, MapType};
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -190,13 +190,23 @@ pub fn set_headers(map: MapType, headers: &[(&str, &str)]) -> HostResult<()> {
 }
 
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    send_local_response_details(status, "", headers, body)
+}
+
+/// A local reply whose `response.code_details` is `details` (one token, no spaces).
+pub fn send_local_response_details(
+    status: u32,
+    details: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HostResult<()> {
     let data = serialize_map(headers);
-    // SAFETY: pointers and lengths of live slices; null details with size 0.
+    // SAFETY: pointers and lengths of live slices.
     check(unsafe {
         proxy_send_local_response(
             status,
-            null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             data.as_ptr(),

@@ -45,6 +45,10 @@ impl Host for EnvoyHost {
         host::get_headers_encoded(MapType::HttpRequestHeaders)
     }
 
+    fn source_address(&self) -> HostResult<Option<Vec<u8>>> {
+        host::get_property(&["source", "address"])
+    }
+
     fn request_body(&self, size: usize) -> HostResult<Vec<u8>> {
         host::get_buffer(BufferType::HttpRequestBody, 0, size)
     }
