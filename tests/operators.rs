@@ -200,24 +200,43 @@ fn gateway_runs_under_func_e_run_and_delivers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `envoy -c envoy/envoy.yaml` exactly as the README writes it: from the repository root, with
-/// the relative `hookgate.wasm` path, on the default ports 10000 and 9901.
+/// Plain Envoy as the README writes it, from a directory that is not the checkout: the module
+/// installed at /etc/hookgate/hookgate.wasm (in a private mount namespace, over a copy-on-write
+/// /etc, so the machine's /etc is untouched), `envoy -c <checkout>/envoy/envoy.yaml` on the
+/// default ports 10000 and 9901.
 #[test]
-fn plain_envoy_as_the_readme_writes_it() {
+fn plain_envoy_as_the_readme_writes_it_from_any_directory() {
     let _ports = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("plain");
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    let elsewhere = dir.join("elsewhere");
+    for d in [
+        &bin,
+        &elsewhere,
+        &dir.join("etc-upper"),
+        &dir.join("etc-work"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
     std::os::unix::fs::symlink(real_envoy(), bin.join("envoy")).unwrap();
     let log = dir.join("envoy.log");
+    let script = format!(
+        "set -e\n\
+         mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc\n\
+         install -D -m 0644 {repo}/hookgate.wasm {wasm}\n\
+         exec envoy -c {repo}/envoy/envoy.yaml",
+        d = dir.display(),
+        repo = repo().display(),
+        wasm = support::SHIPPED_WASM,
+    );
     let mut envoy = Running(
-        Command::new("sh")
-            .args(["-c", "exec envoy -c envoy/envoy.yaml"])
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
             .env(
                 "PATH",
                 format!("{}:{}", bin.display(), path_without_envoy()),
             )
-            .current_dir(repo())
+            .current_dir(&elsewhere)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
