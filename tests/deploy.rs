@@ -165,3 +165,247 @@ fn printed_digest(printed: &str, layout: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes manifests against the published schemas
+
+fn schemas() -> PathBuf {
+    repo().join("tests/fixtures/schemas")
+}
+
+/// Every document of the manifests in examples/kubernetes/, with the file it came from.
+fn manifests() -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for dir in ["plain", "istio", "envoy-gateway"] {
+        let dir = repo().join("examples/kubernetes").join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let value: Value = serde::Deserialize::deserialize(document).unwrap();
+                found.push((file.display().to_string(), value));
+            }
+        }
+    }
+    found
+}
+
+/// The JSON schema of one custom resource, from its CRD as published: the stored version's
+/// openAPIV3Schema, made strict as `kubectl apply` is by default (an unknown field is an error
+/// unless the schema preserves unknown fields), with apiVersion and kind fixed. The CEL rules
+/// (x-kubernetes-validations) are not evaluated. Metadata is checked as Kubernetes' ObjectMeta.
+fn crd_schema(fixture: &str, kind: &str) -> Value {
+    let text = std::fs::read_to_string(schemas().join(fixture)).unwrap();
+    let crd: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(crd["spec"]["names"]["kind"], kind, "{fixture}");
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["storage"] == true)
+        .unwrap();
+    let mut schema = version["schema"]["openAPIV3Schema"].clone();
+    strict(&mut schema);
+    let api_version = format!(
+        "{}/{}",
+        crd["spec"]["group"].as_str().unwrap(),
+        version["name"].as_str().unwrap()
+    );
+    schema["properties"]["apiVersion"] = serde_json::json!({"const": api_version});
+    schema["properties"]["kind"] = serde_json::json!({"const": kind});
+    // The API server checks metadata as for any object: Kubernetes' ObjectMeta.
+    let core: Value = serde_json::from_str(
+        &std::fs::read_to_string(schemas().join("kubernetes-v1.33/configmap-v1.json")).unwrap(),
+    )
+    .unwrap();
+    schema["$defs"] = core["$defs"].clone();
+    schema["properties"]["metadata"] = serde_json::json!({
+        "$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "required": ["name"]
+    });
+    schema["required"] = serde_json::json!(["apiVersion", "kind", "metadata", "spec"]);
+    schema
+}
+
+fn strict(schema: &mut Value) {
+    if let Some(object) = schema.as_object_mut() {
+        if object.get("nullable") == Some(&Value::Bool(true)) {
+            if let Some(kind) = object.get("type").cloned() {
+                object.insert("type".into(), serde_json::json!([kind, "null"]));
+            }
+        }
+        if object.contains_key("properties")
+            && !object.contains_key("additionalProperties")
+            && object.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true))
+        {
+            object.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        object.values_mut().for_each(strict);
+    } else if let Some(items) = schema.as_array_mut() {
+        items.iter_mut().for_each(strict);
+    }
+}
+
+/// The schema file for a manifest document, by apiVersion and kind.
+fn schema_for(document: &Value, dir: &Path) -> PathBuf {
+    let key = format!("{} {}", document["apiVersion"], document["kind"]);
+    let core = |file: &str| schemas().join("kubernetes-v1.33").join(file);
+    let custom = |fixture: &str, kind: &str, out: &str| {
+        let path = dir.join(out);
+        std::fs::write(&path, crd_schema(fixture, kind).to_string()).unwrap();
+        path
+    };
+    match key.as_str() {
+        r#""apps/v1" "Deployment""# => core("deployment-apps-v1.json"),
+        r#""v1" "ConfigMap""# => core("configmap-v1.json"),
+        r#""v1" "Service""# => core("service-v1.json"),
+        r#""extensions.istio.io/v1alpha1" "WasmPlugin""# => custom(
+            "istio-1.30.3-wasmplugins.extensions.istio.io.yaml",
+            "WasmPlugin",
+            "wasmplugin.json",
+        ),
+        r#""gateway.envoyproxy.io/v1alpha1" "EnvoyExtensionPolicy""# => custom(
+            "envoy-gateway-v1.9.0-envoyextensionpolicies.gateway.envoyproxy.io.yaml",
+            "EnvoyExtensionPolicy",
+            "envoyextensionpolicy.json",
+        ),
+        other => panic!("no schema kept for {other}"),
+    }
+}
+
+/// check-jsonschema (PyPI, installed by scripts/ensure-check-jsonschema.sh) on one document:
+/// its verdict and output.
+fn check_jsonschema(schema: &Path, document: &Value, dir: &Path) -> (bool, String) {
+    let program = repo().join(".tools/check-jsonschema-venv/bin/check-jsonschema");
+    assert!(
+        program.exists(),
+        "{} missing: run scripts/ensure-check-jsonschema.sh (make test does)",
+        program.display()
+    );
+    let instance = dir.join("instance.json");
+    std::fs::write(&instance, document.to_string()).unwrap();
+    let out = Command::new(program)
+        .arg("--schemafile")
+        .arg(schema)
+        .arg(&instance)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn kubernetes_manifests_match_the_published_schemas() {
+    let dir = scratch("k8s-schemas");
+    let mut kinds = Vec::new();
+    for (file, document) in manifests() {
+        let schema = schema_for(&document, &dir);
+        let (valid, output) = check_jsonschema(&schema, &document, &dir);
+        assert!(valid, "{file}: {}\n{output}", document["kind"]);
+        kinds.push(document["kind"].as_str().unwrap().to_string());
+        // The check has teeth: a misspelt field and (for custom resources) a value outside the
+        // schema's enum are refused.
+        let mut misspelt = document.clone();
+        misspelt["metadata"]["nmae"] = Value::String("hookgate".into());
+        assert!(
+            !check_jsonschema(&schema, &misspelt, &dir).0,
+            "{file}: nmae accepted"
+        );
+        if let Some(strategy) = document["spec"].get("failStrategy") {
+            assert_eq!(strategy, "FAIL_CLOSE");
+            let mut wrong = document.clone();
+            wrong["spec"]["failStrategy"] = Value::String("FAIL_CLOSED".into());
+            assert!(
+                !check_jsonschema(&schema, &wrong, &dir).0,
+                "{file}: FAIL_CLOSED accepted"
+            );
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "EnvoyExtensionPolicy",
+            "Service",
+            "WasmPlugin"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plain Kubernetes rig fits together: the Deployment mounts the ConfigMap where its args
+/// read the configuration, the image puts the module where that configuration loads it, and
+/// Envoy accepts the configuration (`--mode validate`, with this checkout's module).
+#[test]
+fn plain_kubernetes_configuration_is_accepted_by_envoy_and_fits_the_deployment() {
+    let all = manifests();
+    let find = |kind: &str| {
+        all.iter()
+            .find(|(_, d)| d["kind"] == kind)
+            .map(|(_, d)| d.clone())
+            .unwrap()
+    };
+    let (configmap, deployment) = (find("ConfigMap"), find("Deployment"));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["configMap"]["name"] == configmap["metadata"]["name"])
+        .expect("the ConfigMap mounted");
+    let container = &pod["containers"][0];
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let config_path = format!("{}/envoy.yaml", mount["mountPath"].as_str().unwrap());
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--config-path", config_path.as_str()]),
+        "{args:?}"
+    );
+    let dockerfile =
+        std::fs::read_to_string(repo().join("examples/kubernetes/plain/Dockerfile")).unwrap();
+    assert!(dockerfile
+        .lines()
+        .any(|l| l == format!("COPY dist/hookgate.wasm {}", support::SHIPPED_WASM)));
+    assert!(dockerfile
+        .lines()
+        .any(|l| l == "FROM envoyproxy/envoy:v1.40.0"));
+
+    let dir = scratch("k8s-envoy");
+    let shipped = dir.join("shipped.yaml");
+    std::fs::write(&shipped, configmap["data"]["envoy.yaml"].as_str().unwrap()).unwrap();
+    let rendered = run(Command::new(repo().join("scripts/render-envoy.py")).arg(&shipped));
+    assert!(rendered.contains(&format!(
+        "filename: {}}}",
+        repo().join("hookgate.wasm").display()
+    )));
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, rendered).unwrap();
+    let envoy = support::envoy_command();
+    run(Command::new(&envoy[0])
+        .args(&envoy[1..])
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(&path));
+    let _ = std::fs::remove_dir_all(&dir);
+}
