@@ -409,3 +409,110 @@ fn plain_kubernetes_configuration_is_accepted_by_envoy_and_fits_the_deployment()
         .arg(&path));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The module fetched by Envoy with its sha256 pinned
+
+/// A static file server (python's http.server) on a free loopback port; stopped when dropped.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FileServer {
+    fn serve(dir: &Path) -> FileServer {
+        let port = support::free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        support::eventually("the file server listens", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        FileServer { child, port }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The loopback test configuration with the module fetched over HTTP (`vm_config.code.remote`)
+/// and checked against `sha256`, as docs/deploy.md shows it.
+fn remote_module_config(server: &FileServer, sha256: &str) -> support::EnvoyConfig {
+    let code: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{remote: {{http_uri: {{uri: 'http://127.0.0.1:{}/hookgate.wasm', cluster: hookgate-module, timeout: 10s}}, sha256: {sha256}, retry_policy: {{num_retries: 3}}}}}}",
+        server.port
+    ))
+    .unwrap();
+    let cluster: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{name: hookgate-module, type: STATIC, connect_timeout: 2s, load_assignment: {{cluster_name: hookgate-module, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]}}}}",
+        server.port
+    ))
+    .unwrap();
+    let mut config = support::loopback_config();
+    for filter in config.hookgate_filters() {
+        filter["typed_config"]["config"]["vm_config"]["code"] = code.clone();
+    }
+    config.edit(|yaml| {
+        yaml["static_resources"]["clusters"]
+            .as_sequence_mut()
+            .unwrap()
+            .push(cluster);
+    })
+}
+
+#[test]
+fn remote_module_runs_with_its_sha256_and_a_wrong_sha256_refuses_every_event() {
+    let dir = scratch("remote-module");
+    std::fs::copy(repo().join("hookgate.wasm"), dir.join("hookgate.wasm")).unwrap();
+    let server = FileServer::serve(&dir);
+    let digest = sha256_hex(&dir.join("hookgate.wasm"));
+    let receiver = support::Receiver::start(support::Behaviour::json(200, r#"{"ok":true}"#));
+
+    let gateway = support::Gateway::start(remote_module_config(&server, &digest));
+    let name = support::unique_name("Remote");
+    let reply = gateway.post(&support::event(&name, &receiver.url("/hook")));
+    support::assert_answer(&reply, 200, "yes", 1, r#"{"ok":true}"#);
+    assert_eq!(receiver.records().len(), 1);
+    drop(gateway);
+
+    // One hex digit changed: Envoy starts, the module never runs, and the filter fails closed.
+    let wrong = format!(
+        "{}{}",
+        if digest.starts_with('0') { "1" } else { "0" },
+        &digest[1..]
+    );
+    let gateway = support::Gateway::start(remote_module_config(&server, &wrong));
+    support::eventually("Envoy gives up fetching the module", || {
+        gateway
+            .logs()
+            .contains("Retry limit exceeded for fetching data from remote data source")
+    });
+    let reply = gateway.post(&support::event(&name, &receiver.url("/hook")));
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        serde_json::json!([{"status": false, "message": "Error during query execution", "code": 21111011}])
+    );
+    assert_eq!(
+        receiver.records().len(),
+        1,
+        "nothing more reached the receiver"
+    );
+    drop(gateway);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -188,10 +188,10 @@ impl EnvoyConfig {
             "hookgate.wasm missing: run `make wasm` (make test does)"
         );
         for filter in self.hookgate_filters() {
-            let filename =
-                &mut filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
-            // A test's own module stays.
-            if filename.as_str() == Some(SHIPPED_WASM) {
+            let code = &mut filter["typed_config"]["config"]["vm_config"]["code"];
+            let filename = code.get_mut("local").and_then(|l| l.get_mut("filename"));
+            // A test's own module (or a remote one) stays.
+            if let Some(filename) = filename.filter(|f| f.as_str() == Some(SHIPPED_WASM)) {
                 *filename = Yaml::String(wasm.display().to_string());
             }
         }
