@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hookgate benchmark (issue 6): plain Envoy (A), the floor wasm filter (F) and hookgate (B),
+"""hookgate benchmark: plain Envoy (A), the floor wasm filter (F) and hookgate (B),
 alike in everything but the wasm filter, measured in alternating wrk rounds on loopback.
 
 Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and

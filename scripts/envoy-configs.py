@@ -206,7 +206,7 @@ static_resources:
               # Only requests that hookgate rewrote carry x-hookgate-route (it removes any copy the
               # caller sent): the forward proxy is never an open proxy. Both schemes go to the one
               # forward-proxy cluster; the transport (TLS or not) is chosen per request below.
-              # Retries (issue 9) only of what provably never reached the receiver: the connection
+              # Retries only of what provably never reached the receiver: the connection
               # failed (refused, unreachable, connect timeout), the stream was refused
               # (REFUSED_STREAM), or it was reset before the request was sent. Never `5xx`,
               # `reset`, `gateway-error` nor a request timeout: the receiver may have acted on
@@ -254,7 +254,8 @@ static_resources:
               config:
                 name: hookgate
                 root_id: hookgate
-                # Pausing on request headers to read the body needs this (ENVOY-FACTS 1).
+                # Pausing on request headers to read the body needs this: without it Envoy never
+                # calls the body callback and the request hangs.
                 allow_on_headers_stop_iteration: true
                 # Never fail open: if the VM cannot run, requests are refused, not passed unchecked.
                 failure_policy: FAIL_CLOSED

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: lints, then every test (unit and end-to-end) inside a network namespace that has only
-# loopback, so that a policy bug can never put a packet on a real network (ENVOY-FACTS).
+# loopback, so that a policy bug can never put a packet on a real network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the environment (as `export` lines) that builds wasm32-unknown-unknown.
 # Prefers rustup's target; where rustup cannot download it (offline machines), installs Debian's
-# rustc-web + rust-web-src + lld-16 and builds std from source (see ../shared/ENVOY-FACTS.md).
+# rustc-web + rust-web-src + lld-16 and builds std from source.
 set -euo pipefail
 # HOOKGATE_WASM_ROUTE=debian forces the fallback (to test it on a machine where rustup works).
 if [ "${HOOKGATE_WASM_ROUTE:-}" != debian ]; then

@@ -1,4 +1,4 @@
-//! Issue 6: the measuring tools stay usable. CI never runs `make bench` (numbers are not tests),
+//! The measuring tools stay usable. CI never runs `make bench` (numbers are not tests),
 //! so this checks that its scripts still parse and that `bench/wasm-profile.js`, which times
 //! hookgate's callbacks under node's V8, runs the built hookgate.wasm through a whole delivery
 //! (the script itself refuses to time anything but a delivered webhook). Nothing is timed here.

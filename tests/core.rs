@@ -1,4 +1,4 @@
-//! Issue 2 end to end: the shipped configuration, a real Envoy, real receivers on loopback.
+//! End to end: the shipped configuration, a real Envoy, real receivers on loopback.
 //! Every row of the contract's table: what the receiver got and what the engine got back.
 // Tests may panic; the no-panic lints guard the filter.
 #![allow(

@@ -1,4 +1,4 @@
-//! Issue 3 end to end: where a webhook may go and who may call, through a real Envoy with the
+//! End to end: where a webhook may go and who may call, through a real Envoy with the
 //! shipped configurations. Run through scripts/test.sh: every test that starts Envoy first checks
 //! it runs in a network namespace with only loopback, so a policy bug can only hit loopback.
 // Tests may panic; the no-panic lints guard the filter.

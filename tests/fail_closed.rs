@@ -1,4 +1,4 @@
-//! Issue 7: `failure_policy: FAIL_CLOSED` in every shipped configuration, and what it does. A filter
+//! `failure_policy: FAIL_CLOSED` in every shipped configuration, and what it does. A filter
 //! that cannot run refuses requests instead of letting them through unchecked, and a module that
 //! cannot load stops Envoy with a clear message.
 #![allow(

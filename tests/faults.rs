@@ -1,4 +1,4 @@
-//! Issue 7 end to end: faults through a real Envoy. Receivers that refuse, reset, stall, trickle,
+//! End to end: faults through a real Envoy. Receivers that refuse, reset, stall, trickle,
 //! answer too much, answer bytes that are not JSON, gzip, or any status; engines that send broken,
 //! deep, huge, empty, mistyped or non-POST events. Each gets the documented envelope, status and
 //! `x-hookgate-delivered` (never Envoy's bare reply, never a hang), and the receiver's records say

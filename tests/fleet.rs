@@ -1,4 +1,4 @@
-//! Issue 8 end to end: the limit and the verification state in etcd, shared by a fleet of
+//! End to end: the limit and the verification state in etcd, shared by a fleet of
 //! Envoys. A real etcd (Debian's, installed by scripts/ensure-tool.sh) started on loopback ports
 //! in a temporary directory, two Envoys (two workers each) with envoy/fleet.yaml, its mTLS
 //! replaced by plain loopback for the rig, except in the mTLS test (certificates generated with

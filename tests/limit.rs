@@ -1,4 +1,4 @@
-//! Issue 4 end to end: the hourly limit of unverified webhooks and their verification by key,
+//! End to end: the hourly limit of unverified webhooks and their verification by key,
 //! through a real Envoy with several workers. What the receiver got and what the engine got back.
 // Tests may panic; the no-panic lints guard the filter.
 #![allow(

@@ -1,4 +1,4 @@
-//! Issue 5 observability: after a known sequence of requests, the counters on Envoy's admin
+//! Observability: after a known sequence of requests, the counters on Envoy's admin
 //! endpoint say exactly what happened.
 #![allow(
     clippy::unwrap_used,

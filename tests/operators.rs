@@ -4,7 +4,7 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-//! Issue 5, ways to run it: plain Envoy as the README writes it, func-e (through a stand-in:
+//! Ways to run it: plain Envoy as the README writes it, func-e (through a stand-in:
 //! func-e cannot be installed here), the docker-compose rig (validated, and rehearsed without
 //! Docker in a private network namespace) and `make demo`.
 //!

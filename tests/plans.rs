@@ -1,4 +1,4 @@
-//! Issue 5: two policies side by side in one Envoy, chosen by Envoy alone (envoy/plans.yaml):
+//! Two policies side by side in one Envoy, chosen by Envoy alone (envoy/plans.yaml):
 //! the free plan's listener allows one unverified webhook an hour, the paid plan's sixty, and
 //! their states are kept apart by `limit.namespace` although both filters share one VM.
 #![allow(

@@ -1,4 +1,4 @@
-//! Issue 9 end to end: signed webhooks (Standard Webhooks). Every signed delivery is verified by
+//! End to end: signed webhooks (Standard Webhooks). Every signed delivery is verified by
 //! the specification's own reference library (PyPI `standardwebhooks`, installed by
 //! scripts/ensure-standardwebhooks.sh before the tests enter their network namespace).
 // Tests may panic; the no-panic lints guard the filter.

@@ -1,4 +1,4 @@
-//! Issue 7: a bounded soak. 3000 mixed good and bad requests from 12 client threads over Envoy
+//! A bounded soak. 3000 mixed good and bad requests from 12 client threads over Envoy
 //! with two workers, to receivers that answer well, badly (text, 500), too late for the 1 s route
 //! timeout, close after reading, or are not there at all. Afterwards: no wasm VM failure in
 //! Envoy's stats or log, every answer is a well-formed envelope with a documented status, header

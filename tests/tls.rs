@@ -1,4 +1,4 @@
-//! Issue 2: https webhooks travel over TLS with SNI and certificate validation (system CAs in the
+//! Https webhooks travel over TLS with SNI and certificate validation (system CAs in the
 //! shipped configuration). A receiver with a private CA, served by examples/receiver.py.
 #![allow(
     clippy::unwrap_used,

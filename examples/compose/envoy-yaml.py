@@ -8,8 +8,8 @@ the same template as envoy/*.yaml (scripts/envoy-configs.py), so that it cannot 
 It is envoy/run.yaml with the demo receiver's exception moved to where the receiver container is
 (172.28.0.20:18080 on the rig's network, fixed in docker-compose.yaml), in the plugin JSON and in
 the destination RBAC alike, and with the rig's network (172.28.0.0/24) added to the callers
-allowed to post events (the sender is another container). The wasm path stays relative (`hookgate.wasm`): the Envoy container
-runs in /etc/hookgate, where hookgate.wasm is mounted.
+allowed to post events (the sender is another container). The module path is the shipped one,
+/etc/hookgate/hookgate.wasm, where the compose file mounts hookgate.wasm.
 """
 import importlib.util
 import pathlib

@@ -196,7 +196,7 @@ impl Exchange {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        // Standard Webhooks signing, over the exact payload bytes set below (issue 9).
+        // Standard Webhooks signing, over the exact payload bytes set below.
         let signed = sign(
             &settings,
             self.idempotency_key.as_deref(),
@@ -253,7 +253,7 @@ impl Exchange {
                 e.0
             )));
         }
-        // Rewritten while paused (headers can only be set while paused: ENVOY-FACTS 4); with
+        // Rewritten while paused (Envoy refuses a header set once headers went on); with
         // etcd the request now waits, paused, for the decision.
         if let Some((op, call)) = acquire {
             self.dispatch(call, Pending::Acquire(op))?;
