@@ -25,6 +25,7 @@ const RBAC_MATCHER: &str =
 /// Every configuration shipped in envoy/, each loaded by a test below.
 const SHIPPED: &[&str] = &[
     "envoy/envoy.yaml",
+    "envoy/fleet-local.yaml",
     "envoy/fleet.yaml",
     "envoy/plans.yaml",
     "envoy/run.yaml",
