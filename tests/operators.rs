@@ -424,9 +424,19 @@ fn compose_envoy_config_is_generated_and_envoy_accepts_it() {
         text(&check.stdout),
         text(&check.stderr)
     );
+    // The container finds the module at /etc/hookgate/hookgate.wasm (mounted there); here the
+    // configuration is rendered with the checkout's module instead.
+    let dir = scratch("compose-validate");
+    let rendered = Command::new(repo().join("scripts/render-envoy.py"))
+        .arg(repo().join("examples/compose/envoy.yaml"))
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+    std::fs::write(dir.join("envoy.yaml"), &rendered.stdout).unwrap();
     let mut command = Command::new(real_envoy());
     command
-        .args(["--mode", "validate", "-c", "examples/compose/envoy.yaml"])
+        .args(["--mode", "validate", "-c"])
+        .arg(dir.join("envoy.yaml"))
         .args(["--disable-hot-restart", "-l", "warning"])
         .current_dir(repo());
     let out = run_bounded(command, Duration::from_secs(60));
@@ -436,6 +446,7 @@ fn compose_envoy_config_is_generated_and_envoy_accepts_it() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The rig without Docker: in a namespace of its own with the rig's addresses on loopback, the
@@ -463,9 +474,10 @@ fn compose_rig_rehearsed_without_docker() {
         "for a in 10 20 30; do ip addr add 172.28.0.$a/32 dev lo; done\n\
          {receiver} > /dev/null 2>&1 &\n\
          r=$!\n\
-         \"$ENVOY_BIN\" -c examples/compose/envoy.yaml --disable-hot-restart --concurrency 1 -l warning > /dev/null 2>&1 &\n\
+         c=$(mktemp --suffix=.yaml); scripts/render-envoy.py examples/compose/envoy.yaml > \"$c\"\n\
+         \"$ENVOY_BIN\" -c \"$c\" --disable-hot-restart --concurrency 1 -l warning > /dev/null 2>&1 &\n\
          e=$!\n\
-         trap 'kill $r $e 2>/dev/null || true; wait' EXIT\n\
+         trap 'kill $r $e 2>/dev/null || true; wait; rm -f \"$c\"' EXIT\n\
          {sender}\n\
          echo '== other port on the receiver address'\n\
          python3 examples/send.py --quiet --gateway http://172.28.0.10:10000/ --url http://172.28.0.20:18081/ examples/events/automation.json\n\
