@@ -5,7 +5,7 @@
     scripts/envoy-configs.py --check  exit 1 if a file differs from what this script writes
 
 The destination deny list here is the one Envoy's RBAC enforces on resolved addresses; a test
-checks it equals hookgate's own DEFAULT_DENY_CIDRS (src/destination.rs).
+checks it equals hookgate's own default list (src/destination/ranges.rs).
 """
 import json
 import pathlib
@@ -13,13 +13,17 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# Envoy cannot look inside IPv6 addresses that embed an IPv4 one, so those ranges are refused whole.
+# The default deny list of src/destination/ranges.rs, where each range's reason and source are
+# (a test checks the two agree). Envoy cannot look inside IPv6 addresses that embed an IPv4 one,
+# so those ranges are refused whole; ::/3, 4000::/2 and 8000::/1 are everything outside IPv6
+# global unicast (2000::/3).
 DENY_CIDRS = """
 0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 127.0.0.0/8 169.254.0.0/16 172.16.0.0/12 192.0.0.0/24
 192.0.2.0/24 192.88.99.0/24 192.168.0.0/16 198.18.0.0/15 198.51.100.0/24 203.0.113.0/24
-224.0.0.0/4 240.0.0.0/4 255.255.255.255/32
-::/128 ::1/128 fc00::/7 fe80::/10 ff00::/8 2001:db8::/32 3fff::/20 100::/64 5f00::/16 2001::/32
-64:ff9b:1::/48 ::ffff:0:0/96 ::/96 64:ff9b::/96 2002::/16
+224.0.0.0/4 240.0.0.0/4 255.255.255.255/32 168.63.129.16/32
+::/128 ::1/128 ::ffff:0:0/96 ::ffff:0:0:0/96 ::/96 64:ff9b::/96 64:ff9b:1::/48 100::/64 ::/3
+2001::/23 2001::/32 2001:db8::/32 2002::/16 3fff::/20 4000::/2 5f00::/16 8000::/1
+fc00::/7 fe80::/10 fec0::/10 ff00::/8
 """.split()
 
 # Source networks allowed to post events (Envoy's RBAC on the downstream peer address, before
@@ -62,13 +66,40 @@ def destination_permissions(exceptions, indent=24):
     return "\n".join(lines)
 
 
-def caller_principals(cidrs=None, indent=26):
-    pad = " " * indent
+def caller_rbac(principals=None):
+    """The caller RBAC filter: its policy `refused-callers` refuses `principals` (every source
+    outside CALLER_CIDRS by default); the first local-reply mapper answers its 403."""
+    if principals is None:
+        principals = "principals:\n" + "\n".join([
+            " " * 20 + "- not_id:",
+            " " * 24 + "or_ids:",
+            " " * 26 + "ids:",
+            caller_principals(),
+        ])
+    return "\n".join([
+        "          - name: envoy.filters.http.rbac",
+        "            typed_config:",
+        '              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
+        "              rules:",
+        "                action: DENY",
+        "                policies:",
+        "                  refused-callers:",
+        "                    permissions: [{any: true}]",
+        "                    " + principals,
+    ])
+
+
+def caller_list(indent, item):
+    """CALLER_CIDRS as a YAML list, each CIDR written by `item` (a format of a flow mapping)."""
     lines = []
-    for cidr in cidrs or CALLER_CIDRS:
+    for cidr in CALLER_CIDRS:
         address, length = cidr.split("/")
-        lines.append(pad + f'- direct_remote_ip: {{address_prefix: "{address}", prefix_len: {length}}}')
+        lines.append(" " * indent + "- " + item.format(f'{{address_prefix: "{address}", prefix_len: {length}}}'))
     return "\n".join(lines)
+
+
+def caller_principals(indent=26):
+    return caller_list(indent, "direct_remote_ip: {}")
 
 
 def mapper(comment, expression, delivered, detail, envelope, status=None):
@@ -102,6 +133,21 @@ def mapper(comment, expression, delivered, detail, envelope, status=None):
     return "\n".join(lines)
 
 
+# Envoy's code_details for the timeouts that cut the engine's own request (request_headers_timeout,
+# request_timeout, stream_idle_timeout). hookgate's Failure::EventTimeout writes the same answer.
+ENGINE_TIMEOUT_DETAILS = ["request_header_timeout", "request_overall_timeout", "stream_idle_timeout"]
+
+
+def engine_timeout_mapper():
+    return mapper(
+        ["The engine's request cut by one of its timeouts before any receiver was picked (no",
+         "upstream address): headers or body too slow, or stalled. Nothing was sent: 408, and",
+         "the engine may resend. (A body hookgate was reading gets the same answer from hookgate.)"],
+        f"response.code_details in {ENGINE_TIMEOUT_DETAILS!r} && !has(upstream.address)",
+        "no", "event not received in time: %RESPONSE_CODE_DETAILS%", QUERY_ERROR_ENVELOPE, status=408,
+    )
+
+
 def local_reply_mappers():
     pad = " " * 12
     return "\n".join([
@@ -117,6 +163,7 @@ def local_reply_mappers():
             "response.code_details == 'rbac_access_denied_matched_policy[refused-callers]'",
             "no", "caller refused: source network not allowed", QUERY_ERROR_ENVELOPE, status=403,
         ),
+        engine_timeout_mapper(),
         mapper(
             ["After the receiver's headers reached hookgate, an answer cut by a reset or the route",
              "timeout is answered by Envoy directly, past every filter: unknown outcome, the",
@@ -136,6 +183,119 @@ def local_reply_mappers():
     ])
 
 
+# Bounds on every engine connection and request; docs/operations.md says how to size them.
+ENGINE_TIMEOUTS = """\
+          # Bounds on every engine connection and request (docs/operations.md sizes them):
+          # - request_headers_timeout: an engine writes its headers at once; a client that trickles
+          #   them (slowloris) is answered 408 and closed. Callers are refused only once headers
+          #   arrive, so this also bounds how long an unknown peer holds a connection with a request.
+          # - request_timeout: the whole event, headers and body (at most max_event_bytes).
+          # - stream_idle_timeout: no byte either way on one request (a stalled body). Longer than
+          #   the route timeout (10 s) plus hookgate's calls to etcd, so a request waiting for its
+          #   receiver is never cut by it.
+          # - idle_timeout: a kept-alive connection with no request is closed after 5 minutes,
+          #   longer than common client pools keep an idle connection (Go: 90 s), so the engine
+          #   closes its idle connections first and never sends an event on one Envoy is closing.
+          # - max_connection_duration: no connection lives longer than an hour (Envoy closes it
+          #   after the request in flight), so a long-lived pool still moves to new Envoys.
+          request_headers_timeout: 10s
+          request_timeout: 30s
+          stream_idle_timeout: 30s
+          common_http_protocol_options: {idle_timeout: 300s, max_connection_duration: 3600s}"""
+
+# Connections from other networks: at most this many at once (more are closed on accept).
+REFUSED_MAX_CONNECTIONS = 100
+
+# The heap Envoy may use before the overload actions below start (tcmalloc's count of the bytes
+# Envoy allocated): 1 GiB, for an Envoy given 1.5 GiB of memory (docs/operations.md).
+MAX_HEAP_BYTES = 1 << 30
+
+OVERLOAD_MANAGER = f"""\
+# What the whole Envoy may hold (docs/operations.md sizes it):
+# - at most 10000 downstream connections (Envoy warns when there is no such limit); past it new
+#   connections are closed on accept. Each may buffer up to 1 MiB (the listener's limit below), so
+#   the worst case is far over any heap: the heap actions below are the bound on memory.
+# - from 80 % of the heap, idle engine connections get ever shorter idle timeouts (1 s at 95 %);
+#   at 90 % tcmalloc returns free memory to the system; at 95 % every new request is refused
+#   (503, 21111011, nothing sent: the engine may resend later); at 98 % listeners stop accepting.
+overload_manager:
+  refresh_interval: 0.25s
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 10000
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: {MAX_HEAP_BYTES}
+  actions:
+  - name: envoy.overload_actions.reduce_timeouts
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      scaled: {{scaling_threshold: 0.80, saturation_threshold: 0.95}}
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
+      timer_scale_factors:
+      - {{timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 1s}}
+  - name: envoy.overload_actions.shrink_heap
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.90}}}}
+  - name: envoy.overload_actions.stop_accepting_requests
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.95}}}}
+  - name: envoy.overload_actions.stop_accepting_connections
+    triggers:
+    - {{name: envoy.resource_monitors.fixed_heap, threshold: {{value: 0.98}}}}
+"""
+
+
+def caller_ranges(indent=8):
+    return caller_list(indent, "{}")
+
+
+def refused_chain():
+    """The listener's default chain: every source outside CALLER_CIDRS. The same answer as the
+    caller RBAC gives (403, the 21111011 envelope) to a caller that sends a request, but few
+    connections and short timeouts, so that peers from other networks (idle, or trickling
+    headers) can never hold the connections the engine needs."""
+    return f"""\
+    # Every other source network: the same refusal (403 and the 21111011 envelope, from the same
+    # caller RBAC policy and local-reply mappers), but at most {REFUSED_MAX_CONNECTIONS} connections at once (more are
+    # closed on accept), closed after 2 s without a request or 2 s of headers.
+    default_filter_chain:
+      filters:
+      - name: envoy.filters.network.connection_limit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit
+          stat_prefix: refused_callers
+          max_connections: {REFUSED_MAX_CONNECTIONS}
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: refused_callers
+          codec_type: AUTO
+          request_headers_timeout: 2s
+          request_timeout: 5s
+          common_http_protocol_options: {{idle_timeout: 2s, max_connection_duration: 10s}}
+          local_reply_config:
+            mappers:
+{local_reply_mappers()}
+          route_config:
+            name: refused
+            virtual_hosts:
+            - name: refused
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 403}}
+          http_filters:
+{caller_rbac("principals: [{any: true}]")}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"""
+
+
 def plugin_config(config):
     text = json.dumps(config, indent=2) if config else "{}"
     return "\n".join(" " * 20 + line for line in text.splitlines())
@@ -149,14 +309,7 @@ TEMPLATE = """{header}#
 # address is blocked. Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
-# A bound on engine connections (Envoy warns when there is none); raise it with the engine's pool.
-overload_manager:
-  resource_monitors:
-  - name: envoy.resource_monitors.global_downstream_max_connections
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
-      max_active_downstream_connections: 10000
-static_resources:
+{overload_manager}static_resources:
   listeners:
   - name: hookgate
     address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
@@ -165,13 +318,20 @@ static_resources:
     # answer is moved out of Envoy's buffer chunk by chunk; the cluster's smaller limit below
     # keeps every chunk well under this one.
     per_connection_buffer_limit_bytes: 1048576
+    # The engine's networks (the same list as the caller RBAC below) get this chain; every other
+    # source gets the default chain at the end of this listener, whose own small connection limit
+    # and short timeouts keep it from holding the connections the engine needs.
     filter_chains:
-    - filters:
+    - filter_chain_match:
+        source_prefix_ranges:
+{caller_ranges}
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: hookgate
           codec_type: AUTO
+{engine_timeouts}
           # One line per engine request with hookgate's decision record (webhook name, host,
           # outcome, code; never the event's personal data, nor the URL's path or query). Envoy
           # buffers access logs and writes them off the worker threads (every
@@ -187,7 +347,6 @@ static_resources:
                   status: "%RESPONSE_CODE%"
                   duration_ms: "%DURATION%"
                   hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
-          request_timeout: 30s
           # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
           # hookgate's 400 refusals (bad name, bad event) come once the whole request was read, so
           # the engine's connection stays open for the next event. Malformed HTTP still closes it
@@ -235,19 +394,7 @@ static_resources:
           # 21111011 envelope) and nothing is sent.
           # Its 403 never passes through hookgate (a local reply only goes through the filters
           # before the one that sent it), so the local reply mapper above writes the envelope.
-          - name: envoy.filters.http.rbac
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
-              rules:
-                action: DENY
-                policies:
-                  refused-callers:
-                    permissions: [{{any: true}}]
-                    principals:
-                    - not_id:
-                        or_ids:
-                          ids:
-{caller_principals}
+{caller_rbac}
           - name: hookgate
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -296,7 +443,7 @@ static_resources:
               suppress_envoy_headers: true
               upstream_http_filters:
               # Refuses the host the load balancer picked, before any connection to it, when its
-              # address is blocked. Same list as hookgate's DEFAULT_DENY_CIDRS (a test fails when
+              # address is blocked. Same list as hookgate's default deny list (a test fails when
               # they drift apart); exceptions are `not_rule`s after the list.
               - name: envoy.filters.http.upstream_rbac
                 typed_config:
@@ -311,6 +458,7 @@ static_resources:
               - name: envoy.filters.http.upstream_codec
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+{refused_chain}
   clusters:
   # The one forward-proxy cluster. Its sub-clusters ("DFPCluster:<host>:<port>") are copies of it,
   # so every DNS and transport option is set here. One parent only: Envoy names sub-clusters by
@@ -523,12 +671,28 @@ CONFIGS = {
 
 
 def render(spec, plugin=None):
+    """The configuration `spec` describes. Its `callers` (CIDRs allowed to post events) replace
+    CALLER_CIDRS for this configuration alone: every function that writes the callers reads it."""
+    global CALLER_CIDRS
+    default_callers = CALLER_CIDRS
+    CALLER_CIDRS = spec.get("callers", default_callers)
+    try:
+        return render_with_callers(spec, plugin)
+    finally:
+        CALLER_CIDRS = default_callers
+
+
+def render_with_callers(spec, plugin):
     text = TEMPLATE.format(
         header=spec["header"],
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
-        caller_principals=caller_principals(spec.get("callers")),
+        caller_rbac=caller_rbac(),
         local_reply_mappers=local_reply_mappers(),
         destination_permissions=destination_permissions(spec["exceptions"]),
+        overload_manager=OVERLOAD_MANAGER,
+        caller_ranges=caller_ranges(),
+        engine_timeouts=ENGINE_TIMEOUTS,
+        refused_chain=refused_chain(),
         wasm_path=WASM_PATH,
     )
     for name, port, other_plugin in spec.get("listeners", []):

@@ -65,6 +65,40 @@ pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
     Failure::NoAnswer(format!("Envoy answered {status}: {code_details}"))
 }
 
+/// Envoy's `code_details` for the timeouts that cut the engine's own request:
+/// `request_headers_timeout`, `request_timeout` and `stream_idle_timeout` of the listener.
+const ENGINE_TIMEOUTS: &[&str] = &[
+    "request_header_timeout",
+    "request_overall_timeout",
+    "stream_idle_timeout",
+];
+
+/// A reply Envoy made before hookgate let the webhook go (nothing was sent), judged from its
+/// `response.code_details`. `event_read`: the whole event was read and the request waits on
+/// hookgate (for etcd's decision), so a timeout then is the limit state's, not the engine's.
+pub fn judge_envoy_reply_before_sending(
+    code_details: &str,
+    event_read: bool,
+    max_event_bytes: usize,
+) -> Failure {
+    if code_details.starts_with("rbac_access_denied") {
+        return Failure::CallerRefused("source refused by Envoy's RBAC".into());
+    }
+    if code_details.contains("request_payload_too_large") {
+        return Failure::EventTooLarge(max_event_bytes);
+    }
+    if ENGINE_TIMEOUTS.contains(&code_details) {
+        return if event_read {
+            Failure::LimitUnavailable(format!("no decision before Envoy's {code_details}"))
+        } else {
+            Failure::EventTimeout(code_details.into())
+        };
+    }
+    Failure::Internal(format!(
+        "Envoy answered before the event was read: {code_details}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +197,41 @@ mod tests {
         assert_eq!(failure.http_status(), 403);
         assert_eq!(failure.code().number(), 11110114);
         assert_eq!(failure.delivered(), Delivered::No);
+    }
+
+    /// A slow or stalled engine is told 408 / 21111011 / nothing sent, with the timeout named;
+    /// never an internal failure.
+    #[test]
+    fn engine_timeouts_are_408_never_internal() {
+        for details in ENGINE_TIMEOUTS {
+            let failure = judge_envoy_reply_before_sending(details, false, 10);
+            assert_eq!(failure, Failure::EventTimeout((*details).into()));
+            assert_eq!(
+                (failure.http_status(), failure.code().number()),
+                (408, 21111011)
+            );
+            assert_eq!(failure.delivered(), Delivered::No);
+            assert_eq!(
+                failure.to_string(),
+                format!("event not received in time: {details}")
+            );
+        }
+        let waiting = judge_envoy_reply_before_sending("request_overall_timeout", true, 10);
+        assert_eq!(waiting.reason(), "limit_unavailable");
+    }
+
+    #[test]
+    fn other_replies_before_sending() {
+        let judge = |details| judge_envoy_reply_before_sending(details, false, 10);
+        assert_eq!(
+            judge("rbac_access_denied_matched_policy[refused-callers]").reason(),
+            "caller_refused"
+        );
+        assert_eq!(
+            judge("request_payload_too_large"),
+            Failure::EventTooLarge(10)
+        );
+        assert_eq!(judge("something_else").reason(), "internal");
     }
 
     /// Found by fuzzing (fuzz target `receiver_answer`, RELIABILITY.md): an answer that is a

@@ -13,13 +13,16 @@
 //! * IP literals, in every spelling the URL standard turns into an address (decimal, octal, hex,
 //!   short forms, Unicode digits IDNA maps, percent-encoding, trailing dots) are judged by the
 //!   address they mean → [`Failure::BlockedDestination`] (HTTP 403, code 11110114);
-//! * IPv6 forms that embed an IPv4 address are judged by that address as well (see
-//!   [`DEFAULT_DENY_CIDRS`]);
-//! * host names: [`DEFAULT_DENY_HOSTS`] and the configured `deny_hosts`.
+//! * IPv6 addresses must be global unicast (`2000::/3`) outside the special-purpose ranges; IPv6
+//!   forms that embed an IPv4 address (IPv4-mapped, -compatible and -translated, NAT64, 6to4,
+//!   ISATAP interface ids) are judged by that address (see [`default_deny_list`] and
+//!   `ranges.rs`);
+//! * host names: the default names (`localhost`, cloud metadata names) and the configured
+//!   `deny_hosts`.
 //!
 //! What it cannot judge: names that only become local through DNS (`127.0.0.1.nip.io`,
 //! rebinding services, redirects). Those pass here and are refused by Envoy's RBAC filter on the
-//! resolved address, which enforces [`DEFAULT_DENY_CIDRS`].
+//! resolved address, which enforces [`default_deny_list`].
 //!
 //! Exceptions ([`AllowRule`]):
 //!
@@ -78,116 +81,14 @@ pub struct AllowRule {
     pub port: Option<u16>,
 }
 
-/// The default deny list as CIDR strings (IPv4 and IPv6), exported so a test can compare it with
-/// the list that Envoy's RBAC filter enforces in the shipped configs.
-///
-/// It is what a CIDR-only enforcer needs to be at least as strict as this filter. The filter
-/// itself judges some IPv6 ranges by the IPv4 address embedded in them rather than as a whole:
-/// `::ffff:0:0/96` (IPv4-mapped), `::/96` (IPv4-compatible, deprecated), `64:ff9b::/96` (NAT64
-/// well-known prefix) and `2002::/16` (6to4, IPv4 in bits 16..48) are refused here only when the
-/// embedded IPv4 is refused. Envoy's RBAC cannot look inside an address, so these ranges are
-/// listed here entirely and RBAC refuses them entirely. `64:ff9b:1::/48` (local-use NAT64,
-/// RFC 8215) is refused as a whole by the filter too: operators may use any RFC 6052 prefix
-/// length inside it, so the position of the IPv4 is not knowable. Teredo (`2001::/32`) is refused
-/// as a whole by both.
-pub const DEFAULT_DENY_CIDRS: &[&str] = &[
-    // IPv4
-    "0.0.0.0/8",
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.0.0.0/24",
-    "192.0.2.0/24",
-    "192.88.99.0/24",
-    "192.168.0.0/16",
-    "198.18.0.0/15",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-    "255.255.255.255/32",
-    // IPv6, refused as a whole
-    "::/128",
-    "::1/128",
-    "fc00::/7",
-    "fe80::/10",
-    "ff00::/8",
-    "2001:db8::/32",
-    "3fff::/20",
-    "100::/64",
-    "5f00::/16",
-    "2001::/32",
-    "64:ff9b:1::/48",
-    // IPv6 embedding an IPv4 address: judged by that address in the filter, refused as a whole
-    // by a CIDR-only enforcer.
-    "::ffff:0:0/96",
-    "::/96",
-    "64:ff9b::/96",
-    "2002::/16",
-];
-
-/// Host names refused by name (compared after the `url` crate's normalisation, lower-case, with
-/// trailing dots removed). `*.name` refuses every subdomain and the name itself.
-pub const DEFAULT_DENY_HOSTS: &[&str] = &[
-    "localhost",
-    "*.localhost",
-    "ip6-localhost",
-    "ip6-loopback",
-    "metadata.google.internal",
-];
-
-/// How a default range is judged, and why it is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Judged {
-    /// Every address in the range is refused.
-    Whole,
-    /// Addresses in the range are judged by the IPv4 address they embed (filter only).
-    Embedding,
+/// The default deny list: each CIDR (IPv4 and IPv6) with the reason a refusal names and the
+/// document that defines the range. Envoy's RBAC in the shipped configs enforces the same CIDRs on
+/// resolved addresses (a test compares them), refusing whole the ranges that this filter judges by
+/// the IPv4 address they embed: a CIDR-only enforcer cannot look inside an address.
+pub fn default_deny_list() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    DEFAULT_RANGES.iter().map(|r| (r.cidr, r.reason, r.source))
 }
 
-/// The default list with reasons; the source of truth for [`DEFAULT_DENY_CIDRS`] (a test checks
-/// they agree).
-const DEFAULT_RANGES: &[(&str, &str, Judged)] = &[
-    ("0.0.0.0/8", "this network", Judged::Whole),
-    ("10.0.0.0/8", "private", Judged::Whole),
-    ("100.64.0.0/10", "shared address space", Judged::Whole),
-    ("127.0.0.0/8", "loopback", Judged::Whole),
-    ("169.254.0.0/16", "link-local", Judged::Whole),
-    ("172.16.0.0/12", "private", Judged::Whole),
-    ("192.0.0.0/24", "IETF protocol assignments", Judged::Whole),
-    ("192.0.2.0/24", "documentation", Judged::Whole),
-    ("192.88.99.0/24", "6to4 relay anycast", Judged::Whole),
-    ("192.168.0.0/16", "private", Judged::Whole),
-    ("198.18.0.0/15", "benchmarking", Judged::Whole),
-    ("198.51.100.0/24", "documentation", Judged::Whole),
-    ("203.0.113.0/24", "documentation", Judged::Whole),
-    ("224.0.0.0/4", "multicast", Judged::Whole),
-    ("240.0.0.0/4", "reserved", Judged::Whole),
-    ("255.255.255.255/32", "broadcast", Judged::Whole),
-    ("::/128", "unspecified", Judged::Whole),
-    ("::1/128", "loopback", Judged::Whole),
-    ("fc00::/7", "unique local", Judged::Whole),
-    ("fe80::/10", "link-local", Judged::Whole),
-    ("ff00::/8", "multicast", Judged::Whole),
-    ("2001:db8::/32", "documentation", Judged::Whole),
-    ("3fff::/20", "documentation", Judged::Whole),
-    ("100::/64", "discard-only", Judged::Whole),
-    ("5f00::/16", "SRv6 SIDs", Judged::Whole),
-    ("2001::/32", "Teredo", Judged::Whole),
-    (
-        "64:ff9b:1::/48",
-        "local-use NAT64, refused as a whole",
-        Judged::Whole,
-    ),
-    ("::ffff:0:0/96", "IPv4-mapped", Judged::Embedding),
-    ("::/96", "IPv4-compatible", Judged::Embedding),
-    ("64:ff9b::/96", "NAT64", Judged::Embedding),
-    ("2002::/16", "6to4", Judged::Embedding),
-];
-
-const DEFAULT_HOST_REASON: &str = "local host name";
 const CONFIGURED_CIDR_REASON: &str = "configured deny_cidrs";
 const CONFIGURED_HOST_REASON: &str = "configured deny_hosts";
 
@@ -285,7 +186,7 @@ fn parse_cidr(text: &str) -> Option<Net> {
     }
 }
 
-/// Why an address is refused: the range it is in, or the range of the IPv4 address it embeds.
+/// Why an address is refused: the range it is in, or the IPv4 address it embeds and its range.
 enum Refusal<'a> {
     Address {
         ip: IpAddr,
@@ -293,28 +194,47 @@ enum Refusal<'a> {
     },
     Embedding {
         ip: Ipv6Addr,
-        range: &'a DenyRange,
+        outer: Outer<'a>,
         v4: Ipv4Addr,
         inner: &'a DenyRange,
     },
+}
+
+/// What carries an embedded IPv4 address: a range, or an ISATAP interface id.
+enum Outer<'a> {
+    Range(&'a DenyRange),
+    Isatap,
 }
 
 impl fmt::Display for Refusal<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::Address { ip, range } => {
-                write!(f, "{ip} is in {} ({})", range.text, range.reason)
+                write!(f, "{ip} is in {} ({})", range.text, range.reason)?;
+                if let (IpAddr::V6(v6), Judged::Tunnel) = (ip, range.judged) {
+                    let (server, client) = teredo_endpoints(*v6);
+                    write!(f, " and tunnels to client {client} via server {server}")?;
+                }
+                Ok(())
             }
             Refusal::Embedding {
                 ip,
-                range,
+                outer,
                 v4,
                 inner,
-            } => write!(
-                f,
-                "{ip} is in {} ({}) and embeds {v4}, which is in {} ({})",
-                range.text, range.reason, inner.text, inner.reason
-            ),
+            } => {
+                match outer {
+                    Outer::Range(range) => {
+                        write!(f, "{ip} is in {} ({})", range.text, range.reason)?
+                    }
+                    Outer::Isatap => write!(f, "{ip} has {ISATAP}")?,
+                }
+                write!(
+                    f,
+                    " and embeds {v4}, which is in {} ({})",
+                    inner.text, inner.reason
+                )
+            }
         }
     }
 }
@@ -383,14 +303,15 @@ impl DestinationPolicy {
     /// Err names the key: e.g. `destination.deny_cidrs[2]: invalid CIDR "10.0.0.0/33"`.
     pub fn new(config: &DestinationConfig) -> Result<Self, String> {
         let mut deny = Vec::with_capacity(DEFAULT_RANGES.len() + config.deny_cidrs.len());
-        for &(text, reason, judged) in DEFAULT_RANGES {
+        for range in DEFAULT_RANGES {
+            let text = range.cidr;
             let net = parse_cidr(text)
                 .ok_or_else(|| format!("destination: built-in CIDR {text:?} does not parse"))?;
             deny.push(DenyRange {
                 net,
                 text: text.to_string(),
-                reason,
-                judged,
+                reason: range.reason,
+                judged: range.judged,
             });
         }
         for (i, text) in config.deny_cidrs.iter().enumerate() {
@@ -405,15 +326,15 @@ impl DestinationPolicy {
             });
         }
 
-        let mut hosts = Vec::with_capacity(DEFAULT_DENY_HOSTS.len() + config.deny_hosts.len());
-        for text in DEFAULT_DENY_HOSTS {
+        let mut hosts = Vec::with_capacity(DEFAULT_HOSTS.len() + config.deny_hosts.len());
+        for &(text, reason) in DEFAULT_HOSTS {
             let (name, subdomains) = parse_host_pattern(text)
                 .map_err(|why| format!("destination: built-in host {text:?}: {why}"))?;
             hosts.push(HostPattern {
                 name,
                 subdomains,
                 text: text.to_string(),
-                reason: DEFAULT_HOST_REASON,
+                reason,
             });
         }
         for (i, text) in config.deny_hosts.iter().enumerate() {
@@ -508,6 +429,19 @@ impl DestinationPolicy {
         })
     }
 
+    /// The failure for an address Envoy's upstream RBAC refused after resolving a name, given the
+    /// address as Envoy reports it (`ip:port`, IPv6 in brackets): names the most specific listed
+    /// range holding it, as a CIDR-only enforcer sees the list (embedding ranges whole). None
+    /// when the text is no address or no range holds it.
+    pub fn resolved_refusal(&self, upstream_address: &str) -> Option<Failure> {
+        let ip = upstream_address.parse::<std::net::SocketAddr>().ok()?.ip();
+        let range = self.deny_match(ip, |_| true)?;
+        Some(Failure::BlockedDestination(format!(
+            "resolved address {ip} is in {} ({}), refused by Envoy's destination policy",
+            range.text, range.reason
+        )))
+    }
+
     /// The failure for a URL the `url` crate refused: 403 for a zone id on a refused address,
     /// 400 otherwise.
     fn unparsable(&self, authority: &str, error: url::ParseError) -> Failure {
@@ -584,45 +518,55 @@ impl DestinationPolicy {
 
     /// Why an address is refused by the CIDR rules (before exceptions), or None. Its text is
     /// only written when the refusal stands (an exception often lifts it).
+    ///
+    /// In order: a range refused whole (default or configured); an embedding range, which judges
+    /// the address by the IPv4 inside it; IPv6 outside global unicast; an ISATAP interface id
+    /// embedding a refused IPv4 address (under any prefix, so not a range).
     fn refusal(&self, ip: IpAddr) -> Option<Refusal<'_>> {
-        if let Some(range) = self.deny_match(ip, Judged::Whole) {
+        if let Some(range) = self.deny_match(ip, |j| matches!(j, Judged::Whole | Judged::Tunnel)) {
             return Some(Refusal::Address { ip, range });
         }
         let IpAddr::V6(v6) = ip else {
             return None;
         };
-        let range = self.deny_match(ip, Judged::Embedding)?;
-        let v4 = embedded_ipv4(v6)?;
-        let inner = self.deny_match(IpAddr::V4(v4), Judged::Whole)?;
+        let embedding = self.deny_match(ip, |j| matches!(j, Judged::Embedding(_)));
+        if let Some(range) = embedding {
+            if let Judged::Embedding(embeds) = range.judged {
+                let v4 = embeds.ipv4(v6);
+                if let Some(inner) = self.v4_refusal(v4) {
+                    return Some(Refusal::Embedding {
+                        ip: v6,
+                        outer: Outer::Range(range),
+                        v4,
+                        inner,
+                    });
+                }
+            }
+        } else if let Some(range) = self.deny_match(ip, |j| j == Judged::Outside) {
+            return Some(Refusal::Address { ip, range });
+        }
+        let v4 = isatap_ipv4(v6)?;
+        let inner = self.v4_refusal(v4)?;
         Some(Refusal::Embedding {
             ip: v6,
-            range,
+            outer: Outer::Isatap,
             v4,
             inner,
         })
     }
 
-    /// The most specific range of the given kind that contains the address.
-    fn deny_match(&self, ip: IpAddr, judged: Judged) -> Option<&DenyRange> {
+    /// The range that refuses an embedded IPv4 address.
+    fn v4_refusal(&self, v4: Ipv4Addr) -> Option<&DenyRange> {
+        self.deny_match(IpAddr::V4(v4), |j| j == Judged::Whole)
+    }
+
+    /// The most specific range of the given kinds that contains the address.
+    fn deny_match(&self, ip: IpAddr, kind: impl Fn(Judged) -> bool) -> Option<&DenyRange> {
         self.deny
             .iter()
-            .filter(|r| r.judged == judged && r.net.contains(ip))
+            .filter(|r| kind(r.judged) && r.net.contains(ip))
             .max_by_key(|r| r.net.len())
     }
-}
-
-/// The IPv4 address inside an IPv4-mapped, IPv4-compatible, NAT64 (/96) or 6to4 address.
-fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let bits = u128::from(ip);
-    let low32 = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
-    let high96 = bits >> 32;
-    if high96 == 0xffff || high96 == 0 || high96 == 0x0064_ff9b_0000_0000_0000_0000 {
-        return Some(low32);
-    }
-    if bits >> 112 == 0x2002 {
-        return Some(Ipv4Addr::from(((bits >> 80) & 0xffff_ffff) as u32));
-    }
-    None
 }
 
 /// Checks on the raw string, before parsing; returns the raw authority (between `//` and the
@@ -817,7 +761,9 @@ fn quote(text: &str) -> String {
     out
 }
 
+mod ranges;
 mod recent;
+use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 
 #[cfg(test)]

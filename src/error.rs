@@ -61,6 +61,9 @@ pub enum Failure {
     UnsupportedMediaType(String),
     /// The engine's body is over `max_event_bytes`.
     EventTooLarge(usize),
+    /// Envoy cut the engine's request by one of its timeouts before the event was whole (slow or
+    /// stalled headers or body); the value is Envoy's `code_details` naming the timeout.
+    EventTimeout(String),
     /// The event is not JSON, or has the wrong shape or types.
     InvalidEvent(String),
     /// The webhook name breaks the name rule.
@@ -95,6 +98,7 @@ impl Failure {
             Failure::MethodNotAllowed(_)
             | Failure::UnsupportedMediaType(_)
             | Failure::EventTooLarge(_)
+            | Failure::EventTimeout(_)
             | Failure::InvalidEvent(_)
             | Failure::InvalidName(_)
             | Failure::InvalidUrl(_)
@@ -116,6 +120,7 @@ impl Failure {
             Failure::MethodNotAllowed(_) => 405,
             Failure::UnsupportedMediaType(_) => 415,
             Failure::EventTooLarge(_) => 413,
+            Failure::EventTimeout(_) => 408,
             Failure::InvalidEvent(_) | Failure::InvalidName(_) | Failure::InvalidUrl(_) => 400,
             Failure::CallerRefused(_) | Failure::BlockedDestination(_) => 403,
             Failure::OverLimit(_) => 429,
@@ -143,6 +148,7 @@ impl Failure {
             Failure::MethodNotAllowed(_) => "method_not_allowed",
             Failure::UnsupportedMediaType(_) => "unsupported_media_type",
             Failure::EventTooLarge(_) => "event_too_large",
+            Failure::EventTimeout(_) => "event_timeout",
             Failure::InvalidEvent(_) => "invalid_event",
             Failure::InvalidName(_) => "invalid_name",
             Failure::InvalidUrl(_) => "invalid_url",
@@ -177,6 +183,8 @@ impl fmt::Display for Failure {
                 write!(f, "content-type {ct:?} is not application/json")
             }
             Failure::EventTooLarge(limit) => write!(f, "event body over {limit} bytes"),
+            // The same words as the local-reply mapper for the requests hookgate never saw.
+            Failure::EventTimeout(timeout) => write!(f, "event not received in time: {timeout}"),
             Failure::InvalidEvent(why) => write!(f, "invalid event: {why}"),
             Failure::InvalidName(why) => write!(f, "invalid webhook name: {why}"),
             Failure::InvalidUrl(why) => write!(f, "invalid webhook url: {why}"),
@@ -213,6 +221,12 @@ mod tests {
                 Delivered::No,
             ),
             (Failure::EventTooLarge(1), 413, 21111011, Delivered::No),
+            (
+                Failure::EventTimeout("request_overall_timeout".into()),
+                408,
+                21111011,
+                Delivered::No,
+            ),
             (
                 Failure::MethodNotAllowed("GET".into()),
                 405,

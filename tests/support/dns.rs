@@ -1,21 +1,31 @@
-//! The namespace's DNS server (scripts/test.sh points resolv.conf at 127.0.0.1): fixed A records
-//! in a fixed order, no AAAA, NXDOMAIN for anything else. Names with several addresses need it:
+//! The namespace's DNS server (scripts/test.sh points resolv.conf at 127.0.0.1): fixed A and AAAA
+//! records in a fixed order, NXDOMAIN for anything else. Names with several addresses need it:
 //! c-ares reads only the first hosts-file line of a name. One per test process (test binaries
 //! run one after another, so port 53 is free for each).
 
-use std::net::UdpSocket;
+use std::net::{IpAddr, UdpSocket};
 use std::sync::OnceLock;
 
 /// The zone, in answer order.
-fn zone(name: &str) -> Option<Vec<[u8; 4]>> {
+fn zone(name: &str) -> Option<Vec<IpAddr>> {
+    let v4 = |list: &[[u8; 4]]| Some(list.iter().map(|&a| IpAddr::from(a)).collect());
+    let one = |address: &str| Some(vec![address.parse().unwrap()]);
     match name {
         // The hosts file has it too, but c-ares looks a name with a trailing dot up in DNS only.
-        "loopback.dns.test" | "receiver.test" => Some(vec![[127, 0, 0, 1]]),
+        "loopback.dns.test" | "receiver.test" => v4(&[[127, 0, 0, 1]]),
         // An allowed address first, a blocked one after it: the logical-host trap.
-        "mixed.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
-        "mixedrev.dns.test" => Some(vec![[127, 0, 0, 1], [127, 0, 0, 2]]),
+        "mixed.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
+        "mixedrev.dns.test" => v4(&[[127, 0, 0, 1], [127, 0, 0, 2]]),
         // A first address that refuses, a second that answers: the retry policy's case.
-        "retry.dns.test" => Some(vec![[127, 0, 0, 2], [127, 0, 0, 1]]),
+        "retry.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
+        // Names of refused addresses outside loopback (the namespace has no route to them).
+        "wireserver.dns.test" => one("168.63.129.16"),
+        "sitelocal.dns.test" => one("fec0::1"),
+        "orchid.dns.test" => one("2001:20::1"),
+        "outside.dns.test" => one("4000::1"),
+        "nat64.dns.test" => one("64:ff9b::7f00:1"),
+        "siit.dns.test" => one("::ffff:0:7f00:1"),
+        "teredo.dns.test" => one("2001:0:4136:e378:8000:63bf:80ff:fffe"),
         _ => None,
     }
 }
@@ -53,10 +63,15 @@ fn answer(query: &[u8]) -> Option<Vec<u8>> {
     let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
     let question = query.get(12..at + 4)?;
     let records = zone(&labels.join("."));
-    let addresses = match (&records, qtype) {
-        (Some(a), 1) => a.clone(),
-        _ => Vec::new(),
-    };
+    let addresses: Vec<Vec<u8>> = records
+        .iter()
+        .flatten()
+        .filter_map(|address| match (address, qtype) {
+            (IpAddr::V4(a), 1) => Some(a.octets().to_vec()),
+            (IpAddr::V6(a), 28) => Some(a.octets().to_vec()),
+            _ => None,
+        })
+        .collect();
     let mut out = query.get(..2)?.to_vec();
     let rcode = if records.is_some() { 0 } else { 3 };
     out.extend_from_slice(&[0x84 | (query.get(2)? & 1), 0x80 | rcode]);
@@ -65,7 +80,9 @@ fn answer(query: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(question);
     for address in addresses {
-        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        out.extend_from_slice(&[0xc0, 12]);
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 30, 0, address.len() as u8]);
         out.extend_from_slice(&address);
     }
     Some(out)

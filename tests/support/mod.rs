@@ -463,3 +463,19 @@ pub fn write(path: &Path, text: &str) {
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .unwrap();
 }
+
+/// Panics unless this process is in a network namespace that has only loopback; starts the
+/// namespace's DNS server.
+pub fn isolated() {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["lo"],
+        "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
+    );
+    dns::start();
+}
