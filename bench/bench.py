@@ -746,7 +746,7 @@ def write_report(v):
       f"upstream, through the listener's local-reply mappers, which rewrite it into an envelope) is "
       f"{v['envoy_bound']:.2f}x its own delivery of the same payload: reading and answering the engine's HTTP is "
       f"most of what a request costs Envoy, forwarding it over a kept-alive upstream connection adds little. "
-      f"hookgate's refusals skip the mappers (`x-hookgate-replied`, envoy/envoy.yaml) and still cost about as "
+      f"hookgate's refusals skip the mappers (`:hookgate-replied`, envoy/envoy.yaml) and still cost about as "
       f"much as plain Envoy's whole delivery: a refusal can be about as many times faster than a delivery as "
       f"hookgate's delivery costs over plain Envoy's.\n")
     w("### Against the targets\n")

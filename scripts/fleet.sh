@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make fleet`: a fleet on one machine, in the foreground. One etcd (127.0.0.1:2379, plain HTTP,
 # data in a temporary directory), two Envoys with hookgate sharing the limit through it
-# (envoy/fleet-local.yaml: A on :10000, admin 127.0.0.1:9901; B on :10001, admin 127.0.0.1:9902)
+# (envoy/fleet-run.yaml: A on :10000, admin 127.0.0.1:9901; B on :10001, admin 127.0.0.1:9902)
 # and the demo receiver on 127.0.0.1:18080. Ctrl-C stops all of them; so does any of them exiting.
 # ETCD_BIN overrides the etcd binary (else Debian's etcd-server is installed when missing).
 set -euo pipefail
@@ -65,8 +65,8 @@ start receiver python3 -u examples/receiver.py --port 18080 --key demo-key
 wait_for ready http://127.0.0.1:2379/health || fail etcd
 wait_for probe 18080 || fail receiver
 
-scripts/render-envoy.py envoy/fleet-local.yaml >"$tmp/a.yaml"
-scripts/render-envoy.py envoy/fleet-local.yaml --port 10001 --admin-port 9902 >"$tmp/b.yaml"
+scripts/render-envoy.py envoy/fleet-run.yaml >"$tmp/a.yaml"
+scripts/render-envoy.py envoy/fleet-run.yaml --port 10001 --admin-port 9902 >"$tmp/b.yaml"
 for member in a b; do
   # shellcheck disable=SC2086 # $envoy may be "func-e run"
   start "envoy-$member" $envoy -c "$tmp/$member.yaml" --service-node "hookgate-$member" \

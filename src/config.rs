@@ -86,7 +86,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-request-id",
     "x-hookgate-route",
     "x-hookgate-test",
-    "x-hookgate-replied",
 ];
 
 /// A lower-case header name (the form configuration keys must use).

@@ -250,10 +250,11 @@ impl<'a> Object<'a> {
             None => Cow::Owned(quoted(&format_utc(clock.now()))),
         };
         write_field(out, &mut first, "execution_date", &date);
-        for key in ["email", "phone"] {
+        // A phone may be given as a number (sent as its string); an email is a string.
+        for (key, numbers) in [("email", false), ("phone", true)] {
             let value = self
                 .present(key)
-                .map(|v| stringish(v, key, true))
+                .map(|v| stringish(v, key, numbers))
                 .transpose()?;
             write_field(out, &mut first, key, value.as_deref().unwrap_or(b"\"\""));
         }
@@ -478,6 +479,15 @@ mod tests {
     }
 
     #[test]
+    fn a_number_phone_is_its_string_and_a_null_email_is_empty() {
+        let body = r#"{"webhook":{"name":"A1","url":"http://x.example/"},"automation_id":"1","email":null,"phone":380631234567}"#;
+        assert_eq!(
+            out(body),
+            r#"[{"automation_id":"1","title":"","execution_date":"2022-01-04 09:02:39","email":"","phone":"380631234567","variables":[]}]"#
+        );
+    }
+
+    #[test]
     fn the_documents_event_examples_come_out_identical() {
         let spam = r#"{"timestamp":1496827422,"event":"spam","task_id":3668141,"email":"john.doe@sendpulse.com","source":"automation360","automation_id":"123456789"}"#;
         let unsubscribe = r#"{"task_id":"3668141","timestamp":"1496827872","from_all":1,"email":"john.doe@sendpulse.com","reason":null,"book_id":490686,"event":"unsubscribe","categories":"","source":"automation360","automation_id":"123456789"}"#;
@@ -526,6 +536,12 @@ mod tests {
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":true}"#,
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","title":5}"#,
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":{}}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":5}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":-5.5e3}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":true}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","email":["a@b.c"]}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","phone":true}"#,
+            r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","phone":{}}"#,
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":"x"}"#,
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":[{"a":1,"b":2}]}"#,
             r#"{"webhook":{"name":"A","url":"u"},"automation_id":"1","variables":[{}]}"#,

@@ -4,6 +4,7 @@
 //! (RFC 2104) are written here, a page of code instead of two crates in the filter.
 
 use crate::base64;
+use crate::error::Failure;
 use std::collections::BTreeMap;
 
 /// The headers signing sets (Standard Webhooks); no static header may be one of them.
@@ -134,17 +135,63 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
 }
 
+/// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
+/// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The engine's `idempotency-key` among the request's headers, checked for every webhook, signed
+/// or not: at most one header, 1 to 128 of `A-Z a-z 0-9 _ - :`; else the event is refused.
+pub fn idempotency_key(headers: &[(&[u8], &[u8])]) -> Result<Option<String>, Failure> {
+    let mut keys = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(IDEMPOTENCY_HEADER.as_bytes()));
+    let Some((_, key)) = keys.next() else {
+        return Ok(None);
+    };
+    if keys.next().is_some() {
+        return Err(Failure::InvalidEvent(format!(
+            "{IDEMPOTENCY_HEADER} header given more than once"
+        )));
+    }
+    match std::str::from_utf8(key) {
+        Ok(key) if is_valid_id(key) => Ok(Some(key.to_owned())),
+        _ => Err(Failure::InvalidEvent(format!(
+            "{IDEMPOTENCY_HEADER} header: 1 to 128 of A-Z a-z 0-9 _ - :"
+        ))),
+    }
+}
+
 /// `msg_` + the host's time in nanoseconds + this Envoy's node + this worker's counter, all
 /// hex: no random source needed. Unique because (node, worker context, counter) never repeats
 /// within one Envoy process and the nanosecond time moves on across restarts (see README).
+/// `node` is the node id as `id_node` spells it.
 pub fn make_id(now_nanos: u64, node: &str, worker: u32, counter: u64) -> String {
-    let node: String = node
-        .bytes()
-        .filter(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        .take(48)
-        .map(char::from)
-        .collect();
     format!("msg_{now_nanos:x}_{node}_{worker:x}_{counter:x}")
+}
+
+/// The longest node id that goes into webhook ids unchanged.
+const NODE_MAX: usize = 48;
+
+/// Envoy's node id as it goes into webhook ids: unchanged when it is at most 48 of
+/// `A-Z a-z 0-9 -`; otherwise its first 31 bytes with every other byte as `-`, then `-` and the
+/// first 16 hex digits of the SHA-256 of the whole node id, so that two node ids keep apart
+/// however they are spelt (`_` separates the id's fields, `.` is outside the id charset).
+pub fn id_node(node: &str) -> String {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    if node.len() <= NODE_MAX && node.bytes().all(allowed) {
+        return node.to_string();
+    }
+    let readable: String = node
+        .bytes()
+        .take(31)
+        .map(|b| if allowed(b) { char::from(b) } else { '-' })
+        .collect();
+    let digest: String = sha256(&[node.as_bytes()])
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{readable}-{digest}")
 }
 
 // ---- HMAC-SHA256 (RFC 2104 over FIPS 180-4) ----
@@ -457,15 +504,84 @@ mod tests {
 
     #[test]
     fn ids_are_valid_and_differ() {
-        let a = make_id(1_700_000_000_000_000_000, "envoy-1.example", 3, 0);
-        let b = make_id(1_700_000_000_000_000_000, "envoy-1.example", 3, 1);
+        let a = make_id(1_700_000_000_000_000_000, &id_node("envoy-1.example"), 3, 0);
+        let b = make_id(1_700_000_000_000_000_000, &id_node("envoy-1.example"), 3, 1);
         assert_ne!(a, b);
         assert!(a.starts_with("msg_"));
         assert!(is_valid_id(&a), "{a}");
-        assert!(is_valid_id(&make_id(1, "we\"ird node\n", 0, 0)));
+        assert!(is_valid_id(&make_id(1, &id_node("we\"ird node\n"), 0, 0)));
+        assert!(is_valid_id(&make_id(
+            u64::MAX,
+            &id_node(&"n".repeat(500)),
+            u32::MAX,
+            u64::MAX
+        )));
         assert!(!is_valid_id("a.b"));
         assert!(!is_valid_id(""));
         assert!(!is_valid_id("has space"));
         assert!(!is_valid_id(&"x".repeat(129)));
+    }
+
+    #[test]
+    fn one_idempotency_key_rule_for_every_webhook() {
+        let key = |headers: &[(&str, &str)]| {
+            let pairs: Vec<(&[u8], &[u8])> = headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                .collect();
+            idempotency_key(&pairs)
+        };
+        assert_eq!(key(&[("content-type", "application/json")]), Ok(None));
+        let longest = "k".repeat(128);
+        for good in ["evt_2024-01:42", "A", longest.as_str()] {
+            assert_eq!(
+                key(&[(IDEMPOTENCY_HEADER, good)]),
+                Ok(Some(good.to_string()))
+            );
+        }
+        let too_long = "k".repeat(129);
+        for bad in [
+            "",
+            "has space",
+            "semi;colon",
+            "dot.ted",
+            "é",
+            too_long.as_str(),
+        ] {
+            let refused = key(&[(IDEMPOTENCY_HEADER, bad)]).unwrap_err();
+            assert_eq!(refused.code().number(), 21111011, "{bad:?}");
+            assert_eq!(refused.http_status(), 400, "{bad:?}");
+        }
+        let twice = key(&[(IDEMPOTENCY_HEADER, "a"), ("Idempotency-Key", "a")]).unwrap_err();
+        assert_eq!(twice.http_status(), 400);
+        assert!(twice.to_string().contains("more than once"), "{twice}");
+    }
+
+    #[test]
+    fn node_ids_keep_apart_in_webhook_ids() {
+        assert_eq!(id_node("hf-fleet-1"), "hf-fleet-1");
+        assert_eq!(id_node(""), "");
+        assert_eq!(id_node(&"a".repeat(48)), "a".repeat(48));
+        // Spelt differently, never the same form; the readable part stays.
+        let dotted = id_node("envoy-1.example");
+        assert!(dotted.starts_with("envoy-1-example-"), "{dotted}");
+        assert_eq!(dotted.len(), "envoy-1-example-".len() + 16);
+        assert_ne!(dotted, id_node("envoy-1-example"));
+        assert_ne!(id_node("a_b"), id_node("a.b"));
+        assert_ne!(id_node("é"), id_node("è"));
+        let long = id_node(&"a".repeat(49));
+        assert_eq!(long.len(), 31 + 1 + 16, "{long}");
+        assert_ne!(long, id_node(&"a".repeat(50)));
+        for node in [
+            "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local",
+            "we\"ird node\n",
+            "é",
+        ] {
+            let form = id_node(node);
+            assert!(
+                form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{form}"
+            );
+        }
     }
 }

@@ -193,7 +193,19 @@ fn bad_events_are_refused_before_anything_leaves() {
         ),
         "[]".to_string(),
     ];
-    for body in &bad {
+    // Mistyped fields: a title and an email are strings (or null), a phone a string or a number.
+    let mistyped = [
+        r#""title":5"#,
+        r#""email":5"#,
+        r#""email":true"#,
+        r#""email":{"a":"b"}"#,
+        r#""email":["a@b.c"]"#,
+        r#""phone":false"#,
+    ]
+    .map(|field| {
+        format!(r#"{{"webhook":{{"name":"A1","url":"{url}"}},"automation_id":"1",{field}}}"#)
+    });
+    for body in bad.iter().chain(&mistyped) {
         let reply = gw.post(body);
         assert_answer(&reply, 400, "no", 21111011, QUERY_ERROR);
         assert!(reply.header("x-hookgate-detail").is_some());
@@ -462,8 +474,9 @@ fn an_invalid_plugin_configuration_stops_envoy_with_a_clear_line() {
 }
 
 /// hookgate marks the engine's request when it answers itself, so that Envoy's local-reply
-/// mappers leave its reply alone without evaluating their CEL filters (envoy/envoy.yaml). The
-/// engine's own copy of the marker changes nothing: a delivery goes without it, a refusal is
+/// mappers leave its reply alone without evaluating their CEL filters (envoy/envoy.yaml); the
+/// marker is now the pseudo-header `:hookgate-replied`. A copy of the former marker header
+/// changes nothing (Envoy's own refusals: tests/answers.rs): a delivery goes without it, a refusal is
 /// hookgate's envelope, and a reply Envoy makes after hookgate saw the headers (here the
 /// request timeout, with a body that never ends) passes through hookgate, which writes the
 /// envelope.

@@ -758,6 +758,32 @@ fn etcd_stopped_refuses_every_send_and_restarted_keeps_the_state() {
     assert_eq!(receiver.received_on("/down"), 1);
 }
 
+/// A webhook read as verified from etcd is cached on every Envoy that read it, not only on the one
+/// whose delivery got the key: with etcd stopped it still goes through both. A verified webhook
+/// that B never sent is still refused by B (it cannot know it without etcd).
+#[test]
+fn a_webhook_read_verified_is_cached_on_every_envoy_that_read_it() {
+    let mut etcd = Etcd::start(1);
+    let name = unique_name("FleetCached");
+    let (a, b) = fleet(&etcd, &json!({"keys": {name.clone(): "s3cret"}}));
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"key":"s3cret"}"#));
+    let read = event(&name, &receiver.url("/read"));
+    let unread = event(&name, &receiver.url("/unread"));
+    for body in [&read, &unread] {
+        assert_delivered(&a.post(body), r#"{"key":"s3cret"}"#);
+    }
+    receiver.set(Behaviour::json(200, r#"{"ok":1}"#));
+    assert_delivered(&b.post(&read), r#"{"ok":1}"#);
+
+    etcd.stop(0);
+    for gw in [&a, &b] {
+        assert_delivered(&gw.post(&read), r#"{"ok":1}"#);
+    }
+    assert_unavailable(&b.post(&unread));
+    assert_eq!(receiver.received_on("/read"), 4);
+    assert_eq!(receiver.received_on("/unread"), 1);
+}
+
 /// How many race webhooks member `i` holds.
 fn races(etcd: &Etcd, i: usize) -> usize {
     etcd.keys(i)

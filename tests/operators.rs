@@ -15,10 +15,12 @@ mod support;
 
 use serde_yaml::Value as Yaml;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{event, free_port, repo, scratch, unique_name, Behaviour, Receiver};
+use support::{
+    event, free_port, repo, run_bounded, scratch, unique_name, Behaviour, Receiver, Running,
+};
 
 /// Held by every test of this file that binds Envoy's default ports (10000, 9901) in the
 /// test namespace itself.
@@ -39,52 +41,6 @@ fn path_without_envoy() -> String {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// A child process killed (and reaped) when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a command to its end, at most `limit`; its output.
-fn run_bounded(mut command: Command, limit: Duration) -> Output {
-    let dir = scratch("out");
-    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Running(
-        command
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn"),
-    );
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.0.kill();
-            panic!(
-                "{command:?} still running after {limit:?}; output so far:\n{}\n{}",
-                std::fs::read_to_string(&out).unwrap_or_default(),
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = Output {
-        status,
-        stdout: std::fs::read(&out).unwrap(),
-        stderr: std::fs::read(&err).unwrap(),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    output
 }
 
 fn text(bytes: &[u8]) -> String {

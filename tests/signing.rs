@@ -230,6 +230,97 @@ fn the_engines_idempotency_key_is_the_webhook_id_and_generated_ids_differ() {
     assert_eq!(receiver.records().len(), 5);
 }
 
+/// One `idempotency-key` rule for every webhook, signed or not: 1 to 128 of `A-Z a-z 0-9 _ - :`,
+/// one header at most; anything else is refused with 400 / 21111011 and nothing is sent. An
+/// unsigned webhook is exactly the document's: a valid key is checked, not sent.
+#[test]
+fn the_idempotency_key_is_checked_for_every_webhook_and_given_once() {
+    let gw = gateway();
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
+    let too_long = "k".repeat(129);
+    for name in ["Unsigned", "Orders"] {
+        let body = event(name, &receiver.url(&format!("/{name}")));
+        for bad in ["has space", "semi;colon", too_long.as_str(), "é"] {
+            let reply = gw.post_with(&body, &[("idempotency-key", bad)]);
+            support::assert_answer(&reply, 400, "no", 21111011, support::QUERY_ERROR);
+        }
+        let twice = [("idempotency-key", "evt-1"), ("idempotency-key", "evt-2")];
+        let reply = gw.post_with(&body, &twice);
+        support::assert_answer(&reply, 400, "no", 21111011, support::QUERY_ERROR);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some("invalid event: idempotency-key header given more than once")
+        );
+        assert!(receiver.records().is_empty(), "{name}: something was sent");
+    }
+    let key = [("idempotency-key", "evt_2024-01:42")];
+    let reply = gw.post_with(&event("Unsigned", &receiver.url("/u")), &key);
+    support::assert_answer(&reply, 200, "yes", 1, r#"{"ok":true}"#);
+    let records = receiver.records();
+    assert_eq!(records.len(), 1);
+    for name in ["idempotency-key", "webhook-id", "webhook-signature"] {
+        assert_eq!(records[0].header(name), None, "{name}");
+    }
+}
+
+/// Generated ids carry the Envoy's node id, from `--service-node` or from `node.id` in the
+/// bootstrap: `msg_<time>_<node>_<worker>_<counter>`, so two Envoys never make the same id, and a
+/// restarted Envoy's ids differ from its earlier ones (the time part moves on).
+#[test]
+fn generated_ids_carry_the_node_id_and_stay_distinct_across_envoys_and_restarts() {
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
+    let config = loopback_config().edit_plugin_configs(|config| {
+        config["signing"] = json!({"secrets": {"Orders": [NEW_SECRET]}});
+        config["limit"] = json!({"unverified_per_hour": 1000});
+    });
+    let bootstrap = config.clone().edit(|yaml| {
+        yaml["node"] = serde_yaml::from_str("{id: bootnode1}").unwrap();
+    });
+    let by_flag = || Gateway::start_with(config.clone(), 1, &["--service-node", "hf-fleet-1"]);
+    let send_two = |gw: &Gateway| {
+        for _ in 0..2 {
+            let reply = gw.post(&event("Orders", &receiver.url("/")));
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+    };
+    let first = by_flag();
+    send_two(&first);
+    send_two(&Gateway::start(bootstrap));
+    drop(first);
+    send_two(&by_flag());
+    let ids: Vec<String> = receiver
+        .records()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    let nodes: Vec<&str> = ids
+        .iter()
+        .map(|id| {
+            let fields: Vec<&str> = id.split('_').collect();
+            assert_eq!(fields.len(), 5, "{id}");
+            assert_eq!(fields[0], "msg", "{id}");
+            for hex in [fields[1], fields[3], fields[4]] {
+                assert!(u64::from_str_radix(hex, 16).is_ok(), "{id}");
+            }
+            fields[2]
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "hf-fleet-1",
+            "hf-fleet-1",
+            "bootnode1",
+            "bootnode1",
+            "hf-fleet-1",
+            "hf-fleet-1"
+        ],
+        "{ids:?}"
+    );
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 6, "{ids:?}");
+}
+
 // ---- Safe retries (the shipped route retry policy) ----
 
 /// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and

@@ -22,10 +22,10 @@ use std::rc::Rc;
 /// removing every header the caller sent: nothing but a rewritten webhook reaches the forward proxy.
 const ROUTE_MARKER: &str = "x-hookgate-route";
 const TEST_HEADER: &str = "x-hookgate-test";
-/// Set on the engine's request when hookgate answers it itself (envoy/envoy.yaml's first local
-/// reply mapper). An engine's own copy changes nothing: every later reply of Envoy's passes
-/// through hookgate, which writes its envelope, and a delivery replaces every header.
-const REPLIED_MARKER: &str = "x-hookgate-replied";
+/// Set on the engine's request when hookgate answers it itself (the first local reply mapper of
+/// the shipped configurations matches it and ends the search). A pseudo-header, so that no caller
+/// can send it: HTTP/1 has no syntax for it, HTTP/2 refuses pseudo-headers it does not define.
+const REPLIED_MARKER: &str = ":hookgate-replied";
 /// The filter state property (`wasm.hookgate`) holding the decision record, for access logs.
 const DECISION_PROPERTY: &str = "hookgate";
 /// Envoy's `response.code_details` for an answer that came from the receiver.
@@ -33,9 +33,6 @@ const RECEIVER_ANSWERED: &str = "via_upstream";
 /// The outcome of a request the engine reset before any answer (no envelope code: none was sent).
 const ENGINE_RESET: &str = "engine_reset";
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
-/// The engine's own idempotency key for an event, when it has one: a signed webhook carries it as
-/// its `webhook-id`, so a resend of the same event keeps its id (README, "Signed webhooks").
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 enum Phase {
     /// Reading the engine's request.
@@ -145,7 +142,6 @@ impl Exchange {
             header(name).map(Cow::into_owned)
         })?;
         self.test = header(TEST_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        self.idempotency_key = header(IDEMPOTENCY_HEADER).map(Cow::into_owned);
         let method = header(":method").unwrap_or_default();
         if method != "POST" {
             return Err(Failure::MethodNotAllowed(method.into_owned()));
@@ -163,6 +159,7 @@ impl Exchange {
         {
             return Err(Failure::EventTooLarge(limit));
         }
+        self.idempotency_key = signing::idempotency_key(&headers)?;
         if end_of_stream {
             return Err(Failure::InvalidEvent("empty body".into()));
         }
@@ -313,6 +310,10 @@ impl Exchange {
                     self.etcd_state = decided.state;
                     match decided.result {
                         Ok(admitted) => {
+                            // Read verified from etcd, whoever verified it: cached here too.
+                            if admitted.free_by_verification() {
+                                cache_verified(limiter, &admitted);
+                            }
                             self.admitted = Some(admitted);
                             self.let_go();
                             if let Err(e) = host::resume_http_request() {
@@ -340,12 +341,7 @@ impl Exchange {
                     match result {
                         Ok(()) => {
                             if let Some(admitted) = &self.admitted {
-                                // Cached: this Envoy's later sends need no call to etcd.
-                                if let Err(failure) =
-                                    limiter.record_verified(&HostStore, &admitted.ticket)
-                                {
-                                    log::info!("hookgate: verification not cached: {failure}");
-                                }
+                                cache_verified(limiter, admitted);
                             }
                         }
                         Err(failure) => {
@@ -676,6 +672,14 @@ impl Exchange {
     }
 }
 
+/// With the etcd backend: records a verified webhook in this Envoy's shared data (the local table,
+/// within `limit.max_tracked`), so that its later sends through this Envoy need no call to etcd.
+fn cache_verified(limiter: &crate::limit::Limiter, admitted: &Admitted) {
+    if let Err(failure) = limiter.record_verified(&HostStore, &admitted.ticket) {
+        log::info!("hookgate: verification not cached: {failure}");
+    }
+}
+
 /// What the engine gets back.
 struct EngineAnswer {
     status: u32,
@@ -703,12 +707,7 @@ fn sign(
         return Ok(None);
     }
     let id = match idempotency_key {
-        Some(key) if signing::is_valid_id(key) => key.to_owned(),
-        Some(_) => {
-            return Err(Failure::InvalidEvent(format!(
-                "{IDEMPOTENCY_HEADER} header: 1 to 128 of A-Z a-z 0-9 _ - :"
-            )))
-        }
+        Some(key) => key.to_owned(),
         None => next_id(),
     };
     let now = clock.now();
@@ -735,7 +734,8 @@ thread_local! {
 const WORKER_KEY: &str = "hookgate.signing.workers";
 
 /// A webhook id unique across workers, Envoys and restarts with no random source:
-/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`) tells Envoys
+/// `msg_<host ns>_<node id>_<worker>_<counter>`. The node id (Envoy's `node.id`, as
+/// `signing::id_node` spells it) tells Envoys
 /// apart, the worker number (claimed once per VM by a compare-and-swap increment in shared data)
 /// tells this Envoy's workers apart, the counter tells this worker's ids apart, and the host's
 /// nanosecond time moves on across restarts.
@@ -744,11 +744,15 @@ fn next_id() -> String {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
         let source = ids.get_or_insert_with(|| IdSource {
-            node: host::get_property(&["node", "id"])
-                .ok()
-                .flatten()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_default(),
+            // Envoy 1.40 serves the node under `xds` (measured: `["node", "id"]` is empty in
+            // every callback, `["xds", "node", "id"]` is `--service-node` or the bootstrap's).
+            node: signing::id_node(
+                &host::get_property(&["xds", "node", "id"])
+                    .ok()
+                    .flatten()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            ),
             worker: claim_worker(),
             counter: 0,
         });

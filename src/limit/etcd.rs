@@ -207,6 +207,14 @@ pub struct Admitted {
     lease: i64,
 }
 
+impl Admitted {
+    /// Whether etcd's record let the send through as verified and unlimited: this Envoy may then
+    /// cache the webhook as verified (verification never reverts), so its later sends need no call.
+    pub fn free_by_verification(&self) -> bool {
+        self.ticket.verified && self.ticket.taken.is_none()
+    }
+}
+
 /// The end of an acquire: the decision, the state it saw (for the test report), and what it did
 /// with leases (for [`Etcd::note_lease`]).
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // each test crate uses part of the support
 
 pub mod dns;
+pub mod h2;
 pub mod http;
 pub mod receiver;
 
@@ -13,7 +14,7 @@ use serde_yaml::Value as Yaml;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -462,6 +463,52 @@ pub fn write(path: &Path, text: &str) {
     std::fs::File::create(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .unwrap();
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to its end, at most `limit`; its output.
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    let dir = scratch("out");
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Running(
+        command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("spawn"),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.0.kill();
+            panic!(
+                "{command:?} still running after {limit:?}; output so far:\n{}\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    output
 }
 
 /// Panics unless this process is in a network namespace that has only loopback; starts the

@@ -722,6 +722,10 @@ fn verification_is_stored_without_lease_and_frees_every_envoy() {
     let limiter = limiter(|_| {});
     let mut fake = Fake::new();
     let first = admitted(acquire(&mut fake, &limiter, &HOOK, T));
+    assert!(
+        !first.free_by_verification(),
+        "an unverified send is not cached"
+    );
     assert_eq!(
         limiter.judge_key(&first.ticket, br#"{"key":"s3cret"}"#),
         KeyVerdict::Verified
@@ -747,6 +751,8 @@ fn verification_is_stored_without_lease_and_frees_every_envoy() {
         let calls = fake.calls.len();
         let free = admitted(acquire(&mut fake, &limiter, &HOOK, T + later));
         assert_eq!((free.ticket.taken(), free.ticket.verified()), (None, true));
+        // Read verified by any Envoy: it caches the webhook and asks etcd no more.
+        assert!(free.free_by_verification());
         assert_eq!(fake.calls.len() - calls, 1, "a verified send is one read");
     }
     // A wrong key changes nothing; its answer is judged by the core.
@@ -783,7 +789,11 @@ fn verification_after_another_write_rereads_and_keeps_counting_when_limited() {
         (value["verified"].clone(), value["sends"].clone(), lease),
         (json!(true), json!([T, T + 1]), 0)
     );
-    admitted(acquire(&mut fake, &limiter, &HOOK, T + 2));
+    let counted = admitted(acquire(&mut fake, &limiter, &HOOK, T + 2));
+    assert!(
+        !counted.free_by_verification(),
+        "still limited: every send asks etcd"
+    );
     let decided = acquire(&mut fake, &limiter, &HOOK, T + 3);
     assert!(matches!(refused(decided), Failure::OverLimit(3597)));
     // Verifying when the key has gone re-creates it, verified, with this delivery's send.
