@@ -60,7 +60,20 @@ def main():
         def log_message(self, *_):
             pass
 
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # A client that hangs up before the answer (the gateway's route timeout, a
+            # slow-receiver example) is ordinary: one line, not a traceback.
+            error = sys.exc_info()[1]
+            if isinstance(error, (ConnectionError, ssl.SSLError)):
+                print(f"<-- client {client_address[0]}:{client_address[1]} hung up before the "
+                      f"answer ({type(error).__name__})", flush=True)
+                return
+            super().handle_error(request, client_address)
+
+    server = Server((args.host, args.port), Handler)
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)

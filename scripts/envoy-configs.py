@@ -190,6 +190,139 @@ def local_reply_mappers():
     ])
 
 
+# hookgate's metrics (src/filter/metrics.rs) carry their labels in their names as
+# `.<label>.<value>` pairs; these tag extractors make them Prometheus labels:
+# wasmcustom.hookgate.outcomes.plan.free.outcome.delivered.code.1 is exported as
+# hookgate_outcomes{plan="free",outcome="delivered",code="1"}. Each regex's first group is cut
+# from the name, its second is the label's value.
+STATS_TAGS = [
+    ("plan", r"^wasmcustom\.hookgate\.\w+(\.plan\.([^.]+))"),
+    ("outcome", r"^wasmcustom\.hookgate\.outcomes\.plan\.[^.]+(\.outcome\.([^.]+))"),
+    ("code", r"^wasmcustom\.hookgate\.outcomes\..*(\.code\.([0-9]+))$"),
+    ("class", r"^wasmcustom\.hookgate\.receiver_answers\..*(\.class\.([1-5]xx))$"),
+]
+
+
+def stats_config():
+    lines = [
+        "# Labels for hookgate's metrics on /stats/prometheus (docs/metrics.md).",
+        "stats_config:",
+        "  stats_tags:",
+    ]
+    lines += [f"  - {{tag_name: {name}, regex: {json.dumps(regex)}}}" for name, regex in STATS_TAGS]
+    return "\n".join(lines)
+
+
+def access_log_reasons():
+    """Why, for every answer, Envoy's own refusals included (hookgate's record is empty when
+    Envoy answered before hookgate read the event): Envoy's code_details, the detail header
+    hookgate or a local-reply mapper wrote, the connection's peer address (never what a caller
+    claims in X-Forwarded-For) and the request id. Nothing of the
+    event (email, phone, variables) nor of the URL's path or query."""
+    pad = " " * 18
+    fields = [
+        ("reason", "%RESPONSE_CODE_DETAILS%"),
+        ("detail", "%RESP(x-hookgate-detail)%"),
+        ("source", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+        ("request_id", "%FILTER_STATE(hookgate.request_id:PLAIN)%"),
+    ]
+    return "\n".join(f'{pad}{name}: "{value}"' for name, value in fields)
+
+
+def request_id_filter():
+    """The request id (the engine's x-request-id, or the one Envoy made) kept for the access
+    log before anything runs: hookgate replaces every request header once it rewrote the event,
+    the id included (it never reaches the receiver)."""
+    pad = " " * 10
+    return "\n".join(pad + line for line in [
+        "# The request id for the access log (hookgate removes the header with the others).",
+        "- name: envoy.filters.http.set_filter_state",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config',
+        "    on_request_headers:",
+        "    - object_key: hookgate.request_id",
+        "      factory_key: envoy.string",
+        '      format_string: {text_format_source: {inline_string: "%REQ(x-request-id)%"}}',
+    ])
+
+
+# The support listener (docs/support.md): loopback only, its own port.
+SUPPORT_ADDRESS, SUPPORT_PORT = "127.0.0.1", 9902
+
+
+def support_filter(hookgate_filter, config):
+    """The engine's hookgate filter block as rendered, renamed and with the support plugin
+    configuration: the same vm_id and module whatever the template says, so the same VM and the
+    same limit state."""
+    head, _ = hookgate_filter.split("value: |\n")
+    head = head.replace("- name: hookgate\n", "- name: hookgate-support\n", 1)
+    head = head.replace("    name: hookgate\n", "    name: hookgate-support\n", 1)
+    return head + "value: |\n" + plugin_config(config)
+
+
+def filter_block(text, name):
+    """The http filter `name` in rendered text: its first line and every deeper-indented line."""
+    first = f"          - name: {name}\n"
+    start = text.index(first)
+    lines = text[start:].splitlines(keepends=True)
+    block = [lines[0]]
+    for line in lines[1:]:
+        if len(line) - len(line.lstrip(" ")) <= 10:
+            break
+        block.append(line)
+    return "".join(block).rstrip("\n")
+
+
+def support_listener(hookgate_filter, support):
+    """The support listener: a hookgate filter with `"role": "support"` in the same vm_id as the
+    engine's (so the same limit state), answering every request itself; the route behind it
+    answers 404 and reaches nothing. `support` is its plugin configuration without the role."""
+    config = {"role": "support", **support}
+    return f"""  # Support operations (docs/support.md): look up and lift one webhook's limit, with a token
+  # that names who asked. Loopback only; no token configured means every request is refused.
+  - name: hookgate-support
+    address: {{socket_address: {{address: {SUPPORT_ADDRESS}, port_value: {SUPPORT_PORT}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: hookgate-support
+          # A support request is small and quick: bounded as the engine's are.
+          request_headers_timeout: 10s
+          request_timeout: 30s
+          common_http_protocol_options: {{idle_timeout: 300s, max_connection_duration: 3600s}}
+          # One line per request: who asked (token name), what, and what changed.
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format:
+                  time: "%START_TIME%"
+                  status: "%RESPONSE_CODE%"
+                  listener: support
+                  source: "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"
+                  hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
+          route_config:
+            name: support
+            virtual_hosts:
+            - name: support
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 404}}
+          http_filters:
+          # The engine's hookgate filter, copied: the same vm_id and module (the same VM, the same
+          # limit state), with the support plugin configuration.
+{support_filter(hookgate_filter, config)}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+
+
 # Bounds on every engine connection and request; docs/operations.md says how to size them.
 ENGINE_TIMEOUTS = """\
           # Bounds on every engine connection and request (docs/operations.md sizes them):
@@ -316,7 +449,8 @@ TEMPLATE = """{header}#
 # address is blocked. Design, deny list and residual risks: docs/security.md.
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
-{overload_manager}static_resources:
+{overload_manager}{stats_config}
+static_resources:
   listeners:
   - name: hookgate
     address: {{socket_address: {{address: 0.0.0.0, port_value: 10000}}}}
@@ -353,6 +487,7 @@ admin:
                   time: "%START_TIME%"
                   status: "%RESPONSE_CODE%"
                   duration_ms: "%DURATION%"
+{access_log_reasons}
                   hookgate: "%FILTER_STATE(wasm.hookgate:PLAIN)%"
           # Envoy closes an HTTP/1.1 connection after any 400 local reply unless this is set:
           # hookgate's 400 refusals (bad name, bad event) come once the whole request was read, so
@@ -396,6 +531,7 @@ admin:
               - match: {{prefix: "/"}}
                 direct_response: {{status: 403}}
           http_filters:
+{request_id_filter}
           # Who may post events: the peer address of the connection (not X-Forwarded-For), before
           # hookgate reads anything. A refused caller gets 403 (hookgate turns it into the
           # 21111011 envelope) and nothing is sent.
@@ -610,6 +746,7 @@ CONFIGS = {
         "# Generated by scripts/envoy-configs.py: edit the script, not this file.\n",
         plugin={},
         exceptions=[],
+        support={"tokens": []},
     ),
     "envoy/run.yaml": dict(
         header="# hookgate for `make run`: the production configuration plus one exception, the\n"
@@ -620,6 +757,8 @@ CONFIGS = {
             "limit": {"keys": {"LeadCalled3": "demo-key"}},
         },
         exceptions=[("127.0.0.1/32", 18080)],
+        # A demo token for `make run`; never reuse it.
+        support={"tokens": [{"name": "demo", "token": "demo-support-token"}]},
     ),
     # Two policies side by side in one Envoy, chosen by Envoy alone: the listener the engine posts
     # to. Both filters share one VM (vm_id hookgate); `limit.namespace` keeps their states apart.
@@ -643,6 +782,7 @@ CONFIGS = {
             "state": {"backend": "etcd", "cluster": "etcd", "timeout_ms": 500, "prefix": "hookgate", "on_failure": "deny"},
         },
         exceptions=[],
+        support={"tokens": []},
         extra_clusters=etcd_cluster([(f"etcd-{i}.etcd", 2379) for i in range(3)], ETCD_MTLS),
     ),
     # Plain Kubernetes (docs/deploy.md): production, events accepted from the pod network.
@@ -653,6 +793,7 @@ CONFIGS = {
         exceptions=[],
         # The cluster's pod network, where the engine runs: adjust to yours.
         callers=["10.0.0.0/8", "127.0.0.0/8"],
+        support={"tokens": []},
         configmap=(
             "# Generated by scripts/envoy-configs.py: edit the script, not this file.\n",
             "hookgate-envoy",
@@ -698,6 +839,9 @@ def fleet_local():
             f"address: etcd-{member}.etcd, port_value: 2379", f"address: 127.0.0.1, port_value: {port}"
         )
     spec["extra_clusters"] = clusters
+    # Two Envoys run on one machine from this file: no support listener (both would bind its
+    # port); envoy/fleet.yaml has one.
+    spec.pop("support", None)
     return spec
 
 
@@ -722,6 +866,9 @@ def render_with_callers(spec, plugin):
         plugin_config=plugin_config(spec["plugin"] if plugin is None else plugin),
         caller_rbac=caller_rbac(),
         local_reply_mappers=local_reply_mappers(),
+        stats_config=stats_config(),
+        access_log_reasons=access_log_reasons(),
+        request_id_filter=request_id_filter(),
         destination_permissions=destination_permissions(spec["exceptions"]),
         overload_manager=OVERLOAD_MANAGER,
         caller_ranges=caller_ranges(),
@@ -738,6 +885,10 @@ def render_with_callers(spec, plugin):
         block = block.replace("stat_prefix: hookgate\n", f"stat_prefix: {name}\n", 1)
         at = text.index("  clusters:\n")
         text = text[:at] + block + text[at:]
+    if "support" in spec:
+        at = text.index("  clusters:\n")
+        support = support_listener(filter_block(text, "hookgate"), spec["support"])
+        text = text[:at] + support + text[at:]
     text += spec.get("extra_clusters", "")
     if "configmap" in spec:
         text = as_configmap(text, *spec["configmap"])

@@ -31,16 +31,24 @@ pub fn judge_receiver(status: u16, body: &[u8], truncated: Option<usize>) -> Res
 /// `unknown`, so no retry can send the webhook twice. Envoy's RBAC refusal (the router's upstream
 /// RBAC on the host picked, before any connection) is final: the destination is blocked.
 pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
+    // Sub-cluster mode: a sub-cluster's hosts are exactly the addresses its name resolved to (no
+    // health checks), so no healthy host means the name resolved to nothing (NXDOMAIN, a DNS
+    // server that refused or failed, or only addresses of the family not looked up); a warming
+    // timeout means DNS did not answer in time (measured: an unknown name gives
+    // `no_healthy_upstream`, tests/core.rs).
+    const DNS: &[(&str, &str)] = &[
+        (
+            "no_healthy_upstream",
+            "the name resolved to no IPv4 address",
+        ),
+        ("dns_resolution_failure", "the name did not resolve"),
+        ("sub_cluster_warming_timeout", "no answer from DNS in time"),
+    ];
     const NEVER_SENT: &[&str] = &[
         "connection_failure",
         "delayed_connect_error",
         // The TCP connection never completed: nothing was written to the receiver.
         "connection_timeout",
-        "dns_resolution_failure",
-        // Sub-cluster mode: the name resolved to nothing (NXDOMAIN, or only addresses of the
-        // family not looked up), DNS did not answer in time, or too many hosts.
-        "no_healthy_upstream",
-        "sub_cluster_warming_timeout",
         "sub_cluster_overflow",
         "dns_cache_overflow",
         "dynamic_forward_proxy_pending_request_overflow",
@@ -55,6 +63,9 @@ pub fn judge_envoy_reply(status: u16, code_details: &str) -> Failure {
         return Failure::BlockedDestination(
             "the resolved address is refused by Envoy's destination policy".into(),
         );
+    }
+    if let Some((_, why)) = DNS.iter().find(|(marker, _)| code_details.contains(marker)) {
+        return Failure::DnsFailed(format!("{why} (Envoy answered {status}: {code_details})"));
     }
     if NEVER_SENT
         .iter()
@@ -171,6 +182,27 @@ mod tests {
             11110114
         );
         assert_eq!(judge_envoy_reply(500, "").http_status(), 504);
+    }
+
+    #[test]
+    fn dns_failures_say_dns() {
+        let failure = judge_envoy_reply(503, "no_healthy_upstream");
+        assert_eq!(failure.reason(), "dns_failure");
+        assert_eq!(
+            failure.to_string(),
+            "webhook not sent: DNS: the name resolved to no IPv4 address \
+             (Envoy answered 503: no_healthy_upstream)"
+        );
+        let slow = judge_envoy_reply(503, "sub_cluster_warming_timeout");
+        assert_eq!(
+            slow.to_string(),
+            "webhook not sent: DNS: no answer from DNS in time \
+             (Envoy answered 503: sub_cluster_warming_timeout)"
+        );
+        assert_eq!(
+            judge_envoy_reply(503, "sub_cluster_overflow").reason(),
+            "never_sent"
+        );
     }
 
     #[test]

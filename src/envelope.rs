@@ -9,7 +9,11 @@ pub fn success(receiver_body: &str) -> Vec<u8> {
 
 /// The envelope for any failure: the document's fixed message for its code.
 pub fn failure(failure: &Failure) -> Vec<u8> {
-    let code = failure.code();
+    refusal(failure.code())
+}
+
+/// The envelope of a refusal with this code (the support API's refusals).
+pub fn refusal(code: Code) -> Vec<u8> {
     render(false, code.message(), code)
 }
 

@@ -78,7 +78,10 @@ pub enum Failure {
     OverLimit(u64),
     /// The limit state could not be read or written (table full, contention, store down).
     LimitUnavailable(String),
-    /// The webhook never left: DNS failure, connection refused, reset before sending.
+    /// The webhook never left: its host's name gave no address to connect to (no such name,
+    /// no IPv4 address, or DNS did not answer in time).
+    DnsFailed(String),
+    /// The webhook never left: connection refused, reset before sending, Envoy's own bounds.
     NeverSent(String),
     /// The webhook left but no answer came back: timeout, reset after sending, unclear.
     NoAnswer(String),
@@ -107,9 +110,10 @@ impl Failure {
             | Failure::Internal(_) => Code::QueryError,
             Failure::BlockedDestination(_) => Code::IncorrectUrlIp,
             Failure::OverLimit(_) | Failure::WrongKey => Code::CodeVerification,
-            Failure::NeverSent(_) | Failure::NoAnswer(_) | Failure::ReceiverStatus(_) => {
-                Code::RequestFailed
-            }
+            Failure::DnsFailed(_)
+            | Failure::NeverSent(_)
+            | Failure::NoAnswer(_)
+            | Failure::ReceiverStatus(_) => Code::RequestFailed,
             Failure::ReceiverNotJson(_) => Code::InvalidResponseFormat,
         }
     }
@@ -125,7 +129,7 @@ impl Failure {
             Failure::CallerRefused(_) | Failure::BlockedDestination(_) => 403,
             Failure::OverLimit(_) => 429,
             Failure::LimitUnavailable(_) => 503,
-            Failure::NeverSent(_) => 502,
+            Failure::DnsFailed(_) | Failure::NeverSent(_) => 502,
             Failure::NoAnswer(_) => 504,
             Failure::ReceiverStatus(_) | Failure::ReceiverNotJson(_) | Failure::WrongKey => 200,
             Failure::Internal(_) => 500,
@@ -156,6 +160,7 @@ impl Failure {
             Failure::BlockedDestination(_) => "blocked_destination",
             Failure::OverLimit(_) => "over_limit",
             Failure::LimitUnavailable(_) => "limit_unavailable",
+            Failure::DnsFailed(_) => "dns_failure",
             Failure::NeverSent(_) => "never_sent",
             Failure::NoAnswer(_) => "no_answer",
             Failure::ReceiverStatus(_) => "receiver_status",
@@ -197,6 +202,7 @@ impl fmt::Display for Failure {
                 )
             }
             Failure::LimitUnavailable(why) => write!(f, "limit state unavailable: {why}"),
+            Failure::DnsFailed(why) => write!(f, "webhook not sent: DNS: {why}"),
             Failure::NeverSent(why) => write!(f, "webhook not sent: {why}"),
             Failure::NoAnswer(why) => write!(f, "no answer from receiver: {why}"),
             Failure::ReceiverStatus(status) => write!(f, "receiver answered HTTP {status}"),
@@ -248,6 +254,7 @@ mod tests {
             (Failure::OverLimit(5), 429, 11110113, Delivered::No),
             (Failure::WrongKey, 200, 11110113, Delivered::Yes),
             (Failure::NeverSent("x".into()), 502, 11110111, Delivered::No),
+            (Failure::DnsFailed("x".into()), 502, 11110111, Delivered::No),
             (
                 Failure::NoAnswer("x".into()),
                 504,

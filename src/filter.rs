@@ -4,15 +4,17 @@
 mod exchange;
 mod host;
 mod metrics;
+mod support;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::limit::SharedStore;
+use crate::support::{is_support_config, SupportConfig};
 use exchange::Exchange;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 proxy_wasm::main! {{
@@ -20,8 +22,8 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| {
         Box::new(Root {
             settings: None,
-            metrics: Rc::default(),
-            gauge_name: tracked_gauge_name("default"),
+            support: None,
+            metrics: Rc::new(Metrics::new("default")),
         })
     });
 }}
@@ -37,18 +39,36 @@ extern "C" {
 /// One per worker (and one on the main thread): holds the validated configuration.
 struct Root {
     settings: Option<Rc<Settings>>,
+    /// Set on a support listener's filter (`"role": "support"`), which serves no events.
+    support: Option<Rc<SupportConfig>>,
     metrics: Rc<Metrics>,
-    gauge_name: String,
 }
 
-/// `hookgate.tracked_webhooks` for the default namespace, else with the namespace appended
-/// (two namespaces in one Envoy are two tables).
-fn tracked_gauge_name(namespace: &str) -> String {
-    if namespace == "default" {
-        "hookgate.tracked_webhooks".to_string()
-    } else {
-        format!("hookgate.tracked_webhooks.{namespace}")
-    }
+thread_local! {
+    /// The engine filters' settings in this VM, by `limit.namespace`: a support listener's
+    /// filter shares the VM (same vm_id and module) and serves the state of one of them.
+    static GATEWAYS: RefCell<Vec<(String, Rc<Settings>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The settings of the engine filter of this namespace, if one is configured in this VM.
+fn gateway_settings(namespace: &str) -> Option<Rc<Settings>> {
+    GATEWAYS.with(|gateways| {
+        gateways
+            .borrow()
+            .iter()
+            .find(|(ns, _)| ns == namespace)
+            .map(|(_, settings)| settings.clone())
+    })
+}
+
+/// Records (or replaces, after a configuration reload) the engine filter of a namespace.
+fn publish_gateway(settings: &Rc<Settings>) {
+    let namespace = settings.limiter.namespace().to_string();
+    GATEWAYS.with(|gateways| {
+        let mut gateways = gateways.borrow_mut();
+        gateways.retain(|(ns, _)| *ns != namespace);
+        gateways.push((namespace, settings.clone()));
+    });
 }
 
 impl Context for Root {}
@@ -66,6 +86,18 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if is_support_config(&bytes) {
+            return match SupportConfig::parse(&bytes) {
+                Ok(config) => {
+                    self.support = Some(Rc::new(config));
+                    true
+                }
+                Err(why) => {
+                    log::error!("hookgate: invalid support plugin configuration: {why}");
+                    false
+                }
+            };
+        }
         let settings = match Settings::parse(&bytes) {
             Ok(settings) => settings,
             Err(why) => {
@@ -78,8 +110,10 @@ impl RootContext for Root {
             return false;
         }
         exchange::prepare_worker_numbers();
-        self.gauge_name = tracked_gauge_name(settings.limiter.namespace());
-        self.settings = Some(Rc::new(settings));
+        self.metrics = Rc::new(Metrics::new(settings.limiter.namespace()));
+        let settings = Rc::new(settings);
+        publish_gateway(&settings);
+        self.settings = Some(settings);
         // SAFETY: a plain value; a failure only means no gauge.
         let status = unsafe { proxy_set_tick_period_milliseconds(TICK_MILLIS) };
         if status != 0 {
@@ -101,7 +135,7 @@ impl RootContext for Root {
             return;
         }
         match limiter.tracked(&HostStore, &HostClock) {
-            Ok(count) => self.metrics.gauge(&self.gauge_name, count),
+            Ok(count) => self.metrics.tracked_webhooks(count),
             Err(failure) => log::warn!("hookgate: cannot count tracked webhooks: {failure}"),
         }
     }
@@ -111,6 +145,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some(config) = &self.support {
+            return Some(Box::new(support::SupportExchange::new(config.clone())));
+        }
         // The SDK panics on None; a context without settings answers every request with 500.
         Some(Box::new(Exchange::new(
             self.settings.clone(),

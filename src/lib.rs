@@ -17,6 +17,7 @@ pub mod event;
 pub mod limit;
 pub mod report;
 pub mod signing;
+pub mod support;
 
 // The proxy-wasm layer calls host functions that only exist inside Envoy; unit tests of the
 // core do not link it.

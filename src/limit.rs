@@ -229,6 +229,24 @@ pub struct Record {
     pub sends: Vec<u64>,
 }
 
+/// What a support operator lifts from one webhook (the support listener, `crate::support`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lift {
+    /// Marks it verified, as the receiver's right key would.
+    Verify,
+    /// Forgets the sends counted in the window: its next send is allowed at once.
+    ResetWindow,
+}
+
+/// What a support operation saw and left: the state before and after (the same when it only
+/// looked, or there was nothing to change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifted {
+    pub before: LimitState,
+    pub after: LimitState,
+    pub changed: bool,
+}
+
 /// What the core decided for one send of a webhook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -367,6 +385,16 @@ impl Limiter {
             record.sends.clear();
         }
         true
+    }
+
+    /// Applies a support operator's lift to a record brought to `now`; false when it changed
+    /// nothing (already verified, or no send in the window).
+    pub fn lift_record(&self, record: &mut Record, lift: Lift, now: u64) -> bool {
+        self.compact_record(record, now);
+        match lift {
+            Lift::Verify => self.verify_record(record),
+            Lift::ResetWindow => !std::mem::take(&mut record.sends).is_empty(),
+        }
     }
 
     /// The limit state a record gives now, for the test report.

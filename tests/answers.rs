@@ -52,9 +52,11 @@ fn a_refused_caller_gets_the_envelope_whatever_headers_it_sends() {
     let only_127_0_0_2 = |yaml: &mut serde_yaml::Value, rbac: bool| {
         let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
         if rbac {
-            let ids = &mut chain["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
-                ["rules"]["policies"]["refused-callers"]["principals"][0]["not_id"]["or_ids"]
-                ["ids"];
+            // The caller RBAC, after the filter that keeps the request id for the access log.
+            let rbac = &mut chain["filters"][0]["typed_config"]["http_filters"][1];
+            assert_eq!(rbac["name"], "envoy.filters.http.rbac");
+            let ids = &mut rbac["typed_config"]["rules"]["policies"]["refused-callers"]
+                ["principals"][0]["not_id"]["or_ids"]["ids"];
             *ids = serde_yaml::from_str(
                 r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
             )

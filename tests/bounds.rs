@@ -131,7 +131,10 @@ fn slowloris_headers_get_408_with_the_envelope() {
         gw.stat("http.hookgate.downstream_rq_header_timeout"),
         Some(1)
     );
-    assert_eq!(gw.stat("wasmcustom.hookgate.outcome.internal"), None);
+    assert_eq!(
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.internal.code.21111011"),
+        None
+    );
 }
 
 /// `request_timeout` (1 s here, 30 s shipped) cuts the engine's request: before its headers were
@@ -151,12 +154,15 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     assert_event_timeout(&reply, "request_overall_timeout");
     // hookgate never saw it: Envoy's counter, not hookgate's.
     assert_eq!(gw.stat("http.hookgate.downstream_rq_timeout"), Some(1));
-    assert_eq!(gw.stat("wasmcustom.hookgate.outcome.event_timeout"), None);
+    assert_eq!(
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.event_timeout.code.21111011"),
+        None
+    );
 
     let reply = gw.raw(&partial_post(&body, 30));
     assert_event_timeout(&reply, "request_overall_timeout");
     assert_eq!(
-        gw.stat("wasmcustom.hookgate.outcome.event_timeout"),
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.event_timeout.code.21111011"),
         Some(1)
     );
 
@@ -177,7 +183,7 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     assert_event_timeout(&reply, "request_overall_timeout");
     writer.join().unwrap();
     assert_eq!(
-        gw.stat("wasmcustom.hookgate.outcome.event_timeout"),
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.event_timeout.code.21111011"),
         Some(2)
     );
 
@@ -191,15 +197,21 @@ fn a_stalled_or_slow_request_is_408_never_an_internal_failure() {
     });
     drop(reset);
     eventually("the reset counted", || {
-        gw.stat("wasmcustom.hookgate.outcome.engine_reset") == Some(1)
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.engine_reset") == Some(1)
     });
     // Its decision record, in the access log like every other one.
+    let record = "webhook=- host=- outcome=engine_reset detail=\"the engine reset its request \
+                  before its event was complete: nothing was sent\"";
     eventually("the reset's record in the access log", || {
-        gw.access_log().contains(
-            r#""hookgate":"webhook=- host=- outcome=engine_reset detail=\"the engine reset its request before its event was complete: nothing was sent\"","status":0"#,
-        )
+        gw.access_log().lines().any(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["hookgate"] == record && line["status"] == 0
+        })
     });
-    assert_eq!(gw.stat("wasmcustom.hookgate.outcome.internal"), None);
+    assert_eq!(
+        gw.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.internal.code.21111011"),
+        None
+    );
     assert!(receiver.records().is_empty());
 }
 
@@ -234,7 +246,8 @@ fn narrow_callers(yaml: &mut Yaml, source: &str) {
         r#"[{{address_prefix: "{source}", prefix_len: 32}}]"#
     ))
     .unwrap();
-    let rbac = &mut chain["filters"][0]["typed_config"]["http_filters"][0];
+    // After the filter that keeps the request id for the access log.
+    let rbac = &mut chain["filters"][0]["typed_config"]["http_filters"][1];
     assert_eq!(rbac["name"], "envoy.filters.http.rbac");
     rbac["typed_config"]["rules"]["policies"]["refused-callers"]["principals"][0]["not_id"]
         ["or_ids"]["ids"] = serde_yaml::from_str(&format!(
@@ -334,7 +347,8 @@ fn every_shipped_config_bounds_connections_requests_and_heap() {
             .as_sequence()
             .unwrap()
             .clone();
-        for listener in listeners {
+        // The engine's listeners (the support listener is on loopback: tests/operations.rs).
+        for listener in listeners.iter().filter(|l| l["name"] != "hookgate-support") {
             let chain = &listener["filter_chains"][0];
             let hcm = &chain["filters"][0]["typed_config"];
             let ranges: Vec<String> = chain["filter_chain_match"]["source_prefix_ranges"]
@@ -349,7 +363,8 @@ fn every_shipped_config_bounds_connections_requests_and_heap() {
                     )
                 })
                 .collect();
-            let callers: Vec<String> = hcm["http_filters"][0]["typed_config"]["rules"]["policies"]
+            assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.rbac");
+            let callers: Vec<String> = hcm["http_filters"][1]["typed_config"]["rules"]["policies"]
                 ["refused-callers"]["principals"][0]["not_id"]["or_ids"]["ids"]
                 .as_sequence()
                 .unwrap()

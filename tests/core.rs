@@ -144,6 +144,13 @@ fn a_name_that_does_not_resolve_is_never_sent() {
         "http://no-such-host.invalid/",
     ));
     assert_answer(&reply, 502, "no", 11110111, FAILED);
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some(
+            "webhook not sent: DNS: the name resolved to no IPv4 address \
+             (Envoy answered 503: no_healthy_upstream)"
+        )
+    );
 }
 
 #[test]

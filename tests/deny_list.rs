@@ -167,7 +167,10 @@ fn ipv6_names_are_refused_on_the_resolved_address() {
         assert_answer(&reply, 502, "no", 11110111, FAILED);
         assert_eq!(
             reply.header("x-hookgate-detail"),
-            Some("webhook not sent: Envoy answered 503: no_healthy_upstream"),
+            Some(
+                "webhook not sent: DNS: the name resolved to no IPv4 address \
+                 (Envoy answered 503: no_healthy_upstream)"
+            ),
             "{url}"
         );
     }

@@ -154,12 +154,17 @@ fn caller_networks(yaml: &mut Yaml) -> &mut Yaml {
         ["typed_config"]["http_filters"]
         .as_sequence_mut()
         .unwrap();
+    // Only the request id is kept before it (a filter that refuses nothing).
     assert_eq!(
-        filters[0]["name"], "envoy.filters.http.rbac",
-        "the caller RBAC must be the first filter, before hookgate"
+        filters[0]["name"], "envoy.filters.http.set_filter_state",
+        "the request id is kept first"
     );
-    assert_eq!(filters[1]["name"], "hookgate");
-    let rules = &mut filters[0]["typed_config"]["rules"];
+    assert_eq!(
+        filters[1]["name"], "envoy.filters.http.rbac",
+        "the caller RBAC must come before hookgate"
+    );
+    assert_eq!(filters[2]["name"], "hookgate");
+    let rules = &mut filters[1]["typed_config"]["rules"];
     assert_eq!(rules["action"], "DENY");
     let principals = &mut rules["policies"]["refused-callers"]["principals"];
     assert_eq!(principals.as_sequence().unwrap().len(), 1);
@@ -618,10 +623,25 @@ fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     // Whatever the caller claims in X-Forwarded-For, the peer address decides.
     let reply = gw.post_with(
         &event(&unique_name("Caller"), &receiver.url("/")),
-        &[("x-forwarded-for", "127.0.0.2")],
+        &[
+            ("x-forwarded-for", "127.0.0.2"),
+            ("x-request-id", "refused-1"),
+        ],
     );
     assert_caller_refused(&reply, "refused network");
     assert_eq!(*receiver.connections.lock().unwrap(), 0);
+    // Refused before hookgate read anything, the access log still says why, from where, which.
+    support::eventually("the access log line", || !gw.access_log().is_empty());
+    let line: serde_json::Value = serde_json::from_str(gw.access_log().trim()).unwrap();
+    assert_eq!(
+        line["reason"],
+        "rbac_access_denied_matched_policy[refused-callers]"
+    );
+    assert_eq!(line["detail"], "caller refused: source network not allowed");
+    assert_eq!(line["request_id"], "refused-1");
+    assert_eq!(line["hookgate"], serde_json::Value::Null);
+    let source = line["source"].as_str().unwrap();
+    assert!(source.starts_with("127.0.0.1:"), "{source}");
 }
 
 #[test]

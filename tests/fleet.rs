@@ -645,6 +645,64 @@ fn key_answered_through_one_envoy_lifts_the_limit_on_the_other() {
     assert_eq!(receiver.received_on("/wrong"), 1);
 }
 
+/// Support operations with the etcd backend: the support listener of either Envoy sees and lifts
+/// the one state of the fleet (a reset deletes the key; a verification writes it without a
+/// lease), and the audit line names who asked.
+#[test]
+fn support_lifts_a_webhook_in_etcd_for_every_envoy() {
+    let etcd = Etcd::start(1);
+    let token = "oncall-support-token-0123456789";
+    let config = fleet_config(&etcd, &json!({})).support_token("oncall", token);
+    let a = Gateway::start_with(config.clone(), 2, &[]);
+    let b = Gateway::start_with(config, 2, &[]);
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let name = unique_name("FleetSupport");
+    let url = receiver.url("/support");
+    let body = event(&name, &url);
+    assert_delivered(&a.post(&body), "{}");
+    assert_over_limit(&b.post(&body));
+
+    let looked = b.support(token, "state", &name, &url);
+    assert_eq!(looked.status, 200, "{}", looked.text());
+    assert_eq!(looked.json()["backend"], "etcd");
+    let state = &looked.json()["state"];
+    assert_eq!(
+        (&state["verified"], &state["sends_in_window"]),
+        (&json!(false), &json!(1))
+    );
+
+    let reset = a.support(token, "reset", &name, &url).json();
+    assert_eq!(
+        (&reset["changed"], &reset["after"]["sends_in_window"]),
+        (&json!(true), &json!(0))
+    );
+    assert!(
+        etcd.keys(0).iter().all(|(key, _)| !key.contains(&name)),
+        "nothing left in the window: the key is deleted"
+    );
+    assert_delivered(&b.post(&body), "{}");
+    assert_over_limit(&a.post(&body));
+
+    let verified = b.support(token, "verify", &name, &url).json();
+    assert_eq!(verified["changed"], true, "{verified}");
+    assert_eq!(verified["after"]["verified"], true);
+    assert_eq!(etcd.lease_of(0, &name), "0", "verified: no lease, it stays");
+    for _ in 0..2 {
+        assert_delivered(&a.post(&body), "{}");
+        assert_delivered(&b.post(&body), "{}");
+    }
+    assert_eq!(receiver.received_on("/support"), 6);
+
+    let wrong = a.support("not-the-oncall-token-0123", "reset", &name, &url);
+    assert_eq!(wrong.status, 401);
+    let line = format!(
+        "support token=oncall action=verify namespace=default webhook=\"{name}\" host=\"127.0.0.1:{}\" \
+         changed=true before=verified:false,sends:1,retry_after:",
+        receiver.port
+    );
+    assert!(b.envoy_log().contains(&line), "{}", b.envoy_log());
+}
+
 #[test]
 fn first_sends_share_their_workers_lease_and_a_revoked_lease_is_replaced() {
     const WORKERS: usize = 2; // fleet(): two workers per Envoy

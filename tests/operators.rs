@@ -105,18 +105,10 @@ fn gateway_runs_under_func_e_run_and_delivers() {
     assert_eq!(command.len(), 2, "expected `func-e run`, got {command:?}");
     assert!(command[0].ends_with("/func-e") && command[1] == "run");
 
-    let mut config = support::loopback_config();
     let dir = scratch("func-e");
-    for filter in config.hookgate_filters() {
-        filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
-            Yaml::String(repo().join("hookgate.wasm").display().to_string());
-    }
-    let (port, admin_port) = (free_port(), free_port());
-    config.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
-    config.yaml["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] =
-        port.into();
-    let config_path = dir.join("envoy.yaml");
-    std::fs::write(&config_path, serde_yaml::to_string(&config.yaml).unwrap()).unwrap();
+    // This checkout's module, free ports for the admin endpoint and every listener.
+    let (config_path, admin_port, ports) = support::loopback_config().materialise(&dir);
+    let port = ports[0];
     let log = dir.join("envoy.log");
 
     let program = command.remove(0);
@@ -498,4 +490,35 @@ fn compose_rig_rehearsed_without_docker() {
         ],
         "{all}"
     );
+}
+
+/// The demo receiver answers a client that already hung up (the gateway's route timeout after
+/// the slow-receiver example) with one line, not a traceback.
+#[test]
+fn demo_receiver_takes_a_hang_up_without_a_traceback() {
+    let port = free_port();
+    let dir = scratch("receiver");
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let _receiver = Running(
+        Command::new("python3")
+            .arg(repo().join("examples/receiver.py"))
+            .args(["--port", &port.to_string()])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    support::eventually("the receiver listening", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("demo receiver on"))
+    });
+    let stream = support::http::connect(port).unwrap();
+    let request = support::http::post_request("/slow?delay=0.3", b"{}", &[]);
+    std::io::Write::write_all(&mut &stream, &request).unwrap();
+    support::receiver::reset_now(&stream);
+    drop(stream);
+    support::eventually("the hang-up noted", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("hung up before the answer"))
+    });
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(stderr, "", "the receiver's stderr");
 }

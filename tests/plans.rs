@@ -45,4 +45,24 @@ fn the_listener_chooses_the_plan() {
         "the paid plan's sends changed nothing on the free plan"
     );
     assert_eq!(receiver.records().len(), 6);
+
+    // The metrics tell the plans apart by their `plan` label (limit.namespace).
+    let text = http::get(gw.admin_port, "/stats/prometheus")
+        .unwrap()
+        .text();
+    let mut series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("hookgate_outcomes{") || l.starts_with("hookgate_sent{"))
+        .collect();
+    series.sort_unstable();
+    assert_eq!(
+        series,
+        [
+            r#"hookgate_outcomes{plan="free",outcome="delivered",code="1"} 1"#,
+            r#"hookgate_outcomes{plan="free",outcome="over_limit",code="11110113"} 2"#,
+            r#"hookgate_outcomes{plan="paid",outcome="delivered",code="1"} 5"#,
+            r#"hookgate_sent{plan="free"} 1"#,
+            r#"hookgate_sent{plan="paid"} 5"#,
+        ]
+    );
 }

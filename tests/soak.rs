@@ -437,7 +437,9 @@ fn soak_mixed_traffic_balances_the_books() {
         after.get("wasm.wasm_vm_count"),
         before.get("wasm.wasm_vm_count")
     );
-    let internal = gw.stat("wasmcustom.hookgate.outcome.internal").unwrap_or(0);
+    let internal = gw
+        .stat("wasmcustom.hookgate.outcomes.plan.default.outcome.internal.code.21111011")
+        .unwrap_or(0);
     assert_eq!(internal, 0, "internal failures");
     let logs = gw.logs();
     for bad in [
@@ -451,7 +453,9 @@ fn soak_mixed_traffic_balances_the_books() {
     }
     // Every webhook hookgate let go was either answered by a receiver, unknown, or never sent
     // because nothing listened.
-    let sent = gw.stat("wasmcustom.hookgate.sent").unwrap_or(0);
+    let sent = gw
+        .stat("wasmcustom.hookgate.sent.plan.default")
+        .unwrap_or(0);
     let down = outcomes.iter().filter(|o| o.kind == Kind::Down).count();
     assert_eq!(sent as usize, yes + unknown + down);
     eprintln!(

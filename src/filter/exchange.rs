@@ -585,6 +585,7 @@ impl Exchange {
                     host::get_headers(MapType::HttpResponseHeaders).unwrap_or_default();
             }
             self.receiver_status = Some(status);
+            self.metrics.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
         let mut failure = judge_envoy_reply(status, &details);
@@ -807,19 +808,7 @@ impl Context for Exchange {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let status = if num_headers == 0 {
-            None
-        } else {
-            host::get_header_text(MapType::HttpCallResponseHeaders, ":status")
-                .ok()
-                .flatten()
-                .and_then(|s| s.parse::<u16>().ok())
-        };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
-        };
+        let (status, body) = host::http_call_reply(num_headers, body_size);
         self.on_etcd_reply(Reply {
             status,
             body: &body,
@@ -901,7 +890,7 @@ impl HttpContext for Exchange {
 
     /// A request that ended with no answer at all, neither hookgate's nor Envoy's: the engine
     /// reset or closed it (mid-body, or while the webhook was out). Nothing to answer; counted
-    /// (`hookgate.outcome.engine_reset`) and recorded (the access log runs after this).
+    /// (`hookgate_outcomes{outcome="engine_reset"}`) and recorded (the access log runs after this).
     fn on_log(&mut self) {
         if self.decided.get()
             || host::get_property(&["response", "code"]).is_ok_and(|c| c.is_some())

@@ -307,3 +307,22 @@ pub fn dispatch_http_call(
     proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
         .map_err(|status| HostError(status as u32))
 }
+
+/// The answer to a `dispatch_http_call`, as `on_http_call_response` announces it: its status
+/// (None: no answer, or no status) and its body.
+pub fn http_call_reply(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let status = if num_headers == 0 {
+        None
+    } else {
+        get_header_text(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+    };
+    let body = if body_size == 0 {
+        Vec::new()
+    } else {
+        get_buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default()
+    };
+    (status, body)
+}

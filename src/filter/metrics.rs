@@ -1,22 +1,30 @@
-//! Counters and a gauge, defined through proxy-wasm so they appear on Envoy's
-//! `/stats` and `/stats/prometheus` (Envoy prefixes them with `wasmcustom.`):
-//! - `hookgate.outcome.<reason>`: one per answer to the engine (`delivered`, or the failure's
-//!   reason, e.g. `blocked_destination`, `over_limit`, `invalid_name`);
-//!   `engine_reset` counts requests the engine reset before any answer;
-//! - `hookgate.code.<code>`: one per answer, by envelope code;
-//! - `hookgate.sent`: webhooks let go towards a receiver;
-//! - `hookgate.tracked_webhooks` (gauge): webhooks the local limit table holds.
+//! Counters and a gauge, defined through proxy-wasm so they appear on Envoy's `/stats` and
+//! `/stats/prometheus`. Envoy prefixes them with `wasmcustom.`; the names carry their labels
+//! as `.<label>.<value>` pairs, which the bootstrap's `stats_config.stats_tags`
+//! (scripts/envoy-configs.py) turns into Prometheus labels:
+//! - `hookgate.outcomes.plan.<namespace>.outcome.<reason>.code.<code>`, on
+//!   `/stats/prometheus` `hookgate_outcomes{plan,outcome,code}`: one per answer to the engine
+//!   (`delivered`, or the failure's reason, e.g. `blocked_destination`, `over_limit`);
+//!   `engine_reset` (requests the engine reset before any answer) has no code:
+//!   `hookgate.outcomes.plan.<namespace>.outcome.engine_reset`, `hookgate_outcomes{plan,outcome}`;
+//! - `hookgate.sent.plan.<namespace>` (`hookgate_sent{plan}`): webhooks let go towards a
+//!   receiver;
+//! - `hookgate.receiver_answers.plan.<namespace>.class.<N>xx`
+//!   (`hookgate_receiver_answers{plan,class}`): the receivers' own answers by status class.
+//!   Envoy's `upstream_rq_xx` of the `webhooks` cluster counts Envoy's own 503s (a DNS failure)
+//!   as 5xx too (measured), so it cannot tell a failing receiver;
+//! - `hookgate.tracked_webhooks.plan.<namespace>` (gauge, `hookgate_tracked_webhooks{plan}`):
+//!   webhooks the local limit table holds.
 //!
-//! Latency is Envoy's own: `http.hookgate.downstream_rq_time` (the engine's view) and the
-//! `upstream_rq_time` of the forward proxy's per-receiver sub-clusters. A copy kept here cost
-//! two host calls a request.
+//! The plan is the configuration's `limit.namespace`. Latency is Envoy's own:
+//! `http.<listener>.downstream_rq_time` (the engine's view) and the `webhooks` cluster's
+//! `upstream_rq_time` (the receiver's answer). A copy kept here cost two host calls a request.
 //!
 //! Names are defined on first use and their ids kept per worker; a metric that cannot be
-//! defined is skipped, never fatal. The per-request ones (`sent`, the outcome and
-//! code counters) are found again without building or hashing their names.
+//! defined is skipped, never fatal. The per-request ones are found again without building or
+//! hashing their names.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 const COUNTER: u32 = 0;
 const GAUGE: u32 = 1;
@@ -33,80 +41,114 @@ extern "C" {
     fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
-#[derive(Default)]
+/// An outcome's reason, and its envelope code when there was an answer.
+type Outcome = (&'static str, Option<u32>);
+
+/// The metrics of one plugin configuration (one plan).
 pub struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    plan: String,
     sent: Cell<Option<u32>>,
-    /// `hookgate.outcome.<reason>` ids by reason (a failure's `reason()` or "delivered").
-    outcomes: RefCell<Vec<(&'static str, u32)>>,
-    /// `hookgate.code.<code>` ids by code.
-    codes: RefCell<Vec<(u32, u32)>>,
+    tracked: Cell<Option<u32>>,
+    /// `hookgate.receiver_answers` ids by status class (1 to 5).
+    classes: [Cell<Option<u32>>; 5],
+    /// `hookgate.outcomes` ids by outcome.
+    outcomes: RefCell<Vec<(Outcome, u32)>>,
 }
 
 impl Metrics {
+    /// The metrics of the plan `plan` (a `limit.namespace`: `A-Z a-z 0-9 . _ -`, so a dot in it
+    /// would split the name: it is written as `_`).
+    pub fn new(plan: &str) -> Self {
+        Metrics {
+            plan: plan.replace('.', "_"),
+            sent: Cell::new(None),
+            tracked: Cell::new(None),
+            classes: Default::default(),
+            outcomes: RefCell::new(Vec::new()),
+        }
+    }
+
     /// `hookgate.sent`.
     pub fn count_sent(&self) {
-        if let Some(id) = self.fixed(&self.sent, COUNTER, "hookgate.sent") {
+        let name = || format!("hookgate.sent.plan.{}", self.plan);
+        if let Some(id) = fixed(&self.sent, COUNTER, name) {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) };
         }
     }
 
-    /// `hookgate.outcome.<reason>` and, for an answer, `hookgate.code.<code>`: names are built
-    /// only the first time a worker meets an outcome.
+    /// `hookgate.outcomes` (with a code for an answer): the name is built only the first time a
+    /// worker meets an outcome.
     pub fn count_outcome(&self, reason: &'static str, code: Option<u32>) {
-        let outcome = find(&self.outcomes, |r| *r == reason).or_else(|| {
-            let id = self.id(COUNTER, &format!("hookgate.outcome.{reason}"))?;
-            self.outcomes.borrow_mut().push((reason, id));
+        let key = (reason, code);
+        let known = self
+            .outcomes
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, id)| *id);
+        let id = known.or_else(|| {
+            let name = outcome_name(&self.plan, reason, code);
+            let id = define(COUNTER, &name)?;
+            self.outcomes.borrow_mut().push((key, id));
             Some(id)
         });
-        let code = code.and_then(|code| {
-            find(&self.codes, |c| *c == code).or_else(|| {
-                let id = self.id(COUNTER, &format!("hookgate.code.{code}"))?;
-                self.codes.borrow_mut().push((code, id));
-                Some(id)
-            })
-        });
-        for id in [outcome, code].into_iter().flatten() {
+        if let Some(id) = id {
             // SAFETY: plain values.
             unsafe { proxy_increment_metric(id, 1) };
         }
     }
 
-    pub fn gauge(&self, name: &str, value: u64) {
-        if let Some(id) = self.id(GAUGE, name) {
+    /// `hookgate.receiver_answers`: one per answer that came from a receiver.
+    pub fn count_receiver_answer(&self, status: u16) {
+        let class = status / 100;
+        let Some(cached) = self.classes.get(usize::from(class).wrapping_sub(1)) else {
+            return;
+        };
+        let name = || {
+            format!(
+                "hookgate.receiver_answers.plan.{}.class.{class}xx",
+                self.plan
+            )
+        };
+        if let Some(id) = fixed(cached, COUNTER, name) {
+            // SAFETY: plain values.
+            unsafe { proxy_increment_metric(id, 1) };
+        }
+    }
+
+    /// `hookgate.tracked_webhooks`.
+    pub fn tracked_webhooks(&self, value: u64) {
+        let name = || format!("hookgate.tracked_webhooks.plan.{}", self.plan);
+        if let Some(id) = fixed(&self.tracked, GAUGE, name) {
             // SAFETY: plain values.
             unsafe { proxy_record_metric(id, value) };
         }
     }
+}
 
-    fn id(&self, kind: u32, name: &str) -> Option<u32> {
-        if let Some(id) = self.ids.borrow().get(name) {
-            return Some(*id);
-        }
-        let mut id = 0u32;
-        // SAFETY: name slice live; the host writes one u32.
-        let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
-        if status != 0 {
-            log::warn!("hookgate: cannot define metric {name} (host status {status})");
-            return None;
-        }
-        self.ids.borrow_mut().insert(name.to_string(), id);
-        Some(id)
-    }
-
-    fn fixed(&self, cached: &Cell<Option<u32>>, kind: u32, name: &str) -> Option<u32> {
-        if cached.get().is_none() {
-            cached.set(self.id(kind, name));
-        }
-        cached.get()
+/// The name of one outcome counter; the labels' order is the one the stats tags expect.
+fn outcome_name(plan: &str, reason: &str, code: Option<u32>) -> String {
+    match code {
+        Some(code) => format!("hookgate.outcomes.plan.{plan}.outcome.{reason}.code.{code}"),
+        None => format!("hookgate.outcomes.plan.{plan}.outcome.{reason}"),
     }
 }
 
-/// The id kept for a key, if any (a handful of entries: a scan beats hashing).
-fn find<K: Copy>(ids: &RefCell<Vec<(K, u32)>>, is: impl Fn(&K) -> bool) -> Option<u32> {
-    ids.borrow()
-        .iter()
-        .find(|(key, _)| is(key))
-        .map(|(_, id)| *id)
+fn fixed(cached: &Cell<Option<u32>>, kind: u32, name: impl FnOnce() -> String) -> Option<u32> {
+    if cached.get().is_none() {
+        cached.set(define(kind, &name()));
+    }
+    cached.get()
+}
+
+fn define(kind: u32, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: name slice live; the host writes one u32.
+    let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+    if status != 0 {
+        log::warn!("hookgate: cannot define metric {name} (host status {status})");
+        return None;
+    }
+    Some(id)
 }

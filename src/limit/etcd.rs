@@ -46,6 +46,9 @@
 //! there, never anyone else's.
 
 pub mod lease;
+mod lift;
+
+pub use lift::Support;
 
 use lease::{KeptLease, Lease, LeaseUse};
 use serde::Deserialize;
@@ -438,6 +441,23 @@ impl Acquire {
     }
 }
 
+/// The body of a 200 answer, or the move after a failed call: the same call again (at most
+/// [`MAX_RETRIES`] times in one operation), then `LimitUnavailable`.
+fn body_or_retry<'a, T>(
+    reply: Reply<'a>,
+    retries: &mut u32,
+    last: &Call,
+) -> Result<&'a [u8], Next<Result<T, Failure>>> {
+    ok_body(reply).map_err(|why| {
+        *retries += 1;
+        if *retries > MAX_RETRIES {
+            Next::Done(Err(Failure::LimitUnavailable(format!("etcd: {why}"))))
+        } else {
+            Next::Call(last.clone())
+        }
+    })
+}
+
 fn done_err(failure: Failure) -> Next<Result<(), Failure>> {
     Next::Done(Err(failure))
 }
@@ -536,15 +556,9 @@ impl Update {
 
     /// Ok(()) when the change is stored (or there was nothing to change).
     pub fn on_reply(&mut self, limiter: &Limiter, reply: Reply) -> Next<Result<(), Failure>> {
-        let body = match ok_body(reply) {
+        let body = match body_or_retry(reply, &mut self.retries, &self.last) {
             Ok(body) => body,
-            Err(why) => {
-                self.retries += 1;
-                if self.retries > MAX_RETRIES {
-                    return done_err(Failure::LimitUnavailable(format!("etcd: {why}")));
-                }
-                return Next::Call(self.last.clone());
-            }
+            Err(next) => return next,
         };
         let kv = match parse_txn(body) {
             Ok(Txn::Succeeded { .. }) => return Next::Done(Ok(())),

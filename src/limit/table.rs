@@ -25,9 +25,9 @@ use std::cell::Cell;
 
 use super::codec::{self, Bucket, Entry, Redirect};
 use super::{
-    counts_at, give_back_send, unavailable, Admission, Ident, KeyVerdict, LimitState, Limiter,
-    Record, SharedStore, Ticket, WebhookId, BUCKET_ENTRIES, MAX_CAS_ATTEMPTS, MAX_PROBE_BUCKETS,
-    MAX_REDIRECTS, WINDOW_SECS,
+    counts_at, give_back_send, unavailable, Admission, Ident, KeyVerdict, Lift, Lifted, LimitState,
+    Limiter, Record, SharedStore, Ticket, WebhookId, BUCKET_ENTRIES, MAX_CAS_ATTEMPTS,
+    MAX_PROBE_BUCKETS, MAX_REDIRECTS, WINDOW_SECS,
 };
 use crate::clock::Clock;
 use crate::error::Failure;
@@ -51,6 +51,8 @@ enum Op {
     },
     /// Takes back a verification this process made in a bucket it then could not record.
     Unverify,
+    /// Forgets the sends in the window (a support operator's reset); never creates a record.
+    ResetWindow,
 }
 
 /// What an [`Op`] did.
@@ -62,6 +64,9 @@ enum Outcome {
     },
     Verified {
         flipped: bool,
+    },
+    Reset {
+        changed: bool,
     },
     Other,
 }
@@ -248,6 +253,49 @@ impl Limiter {
         }
         let record = self.locate(store, &ident, now)?.unwrap_or_default();
         Ok(self.record_state(&record, pre, now))
+    }
+
+    /// A support operator's look at one webhook (`lift` None), or its lift: the state before
+    /// and after. Verifying a webhook the table does not hold records it (as a right key
+    /// would); resetting one it does not hold changes nothing.
+    pub fn support(
+        &self,
+        store: &dyn SharedStore,
+        clock: &dyn Clock,
+        id: &WebhookId,
+        lift: Option<Lift>,
+    ) -> Result<Lifted, Failure> {
+        let before = self.state(store, clock, id)?;
+        let already = match lift {
+            Some(Lift::Verify) => before.verified,
+            Some(Lift::ResetWindow) => before.sends_in_window == 0,
+            None => true,
+        };
+        let (Some(lift), false) = (lift, already) else {
+            return Ok(Lifted {
+                after: before.clone(),
+                before,
+                changed: false,
+            });
+        };
+        let op = match lift {
+            Lift::Verify => Op::Verify { resend: None },
+            Lift::ResetWindow => Op::ResetWindow,
+        };
+        let changed = match self.update(store, &Ident::new(id), clock.now(), op)? {
+            Outcome::Verified { flipped } => flipped,
+            Outcome::Reset { changed } => changed,
+            other => {
+                return Err(Failure::LimitUnavailable(format!(
+                    "limit: unexpected outcome {other:?}"
+                )))
+            }
+        };
+        Ok(Lifted {
+            before,
+            after: self.state(store, clock, id)?,
+            changed,
+        })
     }
 
     /// Webhooks the table holds now: verified ones (for ever), and unverified ones with a send
@@ -550,7 +598,7 @@ impl Limiter {
         }
         let mut record = Record::default();
         let (outcome, create) = self.run(op, &mut record, now);
-        let create = create && !matches!(op, Op::GiveBack { .. } | Op::Unverify);
+        let create = create && !matches!(op, Op::GiveBack { .. } | Op::Unverify | Op::ResetWindow);
         if !create {
             return Applied::Done(outcome, false);
         }
@@ -590,6 +638,10 @@ impl Limiter {
             Op::Unverify => {
                 let changed = std::mem::replace(&mut record.verified, false);
                 (Outcome::Other, changed)
+            }
+            Op::ResetWindow => {
+                let changed = self.lift_record(record, Lift::ResetWindow, now);
+                (Outcome::Reset { changed }, changed)
             }
         }
     }

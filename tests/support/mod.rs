@@ -188,13 +188,16 @@ impl EnvoyConfig {
             wasm.exists(),
             "hookgate.wasm missing: run `make wasm` (make test does)"
         );
-        for filter in self.hookgate_filters() {
-            let code = &mut filter["typed_config"]["config"]["vm_config"]["code"];
-            let filename = code.get_mut("local").and_then(|l| l.get_mut("filename"));
-            // A test's own module (or a remote one) stays.
-            if let Some(filename) = filename.filter(|f| f.as_str() == Some(SHIPPED_WASM)) {
-                *filename = Yaml::String(wasm.display().to_string());
-            }
+        // Every filter that loads the shipped module (the engine's and the support listener's);
+        // a test's own module stays.
+        let mut filenames = Vec::new();
+        collect(
+            &mut self.yaml,
+            &mut |v| v.get("filename").and_then(Yaml::as_str) == Some(SHIPPED_WASM),
+            &mut filenames,
+        );
+        for local in filenames {
+            local["filename"] = Yaml::String(wasm.display().to_string());
         }
         let admin_port = free_port();
         self.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
@@ -233,6 +236,27 @@ impl EnvoyConfig {
         };
         assert!(!status.success(), "Envoy exited successfully");
         std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Gives the support listener's filter one token (its plugin configuration's `tokens`).
+    pub fn support_token(self, name: &str, token: &str) -> Self {
+        self.edit(|yaml| {
+            let mut found = Vec::new();
+            collect(
+                yaml,
+                &mut |v| {
+                    v.get("name").and_then(Yaml::as_str) == Some("hookgate-support")
+                        && v.get("typed_config").is_some()
+                },
+                &mut found,
+            );
+            assert_eq!(found.len(), 1, "one support filter");
+            let value = &mut found[0]["typed_config"]["config"]["configuration"]["value"];
+            let mut json: serde_json::Value =
+                serde_json::from_str(value.as_str().unwrap()).unwrap();
+            json["tokens"] = serde_json::json!([{"name": name, "token": token}]);
+            *value = Yaml::String(json.to_string());
+        })
     }
 
     pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
@@ -345,6 +369,21 @@ impl Gateway {
 
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// A support request (`/webhook/<operation>`) about one webhook, on the support listener
+    /// (the second listener of the shipped configurations).
+    pub fn support(&self, token: &str, operation: &str, name: &str, url: &str) -> Reply {
+        let port = *self.ports.get(1).expect("a support listener");
+        let body = serde_json::json!({"name": name, "url": url}).to_string();
+        let authorization = format!("Bearer {token}");
+        http::post(
+            port,
+            &format!("/webhook/{operation}"),
+            body.as_bytes(),
+            &[("authorization", &authorization)],
+        )
+        .unwrap()
     }
 
     /// A counter or gauge from the admin endpoint.
