@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WASM_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: help wasm dist envoy run demo fleet test lint bench fuzz clean
+.PHONY: help wasm dist envoy run demo fleet test lint bench fuzz clean check
 
 help:
 	@echo "make run    - build what is missing, start Envoy + hookgate on :10000 with a demo receiver"
@@ -13,6 +13,7 @@ help:
 	@echo "make fleet  - etcd and two Envoys sharing one limit, with the demo receiver (docs/fleet.md)"
 	@echo "make demo   - start the gateway and demo receivers, walk through every outcome, stop"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
+	@echo "make check  - hookgate check on every shipped Envoy configuration (docs/operators.md)"
 	@echo "make bench  - benchmark hookgate against plain Envoy and the floor (BENCHMARKS.md)"
 	@echo "make fuzz   - run every fuzz target for a bounded time (RELIABILITY.md)"
 
@@ -41,6 +42,9 @@ bench: hookgate.wasm
 
 fuzz:
 	fuzz/run.sh
+
+check:
+	cargo run --quiet --bin hookgate -- check envoy/*.yaml
 
 lint:
 	cargo fmt --check

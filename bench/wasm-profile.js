@@ -87,7 +87,14 @@ function run(wasmPath, requests, variableCount) {
     proxy_send_local_response: () => {
       throw new Error('hookgate answered the bench delivery itself: the profile would time a refusal');
     },
-    proxy_get_property: (pathPtr, pathSize, ptrPtr, sizePtr) => { give(Buffer.from('via_upstream'), ptrPtr, sizePtr); return 0; },
+    // The engine's peer address (hookgate judges the caller by it), the engine-facing root id,
+    // and `via_upstream` for the answer's code_details.
+    proxy_get_property: (pathPtr, pathSize, ptrPtr, sizePtr) => {
+      const path = text(pathPtr, pathSize);
+      const value = {'source\0address': '127.0.0.1:40000', plugin_root_id: 'hookgate'}[path] || 'via_upstream';
+      give(Buffer.from(value), ptrPtr, sizePtr);
+      return 0;
+    },
     proxy_set_property: () => 0,
     proxy_get_shared_data: (keyPtr, keySize, ptrPtr, sizePtr, casPtr) => {
       const entry = shared.get(text(keyPtr, keySize));

@@ -8,7 +8,8 @@ if [ -z "${HOOKGATE_SKIP_LINT:-}" ]; then
   echo "== lint"
   cargo fmt --check
   cargo clippy --quiet --all-targets -- -D warnings
-  python3 scripts/envoy-configs.py --check
+  # Every shipped configuration's plugin configuration and guard, by the filter's own code.
+  cargo run --quiet --bin hookgate -- check envoy/*.yaml examples/compose/envoy.yaml
 fi
 
 echo "== build (outside the namespace: nothing can be downloaded inside it)"
@@ -47,6 +48,9 @@ nameserver 127.0.0.1
 options timeout:1 attempts:1
 RESOLV
 ip netns exec "$ns" ip link set lo up
+# A public address (not in any built-in deny range) on the namespace's loopback, for policies that
+# refuse what the defaults allow (tests/policy.rs); the namespace has no other interface.
+ip netns exec "$ns" ip addr add 100.0.0.7/32 dev lo
 
 echo "== test (in network namespace $ns: loopback only)"
 output=$(mktemp)

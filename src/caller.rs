@@ -1,8 +1,14 @@
-//! Who may post events: the optional shared token.
+//! Who may post events: the source network, and the optional shared token.
 //!
-//! The source networks are Envoy's business (its RBAC filter on the downstream address, before
-//! hookgate: see `docs/security.md`). On top of that, the plugin configuration may require a
-//! shared token in a request header:
+//! The source network is the peer address of the engine's connection (Envoy's
+//! `source.address`, never `X-Forwarded-For`), checked against the plugin's `callers` list of
+//! CIDRs, loopback only by default ([`DEFAULT_CALLERS`]):
+//!
+//! ```json
+//! {"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"]}
+//! ```
+//!
+//! On top of that, the plugin configuration may require a shared token in a request header:
 //!
 //! ```json
 //! {"caller_token": {"header": "x-hookgate-token", "token": "a long random secret"}}
@@ -15,7 +21,59 @@
 //! detail, and it never reaches a receiver (hookgate replaces every header the caller sent).
 
 use crate::config::{is_lowercase_header_name, is_reserved_header};
+use crate::destination::{parse_cidr, Net};
 use crate::error::Failure;
+use std::net::{IpAddr, SocketAddr};
+
+/// The networks allowed to post events when `callers` is not set: loopback.
+pub const DEFAULT_CALLERS: &[&str] = &["127.0.0.0/8", "::1/128"];
+
+pub fn default_callers() -> Vec<String> {
+    DEFAULT_CALLERS.iter().map(|c| c.to_string()).collect()
+}
+
+/// The `callers` key, parsed.
+#[derive(Clone, Debug)]
+pub struct Callers(Vec<Net>);
+
+impl Callers {
+    /// Err names the entry: `callers[1]: invalid CIDR "10.0.0.1/8"`.
+    pub fn new(cidrs: &[String]) -> Result<Callers, String> {
+        cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                parse_cidr(text).ok_or_else(|| {
+                    format!("callers[{i}]: invalid CIDR {text:?} (address/prefix, no host bits)")
+                })
+            })
+            .collect::<Result<Vec<Net>, String>>()
+            .map(Callers)
+    }
+
+    /// Judges the peer address as Envoy writes it (`ip:port`, `[v6]:port`); an address that
+    /// cannot be read is refused. IPv4-mapped IPv6 peers (a dual-stack listener) are judged as
+    /// the IPv4 address they carry.
+    pub fn check(&self, source: &str) -> Result<(), Failure> {
+        let ip = match source.parse::<SocketAddr>() {
+            Ok(socket) => socket.ip().to_canonical(),
+            Err(_) => match source.parse::<IpAddr>() {
+                Ok(ip) => ip.to_canonical(),
+                Err(_) => {
+                    return Err(Failure::CallerRefused(format!(
+                        "source address {source:?} cannot be read"
+                    )))
+                }
+            },
+        };
+        if self.0.iter().any(|net| net.contains(ip)) {
+            return Ok(());
+        }
+        Err(Failure::CallerRefused(format!(
+            "source {ip} is not in the configured callers"
+        )))
+    }
+}
 
 /// Shortest token accepted: 16 characters (e.g. 128 bits of hex would be 32).
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -112,6 +170,34 @@ pub fn constant_time_eq(presented: &[u8], secret: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_default_to_loopback_and_judge_the_peer_address() {
+        let callers = Callers::new(&default_callers()).unwrap();
+        for ok in [
+            "127.0.0.1:5000",
+            "127.9.9.9:1",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert_eq!(callers.check(ok), Ok(()), "{ok}");
+        }
+        for refused in ["10.0.0.1:5000", "[::2]:80", "", "somewhere"] {
+            let failure = callers.check(refused).unwrap_err();
+            assert_eq!(
+                (failure.http_status(), failure.code().number()),
+                (403, 21111011)
+            );
+        }
+        let wide = Callers::new(&["10.20.0.0/16".to_string()]).unwrap();
+        assert_eq!(wide.check("10.20.3.4:1"), Ok(()));
+        assert!(wide.check("127.0.0.1:1").is_err());
+        assert_eq!(
+            Callers::new(&["127.0.0.0/8".into(), "10.0.0.1/8".into()]).unwrap_err(),
+            "callers[1]: invalid CIDR \"10.0.0.1/8\" (address/prefix, no host bits)"
+        );
+        assert!(Callers::new(&[]).unwrap().check("127.0.0.1:1").is_err());
+    }
 
     fn token() -> CallerToken {
         CallerToken {

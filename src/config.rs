@@ -1,7 +1,7 @@
 //! The plugin configuration (JSON, from Envoy's StringValue or Struct), validated once in
 //! `on_configure`. Every error names the key at fault.
 
-use crate::caller::CallerToken;
+use crate::caller::{CallerToken, Callers};
 use crate::destination::{DestinationConfig, DestinationPolicy, RecentChecks};
 use crate::limit::etcd::{Backend, Etcd, StateConfig};
 use crate::limit::{LimitConfig, Limiter};
@@ -30,6 +30,9 @@ pub struct Config {
     pub limit: LimitConfig,
     /// Where the limit and verification state live: this Envoy (default) or etcd (a fleet).
     pub state: StateConfig,
+    /// Networks allowed to post events (CIDRs, the connection's peer address); loopback only
+    /// by default.
+    pub callers: Vec<String>,
     /// A shared token every caller must send in a header (see `caller`); none by default.
     pub caller_token: Option<CallerToken>,
     /// Standard Webhooks signing secrets per webhook name; off (no secret) by default.
@@ -46,6 +49,7 @@ impl Default for Config {
             destination: DestinationConfig::default(),
             limit: LimitConfig::default(),
             state: StateConfig::default(),
+            callers: crate::caller::default_callers(),
             caller_token: None,
             signing: SigningConfig::default(),
         }
@@ -56,6 +60,8 @@ impl Default for Config {
 pub struct Settings {
     pub config: Config,
     pub destinations: DestinationPolicy,
+    /// The networks allowed to post events (`callers`).
+    pub callers: Callers,
     /// The policy's recent answers, by URL (kept with the configuration they come from).
     pub recent_destinations: RecentChecks,
     pub limiter: Limiter,
@@ -107,7 +113,7 @@ impl Settings {
         let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
             Config::default()
         } else {
-            serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
+            deserialize(bytes)?
         };
         for (key, value) in [
             ("max_event_bytes", config.max_event_bytes),
@@ -129,6 +135,7 @@ impl Settings {
         if let Some(token) = &config.caller_token {
             token.validate()?;
         }
+        let callers = Callers::new(&config.callers)?;
         let destinations = DestinationPolicy::new(&config.destination)?;
         let limiter = Limiter::new(&config.limit)?;
         config.state.validate()?;
@@ -137,12 +144,31 @@ impl Settings {
         Ok(Settings {
             config,
             destinations,
+            callers,
             recent_destinations: RecentChecks::default(),
             limiter,
             etcd,
             signer,
         })
     }
+}
+
+/// The checker (feature `cli`) names the key of a type error (`destination.allow[0].port:
+/// invalid type ...`); the filter keeps serde's own words, with line and column, so that
+/// hookgate.wasm does not carry the path tracking.
+#[cfg(feature = "cli")]
+fn deserialize(bytes: &[u8]) -> Result<Config, String> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
+        |e| match e.path().to_string().as_str() {
+            "." => format!("plugin configuration: {}", e.inner()),
+            path => format!("{path}: {}", e.inner()),
+        },
+    )
+}
+
+#[cfg(not(feature = "cli"))]
+fn deserialize(bytes: &[u8]) -> Result<Config, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))
 }
 
 fn check_static_header(name: &str, value: &str) -> Result<(), String> {

@@ -107,7 +107,7 @@ const UNICODE_ZEROS: &[u32] = &[
 
 /// A parsed CIDR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Net {
+pub(crate) enum Net {
     V4 { addr: u32, len: u32 },
     V6 { addr: u128, len: u32 },
 }
@@ -119,7 +119,7 @@ impl Net {
         }
     }
 
-    fn contains(self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(self, ip: IpAddr) -> bool {
         match (self, ip) {
             (Net::V4 { addr, len }, IpAddr::V4(ip)) => {
                 let mask = u32::MAX
@@ -140,7 +140,7 @@ impl Net {
 
 /// Parses `address/prefix` (or a bare address, meaning that one address) strictly: canonical
 /// std address syntax, a decimal prefix without sign or leading zero, no host bits set.
-fn parse_cidr(text: &str) -> Option<Net> {
+pub(crate) fn parse_cidr(text: &str) -> Option<Net> {
     let (address, prefix) = match text.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
@@ -763,8 +763,10 @@ fn quote(text: &str) -> String {
 
 mod ranges;
 mod recent;
+mod resolved;
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
+pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ mod exchange;
 mod host;
 mod metrics;
 mod support;
+mod upstream;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -24,6 +25,7 @@ proxy_wasm::main! {{
             settings: None,
             support: None,
             metrics: Rc::new(Metrics::new("default")),
+            after_dns: false,
         })
     });
 }}
@@ -42,6 +44,8 @@ struct Root {
     /// Set on a support listener's filter (`"role": "support"`), which serves no events.
     support: Option<Rc<SupportConfig>>,
     metrics: Rc<Metrics>,
+    /// This plugin is the check after DNS (`upstream::ROOT_ID`), not the engine-facing filter.
+    after_dns: bool,
 }
 
 thread_local! {
@@ -105,6 +109,15 @@ impl RootContext for Root {
                 return false;
             }
         };
+        self.after_dns = host::get_property(&["plugin_root_id"])
+            .ok()
+            .flatten()
+            .is_some_and(|id| id == upstream::ROOT_ID.as_bytes());
+        if self.after_dns {
+            // Only the destination policy is used here; the limit and ticks are the other's.
+            self.settings = Some(Rc::new(settings));
+            return true;
+        }
         if let Err(why) = settings.limiter.prepare(&HostStore) {
             log::error!("hookgate: cannot prepare the limit state: {why}");
             return false;
@@ -147,6 +160,9 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         if let Some(config) = &self.support {
             return Some(Box::new(support::SupportExchange::new(config.clone())));
+        }
+        if self.after_dns {
+            return Some(Box::new(upstream::AfterDns::new(self.settings.clone())));
         }
         // The SDK panics on None; a context without settings answers every request with 500.
         Some(Box::new(Exchange::new(

@@ -15,6 +15,9 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod limit;
+/// The operators' checker (`hookgate check`, `hookgate explain`); native builds only.
+#[cfg(feature = "cli")]
+pub mod operator;
 pub mod report;
 pub mod signing;
 pub mod support;

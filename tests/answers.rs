@@ -44,28 +44,11 @@ fn steered(request: &str) -> Vec<Vec<u8>> {
 }
 
 /// The client connects from 127.0.0.1, which the test configurations refuse in both ways a caller
-/// can be refused: the engine's filter chain whose caller RBAC admits only 127.0.0.2 (refused
-/// before hookgate runs), and the listener's default chain for every other network (the engine's
-/// chain matching only 127.0.0.2).
+/// can be refused: the engine's filter chain whose plugin `callers` admits only 127.0.0.2 (refused
+/// by hookgate), and the listener's default chain for every other network (the engine's chain
+/// matching only 127.0.0.2; refused by Envoy's RBAC there).
 #[test]
 fn a_refused_caller_gets_the_envelope_whatever_headers_it_sends() {
-    let only_127_0_0_2 = |yaml: &mut serde_yaml::Value, rbac: bool| {
-        let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
-        if rbac {
-            // The caller RBAC, after the filter that keeps the request id for the access log.
-            let rbac = &mut chain["filters"][0]["typed_config"]["http_filters"][1];
-            assert_eq!(rbac["name"], "envoy.filters.http.rbac");
-            let ids = &mut rbac["typed_config"]["rules"]["policies"]["refused-callers"]
-                ["principals"][0]["not_id"]["or_ids"]["ids"];
-            *ids = serde_yaml::from_str(
-                r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
-            )
-            .unwrap();
-        } else {
-            chain["filter_chain_match"]["source_prefix_ranges"] =
-                serde_yaml::from_str(r#"[{address_prefix: "127.0.0.2", prefix_len: 32}]"#).unwrap();
-        }
-    };
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let body = event(&unique_name("Steer"), &receiver.url("/"));
     let post = format!(
@@ -73,11 +56,25 @@ fn a_refused_caller_gets_the_envelope_whatever_headers_it_sends() {
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    for rbac in [true, false] {
-        let gw = Gateway::start(loopback_config().edit(|yaml| only_127_0_0_2(yaml, rbac)));
+    let by_hookgate = loopback_config().edit_plugin_configs(|json| {
+        json["callers"] = serde_json::json!(["127.0.0.2/32"]);
+    });
+    let by_envoy = loopback_config().edit(|yaml| {
+        let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
+        chain["filter_chain_match"]["source_prefix_ranges"] =
+            serde_yaml::from_str(r#"[{address_prefix: "127.0.0.2", prefix_len: 32}]"#).unwrap();
+    });
+    for (config, detail) in [
+        (
+            by_hookgate,
+            "caller refused: source 127.0.0.1 is not in the configured callers",
+        ),
+        (by_envoy, "caller refused: source network not allowed"),
+    ] {
+        let gw = Gateway::start(config);
         for request in steered(&post) {
             let reply = gw.raw(&request);
-            assert_refused_by_envoy(&reply, 403, "caller refused: source network not allowed");
+            assert_refused_by_envoy(&reply, 403, detail);
         }
     }
     assert_eq!(*receiver.connections.lock().unwrap(), 0);

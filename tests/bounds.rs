@@ -14,9 +14,9 @@ mod support;
 
 use serde_yaml::Value as Yaml;
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
-use support::http::{connect, read_reply};
+use support::http::{connect, connect_from, read_reply};
 use support::{
     assert_answer, event, eventually, loopback_config, unique_name, Behaviour, EnvoyConfig,
     Gateway, Receiver, Reply, QUERY_ERROR,
@@ -40,20 +40,6 @@ fn set(hcm: &mut Yaml, path: &[&str], value: &str) {
         at = &mut at[*key];
     }
     *at = Yaml::String(value.into());
-}
-
-/// A connection to the gateway from `source` (a loopback address).
-fn connect_from(source: &str, port: u16) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let from: SocketAddr = format!("{source}:0").parse().unwrap();
-    socket.bind(&from.into()).unwrap();
-    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    socket.connect(&to.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
 }
 
 /// Reads until the peer closes (Ok) or the read times out (Err); bounded.
@@ -92,10 +78,10 @@ fn assert_event_timeout(reply: &Reply, timeout: &str) {
 /// 300 s shipped), and one from another network after the default chain's shipped 2 s.
 #[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
-    let gw = Gateway::start(
-        with_engine(|hcm| set(hcm, &["common_http_protocol_options", "idle_timeout"], "1s"))
-            .edit(|yaml| narrow_callers(yaml, "127.0.0.1")),
-    );
+    let gw = Gateway::start(narrow_callers(
+        with_engine(|hcm| set(hcm, &["common_http_protocol_options", "idle_timeout"], "1s")),
+        "127.0.0.1",
+    ));
     // A request from another network still gets the caller refusal's envelope.
     let mut refused = connect_from("127.0.0.2", gw.port);
     refused
@@ -239,21 +225,19 @@ fn keep_alive_between_events_still_works() {
     assert_eq!(gw.stat("http.hookgate.downstream_cx_total"), Some(1));
 }
 
-/// Narrows the engine's network to `source`/32: the filter chain match and the caller RBAC.
-fn narrow_callers(yaml: &mut Yaml, source: &str) {
-    let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
-    chain["filter_chain_match"]["source_prefix_ranges"] = serde_yaml::from_str(&format!(
-        r#"[{{address_prefix: "{source}", prefix_len: 32}}]"#
-    ))
-    .unwrap();
-    // After the filter that keeps the request id for the access log.
-    let rbac = &mut chain["filters"][0]["typed_config"]["http_filters"][1];
-    assert_eq!(rbac["name"], "envoy.filters.http.rbac");
-    rbac["typed_config"]["rules"]["policies"]["refused-callers"]["principals"][0]["not_id"]
-        ["or_ids"]["ids"] = serde_yaml::from_str(&format!(
-        r#"[{{direct_remote_ip: {{address_prefix: "{source}", prefix_len: 32}}}}]"#
-    ))
-    .unwrap();
+/// Narrows the engine's network to `source`/32: the filter chain match and the plugin's
+/// `callers`.
+fn narrow_callers(config: EnvoyConfig, source: &str) -> EnvoyConfig {
+    let cidr = format!("{source}/32");
+    config
+        .edit(|yaml| {
+            let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
+            chain["filter_chain_match"]["source_prefix_ranges"] = serde_yaml::from_str(&format!(
+                r#"[{{address_prefix: "{source}", prefix_len: 32}}]"#
+            ))
+            .unwrap();
+        })
+        .edit_plugin_configs(move |json| json["callers"] = serde_json::json!([cidr]))
 }
 
 /// The shipped default chain's connection limit (peers from other networks).
@@ -269,8 +253,7 @@ fn refused_limit(yaml: &mut Yaml) -> &mut Yaml {
 #[test]
 fn an_idle_flood_from_a_refused_network_does_not_lock_the_engine_out() {
     const GLOBAL: usize = 64;
-    let gw = Gateway::start(loopback_config().edit(|yaml| {
-        narrow_callers(yaml, "127.0.0.1");
+    let gw = Gateway::start(narrow_callers(loopback_config(), "127.0.0.1").edit(|yaml| {
         *refused_limit(yaml) = 16.into();
         let monitor = &mut yaml["overload_manager"]["resource_monitors"][0];
         assert_eq!(
@@ -332,7 +315,7 @@ fn heap_pressure_sheds_new_requests_with_the_envelope() {
 }
 
 /// Every shipped configuration matches the engine's networks in the listener's filter chain and
-/// in the caller RBAC alike, and bounds connections, requests and heap.
+/// in the plugin's `callers` alike, and bounds connections, requests and heap.
 #[test]
 fn every_shipped_config_bounds_connections_requests_and_heap() {
     for path in [
@@ -363,21 +346,18 @@ fn every_shipped_config_bounds_connections_requests_and_heap() {
                     )
                 })
                 .collect();
-            assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.rbac");
-            let callers: Vec<String> = hcm["http_filters"][1]["typed_config"]["rules"]["policies"]
-                ["refused-callers"]["principals"][0]["not_id"]["or_ids"]["ids"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    let ip = &r["direct_remote_ip"];
-                    format!(
-                        "{}/{}",
-                        ip["address_prefix"].as_str().unwrap(),
-                        ip["prefix_len"].as_u64().unwrap()
-                    )
-                })
-                .collect();
+            // After the filter that keeps the request id for the access log.
+            assert_eq!(hcm["http_filters"][1]["name"], "hookgate", "{path}");
+            let plugin: serde_json::Value = serde_json::from_str(
+                hcm["http_filters"][1]["typed_config"]["config"]["configuration"]["value"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let callers: Vec<String> = match plugin.get("callers") {
+                Some(list) => serde_json::from_value(list.clone()).unwrap(),
+                None => hookgate::caller::default_callers(),
+            };
             assert_eq!(ranges, callers, "{path}");
             assert_eq!(hcm["request_headers_timeout"], "10s", "{path}");
             assert_eq!(hcm["request_timeout"], "30s", "{path}");

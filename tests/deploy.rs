@@ -346,7 +346,8 @@ fn kubernetes_manifests_match_the_published_schemas() {
 
 /// The plain Kubernetes rig fits together: the Deployment mounts the ConfigMap where its args
 /// read the configuration, the image puts the module where that configuration loads it, and
-/// Envoy accepts the configuration (`--mode validate`, with this checkout's module).
+/// `hookgate check` and Envoy (`--mode validate`, with this checkout's module) accept the
+/// configuration.
 #[test]
 fn plain_kubernetes_configuration_is_accepted_by_envoy_and_fits_the_deployment() {
     let all = manifests();
@@ -395,6 +396,10 @@ fn plain_kubernetes_configuration_is_accepted_by_envoy_and_fits_the_deployment()
     let dir = scratch("k8s-envoy");
     let shipped = dir.join("shipped.yaml");
     std::fs::write(&shipped, configmap["data"]["envoy.yaml"].as_str().unwrap()).unwrap();
+    // hookgate's own check: the callers of the plugin and of the engine chain agree, and so on.
+    run(Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("check")
+        .arg(&shipped));
     let rendered = run(Command::new(repo().join("scripts/render-envoy.py")).arg(&shipped));
     assert!(rendered.contains(&format!(
         "filename: {}}}",

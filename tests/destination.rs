@@ -18,7 +18,10 @@ use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply};
+use support::{
+    destination_rules, event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig,
+    Gateway, Receiver, Reply,
+};
 
 const RBAC_MATCHER: &str =
     "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher";
@@ -111,64 +114,31 @@ impl Counter {
     }
 }
 
-/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
-fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
-    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
-        .as_sequence_mut()
-        .unwrap();
-    let router = filters
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.router")
-        .expect("a router");
-    let rbac = router["typed_config"]["upstream_http_filters"]
-        .as_sequence_mut()
-        .expect("router upstream_http_filters")
-        .iter_mut()
-        .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
-        .expect("an upstream RBAC filter");
-    assert_eq!(rbac["typed_config"]["rules"]["action"], "DENY");
-    rbac["typed_config"]["rules"]["policies"]["blocked-destinations"]["permissions"][0]["and_rules"]
-        ["rules"]
-        .as_sequence_mut()
-        .expect("blocked-destinations: and_rules.rules")
-}
-
-/// Adds an exception to Envoy's destination RBAC (the plugin must allow it too, for literals).
+/// Adds an exception to the plugin's `destination.allow` and its mirror in Envoy's destination
+/// RBAC (the check after DNS reads the plugin's, the guard before connecting Envoy's).
 fn except(config: EnvoyConfig, address: &str, prefix_len: u8, port: Option<u16>) -> EnvoyConfig {
-    config.edit(|yaml| {
-        let ports = port.map_or(String::new(), |p| {
-            format!(", upstream_port_range: {{start: {p}, end: {p}}}")
-        });
-        let rule: Yaml = serde_yaml::from_str(&format!(
-            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{RBAC_MATCHER}", upstream_ip: {{address_prefix: "{address}", prefix_len: {prefix_len}}}{ports}}}}}}}}}"#
-        ))
-        .unwrap();
-        destination_rules(yaml).push(rule);
-    })
-}
-
-/// The caller RBAC (before hookgate): the networks its DENY policy does not refuse.
-fn caller_networks(yaml: &mut Yaml) -> &mut Yaml {
-    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
-        .as_sequence_mut()
-        .unwrap();
-    // Only the request id is kept before it (a filter that refuses nothing).
-    assert_eq!(
-        filters[0]["name"], "envoy.filters.http.set_filter_state",
-        "the request id is kept first"
-    );
-    assert_eq!(
-        filters[1]["name"], "envoy.filters.http.rbac",
-        "the caller RBAC must come before hookgate"
-    );
-    assert_eq!(filters[2]["name"], "hookgate");
-    let rules = &mut filters[1]["typed_config"]["rules"];
-    assert_eq!(rules["action"], "DENY");
-    let principals = &mut rules["policies"]["refused-callers"]["principals"];
-    assert_eq!(principals.as_sequence().unwrap().len(), 1);
-    &mut principals[0]["not_id"]["or_ids"]["ids"]
+    let cidr = format!("{address}/{prefix_len}");
+    config
+        .edit_plugin_configs(move |json| {
+            let rule = match port {
+                Some(p) => serde_json::json!({"cidr": cidr, "port": p}),
+                None => serde_json::json!({"cidr": cidr}),
+            };
+            match json["destination"]["allow"].as_array_mut() {
+                Some(allow) => allow.push(rule),
+                None => json["destination"]["allow"] = serde_json::json!([rule]),
+            }
+        })
+        .edit(|yaml| {
+            let ports = port.map_or(String::new(), |p| {
+                format!(", upstream_port_range: {{start: {p}, end: {p}}}")
+            });
+            let rule: Yaml = serde_yaml::from_str(&format!(
+                r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{RBAC_MATCHER}", upstream_ip: {{address_prefix: "{address}", prefix_len: {prefix_len}}}{ports}}}}}}}}}"#
+            ))
+            .unwrap();
+            destination_rules(yaml).push(rule);
+        })
 }
 
 fn post(gw: &Gateway, url: &str) -> Reply {
@@ -265,6 +235,31 @@ fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
             exceptions, allowed,
             "{path}: Envoy's exceptions differ from the plugin's"
         );
+        // The check after DNS follows the guard, with the engine-facing filter's own plugin
+        // configuration and VM.
+        let engine_facing = config.hookgate_filters()[0]["typed_config"]["config"].clone();
+        let filters = upstream_filters(&mut config.yaml);
+        let names: Vec<&str> = filters
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.upstream_rbac",
+                "hookgate-after-dns",
+                "envoy.filters.http.upstream_codec"
+            ],
+            "{path}"
+        );
+        let after_dns = &filters[1]["typed_config"]["config"];
+        assert_eq!(after_dns["root_id"], "hookgate-after-dns", "{path}");
+        assert_eq!(after_dns["failure_policy"], "FAIL_CLOSED", "{path}");
+        assert_eq!(after_dns["vm_config"], engine_facing["vm_config"], "{path}");
+        assert_eq!(
+            after_dns["configuration"], engine_facing["configuration"],
+            "{path}: the check after DNS reads the same plugin configuration"
+        );
     }
 }
 
@@ -310,16 +305,66 @@ fn shipped_configs_use_the_sub_cluster_design() {
         // The downstream RBAC cannot see resolved addresses in sub-cluster mode: it must not be
         // mistaken for the destination control.
         assert!(!text.contains("save_upstream_address"), "{path}");
+        // Callers are hookgate's (plugin `callers`, the connection's peer address): it is the
+        // first filter, the peer address is not taken from X-Forwarded-For, and the shipped
+        // plugin configurations keep the default, loopback only.
         let mut config = EnvoyConfig::load(path);
+        let hcm = &config.yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"];
+        assert_eq!(hcm["use_remote_address"], true, "{path}");
+        assert_eq!(hcm["preserve_external_request_id"], true, "{path}");
+        // Only the request id is kept before hookgate (a filter that refuses nothing).
+        let names: Vec<&str> = hcm["http_filters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            caller_networks(&mut config.yaml).clone(),
-            serde_yaml::from_str::<Yaml>(
-                r#"[{direct_remote_ip: {address_prefix: "127.0.0.0", prefix_len: 8}}, {direct_remote_ip: {address_prefix: "::1", prefix_len: 128}}]"#
-            )
-            .unwrap(),
-            "{path}: callers are loopback only by default"
+            names[..2],
+            ["envoy.filters.http.set_filter_state", "hookgate"],
+            "{path}"
+        );
+        let plugin: serde_json::Value = serde_json::from_str(&config.plugin_config_text()).unwrap();
+        assert_eq!(
+            plugin.get("callers"),
+            None,
+            "{path}: callers are loopback only"
         );
     }
+}
+
+/// `hookgate check` (the operators' checker) passes every shipped configuration and names the
+/// key of a bad one, exiting non-zero.
+#[test]
+fn hookgate_check_passes_every_shipped_config_and_names_a_bad_key() {
+    let checker = env!("CARGO_BIN_EXE_hookgate");
+    let out = std::process::Command::new(checker)
+        .arg("check")
+        .args(SHIPPED)
+        .current_dir(support::repo())
+        .output()
+        .unwrap();
+    let expected: String = SHIPPED.iter().map(|p| format!("{p}: ok\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert!(out.status.success());
+    let dir = support::scratch("check");
+    let bad = dir.join("bad.yaml");
+    let text = std::fs::read_to_string(support::repo().join("envoy/run.yaml")).unwrap();
+    support::write(&bad, &text.replace(r#""port": 18080"#, r#""port": 0"#));
+    let out = std::process::Command::new(checker)
+        .args(["check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let path = bad.display();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{path}: listener hookgate, filter hookgate: destination.allow[0].port: must be 1..=65535, got 0\n\
+             {path}: listener hookgate, filter hookgate-after-dns: destination.allow[0].port: must be 1..=65535, got 0\n"
+        )
+    );
 }
 
 #[test]
@@ -461,14 +506,7 @@ fn an_exception_reaches_its_receiver_and_nothing_more() {
     isolated();
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
     let p = receiver.port;
-    let gw = Gateway::start(except(
-        EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!(
-            r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32","port":{p}}}]}},{HIGH_LIMIT}}}"#
-        )),
-        "127.0.0.1",
-        32,
-        Some(p),
-    ));
+    let gw = Gateway::start(except(shipped_high_limit(), "127.0.0.1", 32, Some(p)));
     for url in [
         format!("http://127.0.0.1:{p}/literal"),
         format!("http://receiver.test:{p}/name"),
@@ -613,11 +651,8 @@ fn assert_caller_refused(reply: &Reply, what: &str) {
 #[test]
 fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     isolated();
-    let gw = Gateway::start(loopback_high_limit().edit(|yaml| {
-        *caller_networks(yaml) = serde_yaml::from_str(
-            r#"[{direct_remote_ip: {address_prefix: "127.0.0.2", prefix_len: 32}}]"#,
-        )
-        .unwrap();
+    let gw = Gateway::start(loopback_high_limit().edit_plugin_configs(|json| {
+        json["callers"] = serde_json::json!(["127.0.0.2/32"]);
     }));
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     // Whatever the caller claims in X-Forwarded-For, the peer address decides.
@@ -630,16 +665,20 @@ fn a_caller_from_a_refused_network_gets_21111011_and_nothing_is_sent() {
     );
     assert_caller_refused(&reply, "refused network");
     assert_eq!(*receiver.connections.lock().unwrap(), 0);
-    // Refused before hookgate read anything, the access log still says why, from where, which.
+    // Refused by hookgate before it read the body: the access log says why, from where, which
+    // (hookgate's own reply carries no code_details; its decision record says the outcome).
     support::eventually("the access log line", || !gw.access_log().is_empty());
     let line: serde_json::Value = serde_json::from_str(gw.access_log().trim()).unwrap();
-    assert_eq!(
-        line["reason"],
-        "rbac_access_denied_matched_policy[refused-callers]"
-    );
-    assert_eq!(line["detail"], "caller refused: source network not allowed");
+    assert_eq!(line["reason"], "");
+    let detail = "caller refused: source 127.0.0.1 is not in the configured callers";
+    assert_eq!(line["detail"], detail);
     assert_eq!(line["request_id"], "refused-1");
-    assert_eq!(line["hookgate"], serde_json::Value::Null);
+    assert_eq!(
+        line["hookgate"],
+        format!(
+            "webhook=- host=- outcome=caller_refused code=21111011 status=403 detail={detail:?}"
+        )
+    );
     let source = line["source"].as_str().unwrap();
     assert!(source.starts_with("127.0.0.1:"), "{source}");
 }

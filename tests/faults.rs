@@ -712,7 +712,7 @@ fn local_reply_mappers_cover_envoys_own_refusals_and_change_nothing_else() {
 
 /// The shipped configuration: an answer cut after its headers (reset or route timeout), which
 /// Envoy answers past every filter, still reaches the engine as the envelope (504, `unknown`)
-/// thanks to the local-reply mappers in scripts/envoy-configs.py.
+/// thanks to the local-reply mappers of envoy/*.yaml.
 #[test]
 fn the_shipped_configuration_answers_cut_answers_with_an_envelope() {
     let gw = Gateway::start(loopback_config().route_timeout("1s"));

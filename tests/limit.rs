@@ -391,10 +391,12 @@ fn ceiling_refuses_new_webhooks_never_lets_them_through() {
     assert_over_limit(&gw.post(&event("Ceiling", &receiver.url("/a"))));
 }
 
-/// The hookgate filters under `value`.
+/// The hookgate filters under `value`: the engine-facing one and the check after DNS.
 fn hookgate_filters(value: &mut Yaml) -> Vec<&mut Yaml> {
-    if value.get("name").and_then(Yaml::as_str) == Some("hookgate")
-        && value.get("typed_config").is_some()
+    if matches!(
+        value.get("name").and_then(Yaml::as_str),
+        Some("hookgate" | "hookgate-after-dns")
+    ) && value.get("typed_config").is_some()
     {
         return vec![value];
     }

@@ -360,10 +360,10 @@ fn compose_file_is_valid_and_every_mounted_file_exists() {
 }
 
 #[test]
-fn compose_envoy_config_is_generated_and_envoy_accepts_it() {
-    let check = Command::new("python3")
-        .arg(repo().join("examples/compose/envoy-yaml.py"))
-        .arg("--check")
+fn compose_envoy_config_passes_hookgate_check_and_envoy_accepts_it() {
+    let check = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "examples/compose/envoy.yaml"])
+        .current_dir(repo())
         .output()
         .unwrap();
     assert!(

@@ -324,10 +324,13 @@ fn generated_ids_carry_the_node_id_and_stay_distinct_across_envoys_and_restarts(
 // ---- Safe retries (the shipped route retry policy) ----
 
 /// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and
-/// 127.0.0.2 allowed in Envoy's upstream RBAC; the plugin allows names by default.
+/// 127.0.0.2 allowed in the plugin's policy and in Envoy's upstream RBAC alike.
 fn retry_gateway() -> Gateway {
     support::dns::start();
     let config = support::EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(
+            r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"},{"cidr":"127.0.0.2/32"}]}}"#,
+        )
         .allow_loopback_receivers()
         .edit(|yaml| {
             let mut found = 0;

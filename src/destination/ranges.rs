@@ -1,6 +1,6 @@
 //! The default deny list: every range and host name hookgate refuses out of the box, why, and the
 //! document that says what the range is. The one place the list is written in Rust; Envoy's
-//! upstream RBAC enforces the same CIDRs (`scripts/envoy-configs.py`, compared by a test).
+//! upstream RBAC enforces the same CIDRs (`envoy/*.yaml`, compared by a test).
 //!
 //! IPv4: the IANA IPv4 special-purpose registry's ranges that are not globally reachable (plus
 //! multicast and 6to4's relay anycast), and the cloud platform endpoints that no range above

@@ -4,7 +4,9 @@ use super::{host, HostClock, HostStore, Metrics, RequestClock};
 use crate::answer::{judge_envoy_reply, judge_envoy_reply_before_sending, judge_receiver};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::destination::Destination;
+use crate::destination::{
+    refused_after_dns, Destination, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS,
+};
 use crate::envelope;
 use crate::error::{Delivered, Failure};
 use crate::event::{self, Webhook};
@@ -138,6 +140,11 @@ impl Exchange {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| String::from_utf8_lossy(v))
         };
+        let source = host::get_property(&["source", "address"])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        settings.callers.check(&String::from_utf8_lossy(&source))?;
         crate::caller::check(settings.config.caller_token.as_ref(), |name| {
             header(name).map(Cow::into_owned)
         })?;
@@ -588,8 +595,17 @@ impl Exchange {
             self.metrics.count_receiver_answer(status);
             return Upstream::Receiver { status };
         }
-        let mut failure = judge_envoy_reply(status, &details);
-        if let (Failure::BlockedDestination(_), Some(settings)) = (&failure, &self.settings) {
+        // The check after DNS (hookgate's upstream filter) says why itself; for any other
+        // reply, Envoy's RBAC refusal names the range of the address the router picked.
+        let after_dns = refused_after_dns(&details, || {
+            host::get_header_text(MapType::HttpResponseHeaders, REFUSAL_DETAIL_HEADER)
+                .ok()
+                .flatten()
+        });
+        let mut failure = after_dns.unwrap_or_else(|| judge_envoy_reply(status, &details));
+        if let (Failure::BlockedDestination(_), Some(settings), false) =
+            (&failure, &self.settings, details == REFUSED_AFTER_DNS)
+        {
             // Envoy's RBAC refused the address a name resolved to: name its range if Envoy
             // tells which address the router picked.
             let picked = host::get_property(&["upstream", "address"]).ok().flatten();
@@ -793,7 +809,7 @@ fn claim_worker() -> u32 {
 }
 
 /// Header values carry only printable ASCII, bounded.
-fn header_safe(text: &str) -> String {
+pub(super) fn header_safe(text: &str) -> String {
     text.chars()
         .filter(|c| (' '..='~').contains(c))
         .take(300)

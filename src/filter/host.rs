@@ -4,7 +4,7 @@
 
 use crate::abi::{deserialize_map, serialize_map};
 use proxy_wasm::types::{BufferType, MapType};
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 /// A host status other than Ok (see the proxy-wasm ABI: 1 NotFound, 2 BadArgument, 8 CasMismatch...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,13 +195,23 @@ pub fn set_headers(map: MapType, headers: &[(&str, &str)]) -> HostResult<()> {
 }
 
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    send_local_response_details(status, "", headers, body)
+}
+
+/// A local reply whose `response.code_details` is `details` (one token, no spaces).
+pub fn send_local_response_details(
+    status: u32,
+    details: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HostResult<()> {
     let data = serialize_map(headers);
-    // SAFETY: pointers and lengths of live slices; null details with size 0.
+    // SAFETY: pointers and lengths of live slices.
     check(unsafe {
         proxy_send_local_response(
             status,
-            null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             data.as_ptr(),

@@ -1,7 +1,7 @@
 //! Counters and a gauge, defined through proxy-wasm so they appear on Envoy's `/stats` and
 //! `/stats/prometheus`. Envoy prefixes them with `wasmcustom.`; the names carry their labels
 //! as `.<label>.<value>` pairs, which the bootstrap's `stats_config.stats_tags`
-//! (scripts/envoy-configs.py) turns into Prometheus labels:
+//! (envoy/*.yaml) turns into Prometheus labels:
 //! - `hookgate.outcomes.plan.<namespace>.outcome.<reason>.code.<code>`, on
 //!   `/stats/prometheus` `hookgate_outcomes{plan,outcome,code}`: one per answer to the engine
 //!   (`delivered`, or the failure's reason, e.g. `blocked_destination`, `over_limit`);

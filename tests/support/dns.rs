@@ -6,6 +6,10 @@
 use std::net::{IpAddr, UdpSocket};
 use std::sync::OnceLock;
 
+/// An address outside every built-in deny range, on the test namespace's loopback interface
+/// (scripts/test.sh): a receiver there is reachable unless a policy refuses it.
+pub const PUBLIC: [u8; 4] = [100, 0, 0, 7];
+
 /// The zone, in answer order.
 fn zone(name: &str) -> Option<Vec<IpAddr>> {
     let v4 = |list: &[[u8; 4]]| Some(list.iter().map(|&a| IpAddr::from(a)).collect());
@@ -13,6 +17,9 @@ fn zone(name: &str) -> Option<Vec<IpAddr>> {
     match name {
         // The hosts file has it too, but c-ares looks a name with a trailing dot up in DNS only.
         "loopback.dns.test" | "receiver.test" => v4(&[[127, 0, 0, 1]]),
+        // A public address that scripts/test.sh puts on the namespace's loopback interface.
+        "public.dns.test" => v4(&[PUBLIC]),
+        "second.dns.test" => v4(&[[127, 0, 0, 2]]),
         // An allowed address first, a blocked one after it: the logical-host trap.
         "mixed.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
         "mixedrev.dns.test" => v4(&[[127, 0, 0, 1], [127, 0, 0, 2]]),

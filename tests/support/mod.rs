@@ -100,13 +100,16 @@ impl EnvoyConfig {
         }
     }
 
-    /// Every wasm filter named hookgate in the configuration.
+    /// Every hookgate filter in the configuration: the engine-facing one (`hookgate`) and the
+    /// check after DNS (`hookgate-after-dns`), which share one plugin configuration.
     pub fn hookgate_filters(&mut self) -> Vec<&mut Yaml> {
         let mut found = Vec::new();
         collect(
             &mut self.yaml,
             &mut |v| {
-                v.get("name").and_then(Yaml::as_str) == Some("hookgate")
+                v.get("name")
+                    .and_then(Yaml::as_str)
+                    .is_some_and(|n| n == "hookgate" || n == "hookgate-after-dns")
                     && v.get("typed_config").is_some()
             },
             &mut found,
@@ -564,4 +567,32 @@ pub fn isolated() {
         "end-to-end destination tests must run in a loopback-only network namespace: use scripts/test.sh"
     );
     dns::start();
+}
+
+/// The first listener's router's upstream filters.
+pub fn upstream_filters(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_sequence_mut()
+        .unwrap();
+    let router = filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.router")
+        .expect("a router");
+    router["typed_config"]["upstream_http_filters"]
+        .as_sequence_mut()
+        .expect("router upstream_http_filters")
+}
+
+/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
+pub fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+    let rbac = upstream_filters(yaml)
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
+        .expect("an upstream RBAC filter");
+    assert_eq!(rbac["typed_config"]["rules"]["action"], "DENY");
+    rbac["typed_config"]["rules"]["policies"]["blocked-destinations"]["permissions"][0]["and_rules"]
+        ["rules"]
+        .as_sequence_mut()
+        .expect("blocked-destinations: and_rules.rules")
 }

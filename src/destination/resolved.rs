@@ -1,0 +1,143 @@
+//! The check after DNS: the address the connection goes to, judged by the same policy.
+//!
+//! The forward proxy resolves a webhook's host and picks one address; hookgate, running a second
+//! time as an upstream filter of the forward-proxy route, reads that address (Envoy's
+//! `upstream.address`, `ip:port`) and judges it here exactly as an IP literal in the URL would be
+//! judged: refused by a deny range unless an exception names the address (and its port). A name
+//! that resolves to loopback, a rebinding answer, or the blocked half of a mixed answer is
+//! refused this way, before a byte of the webhook is sent.
+
+use super::{quote, DestinationPolicy};
+use crate::error::Failure;
+use std::net::{IpAddr, SocketAddr};
+
+/// The `response.code_details` of the upstream check's refusal, and the response header that
+/// carries its detail to the engine-facing filter (which rewrites every header of the answer).
+pub const REFUSED_AFTER_DNS: &str = "hookgate_refused_after_dns";
+/// (Not `x-hookgate-detail`: Envoy's local-reply mappers overwrite that one.)
+pub const REFUSAL_DETAIL_HEADER: &str = "x-hookgate-refusal";
+
+/// The engine-facing filter's reading of a reply Envoy made: the upstream check's refusal, with
+/// its detail, or None for any other reply.
+pub fn refused_after_dns(
+    code_details: &str,
+    detail: impl FnOnce() -> Option<String>,
+) -> Option<Failure> {
+    (code_details == REFUSED_AFTER_DNS).then(|| {
+        Failure::BlockedDestination(
+            detail().unwrap_or_else(|| "the resolved address is refused".to_string()),
+        )
+    })
+}
+
+impl DestinationPolicy {
+    /// Judges the address the forward proxy picked for `host`, as Envoy writes it (`ip:port`,
+    /// `[v6]:port`). An address that cannot be read is refused: what cannot be judged is not sent.
+    pub fn check_resolved(&self, host: &str, address: &str) -> Result<(), Failure> {
+        let Ok(socket) = address.parse::<SocketAddr>() else {
+            return Err(Failure::BlockedDestination(format!(
+                "{} resolved to {}, which is not an address hookgate can judge",
+                quote(host),
+                quote(address)
+            )));
+        };
+        self.check_address(socket.ip(), socket.port())
+            .map_err(|why| match why {
+                Failure::BlockedDestination(detail) => {
+                    Failure::BlockedDestination(format!("{} resolved: {detail}", quote(host)))
+                }
+                other => other,
+            })
+    }
+
+    /// An address and port, judged as an IP literal in a URL is (exceptions included).
+    pub fn check_address(&self, ip: IpAddr, port: u16) -> Result<(), Failure> {
+        self.judge_literal(ip, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AllowRule, DestinationConfig};
+    use super::*;
+
+    fn policy(json: &str) -> DestinationPolicy {
+        let config: DestinationConfig = serde_json::from_str(json).unwrap();
+        DestinationPolicy::new(&config).unwrap()
+    }
+
+    fn refused(policy: &DestinationPolicy, host: &str, address: &str) -> String {
+        match policy.check_resolved(host, address) {
+            Err(Failure::BlockedDestination(detail)) => detail,
+            other => panic!("{address}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blocked_address_is_refused_with_its_range() {
+        let p = policy("{}");
+        assert_eq!(
+            refused(&p, "receiver.test", "127.0.0.1:8080"),
+            "\"receiver.test\" resolved: 127.0.0.1 is in 127.0.0.0/8 (loopback)"
+        );
+        assert!(refused(&p, "a.test", "10.1.2.3:443").contains("10.0.0.0/8 (private)"));
+        assert!(refused(&p, "a.test", "[::1]:80").contains("::1/128 (loopback)"));
+        assert!(refused(&p, "a.test", "[::ffff:169.254.169.254]:80").contains("link-local"));
+    }
+
+    #[test]
+    fn a_public_address_is_allowed() {
+        let p = policy("{}");
+        assert_eq!(p.check_resolved("example.com", "93.184.216.34:443"), Ok(()));
+        assert_eq!(
+            p.check_resolved("example.com", "[2606:2800::1]:443"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn exceptions_and_configured_ranges_are_the_plugins() {
+        let p = policy(
+            r#"{"allow":[{"cidr":"127.0.0.2/32","port":18090}],"deny_cidrs":["93.184.216.0/24"]}"#,
+        );
+        assert_eq!(p.check_resolved("second.test", "127.0.0.2:18090"), Ok(()));
+        let port = refused(&p, "second.test", "127.0.0.2:18091");
+        assert!(port.contains("covers port 18090 only, not 18091"), "{port}");
+        let configured = refused(&p, "example.com", "93.184.216.34:443");
+        assert!(configured.contains("configured deny_cidrs"), "{configured}");
+        let whole = policy(r#"{"allow":[{"cidr":"127.0.0.0/8"}]}"#);
+        assert_eq!(whole.check_resolved("x", "127.9.9.9:1"), Ok(()));
+        assert_eq!(
+            AllowRule {
+                cidr: "127.0.0.2/32".into(),
+                port: Some(18090)
+            },
+            serde_json::from_str(r#"{"cidr":"127.0.0.2/32","port":18090}"#).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_refusal_is_read_back_from_its_code_details() {
+        let detail = || Some("\"a\" resolved: 127.0.0.1 is in 127.0.0.0/8 (loopback)".into());
+        assert_eq!(
+            refused_after_dns(REFUSED_AFTER_DNS, detail),
+            Some(Failure::BlockedDestination(
+                "\"a\" resolved: 127.0.0.1 is in 127.0.0.0/8 (loopback)".into()
+            ))
+        );
+        assert_eq!(refused_after_dns("via_upstream", detail), None);
+        assert_eq!(
+            refused_after_dns(REFUSED_AFTER_DNS, || None).map(|f| f.code().number()),
+            Some(11110114)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_address_is_refused() {
+        let p = policy("{}");
+        for address in ["", "127.0.0.1", "name:80", "127.0.0.1:99999", "[::1]"] {
+            let detail = refused(&p, "h", address);
+            assert!(detail.contains("not an address"), "{detail}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! hookgate's second place in Envoy: an upstream filter of the forward-proxy route (root id
+//! `hookgate-after-dns`), with the same plugin configuration. Envoy runs it for every try, once
+//! the load balancer has picked the host; it judges that host's address with the destination
+//! policy and refuses it with a local reply, which the engine-facing filter turns into the
+//! envelope (`crate::destination::refused_after_dns`).
+//!
+//! Measured (docs/security.md): Envoy has already started the connection to the picked host
+//! when this filter runs (and, for https, sent the TLS ClientHello), so the upstream RBAC before
+//! it stays the guard that refuses before any connection; this filter applies the whole plugin
+//! policy (configured deny_cidrs included) before any byte of the request is sent.
+
+use super::exchange::header_safe;
+use super::host;
+use crate::config::Settings;
+use crate::destination::{REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
+use crate::envelope;
+use crate::error::Failure;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+use std::rc::Rc;
+
+/// The root id that selects this filter in the plugin's `config` (envoy/*.yaml).
+pub const ROOT_ID: &str = "hookgate-after-dns";
+
+pub struct AfterDns {
+    settings: Option<Rc<Settings>>,
+}
+
+impl AfterDns {
+    pub fn new(settings: Option<Rc<Settings>>) -> Self {
+        AfterDns { settings }
+    }
+
+    fn judge(&self) -> Result<(), Failure> {
+        let settings = self
+            .settings
+            .as_ref()
+            .ok_or_else(|| Failure::Internal("no valid configuration".into()))?;
+        let read = |path: &[&str]| {
+            host::get_property(path)
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
+        };
+        let address = read(&["upstream", "address"]);
+        let authority = host::get_header_text(MapType::HttpRequestHeaders, ":authority")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        log::debug!("hookgate: after DNS: {authority} -> {address}");
+        settings.destinations.check_resolved(&authority, &address)
+    }
+}
+
+impl Context for AfterDns {}
+
+impl HttpContext for AfterDns {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Err(failure) = self.judge() else {
+            return Action::Continue;
+        };
+        let detail = match &failure {
+            Failure::BlockedDestination(why) => header_safe(why),
+            other => header_safe(&other.to_string()),
+        };
+        let headers = [
+            ("content-type", "application/json"),
+            (REFUSAL_DETAIL_HEADER, detail.as_str()),
+        ];
+        let body = envelope::failure(&failure);
+        if let Err(e) = host::send_local_response_details(403, REFUSED_AFTER_DNS, &headers, &body) {
+            log::error!(
+                "hookgate: after DNS: local reply failed (host status {})",
+                e.0
+            );
+        }
+        Action::Pause
+    }
+}

@@ -1,0 +1,502 @@
+//! The operators' checker (`hookgate check`, `hookgate explain`, src/bin/hookgate.rs): finds
+//! hookgate's plugin configurations in an Envoy configuration and judges them and webhook URLs
+//! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
+
+use crate::config::Settings;
+use crate::error::Failure;
+use crate::support::{is_support_config, SupportConfig};
+use serde_yaml::Value;
+
+/// Where a plugin configuration was found, and its text.
+#[derive(Debug, PartialEq)]
+pub struct Found {
+    /// e.g. `listener hookgate, filter hookgate-after-dns`.
+    pub place: String,
+    pub root_id: String,
+    pub text: String,
+}
+
+/// Every hookgate wasm filter of an Envoy configuration (a wasm filter whose root id starts with
+/// `hookgate`), or, when the text is not an Envoy configuration, the text itself as one plugin
+/// configuration (JSON).
+pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
+    if value.get("static_resources").is_none() {
+        return Ok(vec![Found {
+            place: "plugin configuration".into(),
+            root_id: String::new(),
+            text: text.to_string(),
+        }]);
+    }
+    let mut out = Walk::default();
+    walk(&value, "", &mut out);
+    if out.found.is_empty() {
+        return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
+    }
+    Ok(out.found)
+}
+
+/// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
+type Exception = (String, u64, Option<(u64, u64)>);
+
+/// The exceptions (`not_rule`s after the deny list) of a listener's upstream RBAC.
+struct Guard {
+    listener: String,
+    exceptions: Vec<Exception>,
+}
+
+/// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
+struct Chain {
+    listener: String,
+    networks: Vec<(String, u64)>,
+}
+
+/// What a walk over an Envoy configuration finds.
+#[derive(Default)]
+struct Walk {
+    found: Vec<Found>,
+    guards: Vec<Guard>,
+    chains: Vec<Chain>,
+}
+
+fn walk(value: &Value, listener: &str, out: &mut Walk) {
+    let listener = match (value.get("name"), value.get("address")) {
+        (Some(Value::String(name)), Some(_)) => name.as_str(),
+        _ => listener,
+    };
+    let config = value.get("typed_config").and_then(|t| t.get("config"));
+    let root_id = config
+        .and_then(|c| c.get("root_id"))
+        .and_then(Value::as_str)
+        .filter(|r| r.starts_with("hookgate"));
+    if let Some(root_id) = root_id {
+        let filter = value.get("name").and_then(Value::as_str).unwrap_or("?");
+        let plugin = config
+            .and_then(|c| c.get("configuration"))
+            .and_then(|c| c.get("value"));
+        let text = match plugin {
+            Some(Value::String(text)) => text.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => serde_json::to_string(other).unwrap_or_default(),
+        };
+        out.found.push(Found {
+            place: format!("listener {listener}, filter {filter}"),
+            root_id: root_id.to_string(),
+            text,
+        });
+        return;
+    }
+    if let Some(policy) = value.get("blocked-destinations") {
+        out.guards.push(Guard {
+            listener: listener.to_string(),
+            exceptions: rbac_exceptions(policy),
+        });
+        return;
+    }
+    let ranges = value
+        .get("filter_chain_match")
+        .and_then(|m| m.get("source_prefix_ranges"))
+        .and_then(Value::as_sequence);
+    if let Some(ranges) = ranges {
+        let network = |r: &Value| {
+            Some((
+                r.get("address_prefix")?.as_str()?.to_string(),
+                r.get("prefix_len")?.as_u64()?,
+            ))
+        };
+        out.chains.push(Chain {
+            listener: listener.to_string(),
+            networks: ranges.iter().filter_map(network).collect(),
+        });
+    }
+    match value {
+        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, out)),
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, out)),
+        _ => {}
+    }
+}
+
+/// `permissions[0].and_rules.rules[1..]`: one `not_rule` matcher per exception.
+fn rbac_exceptions(policy: &Value) -> Vec<Exception> {
+    let rules = policy
+        .get("permissions")
+        .and_then(|p| p.get(0))
+        .and_then(|p| p.get("and_rules"))
+        .and_then(|p| p.get("rules"))
+        .and_then(Value::as_sequence);
+    let matcher = |rule: &Value| {
+        let config = rule.get("not_rule")?.get("matcher")?.get("typed_config")?;
+        let ip = config.get("upstream_ip")?;
+        let ports = config.get("upstream_port_range").map(|r| {
+            let bound = |key| r.get(key).and_then(Value::as_u64).unwrap_or(0);
+            (bound("start"), bound("end"))
+        });
+        Some((
+            ip.get("address_prefix")?.as_str()?.to_string(),
+            ip.get("prefix_len")?.as_u64()?,
+            ports,
+        ))
+    };
+    rules
+        .map(|rules| rules.iter().skip(1).filter_map(matcher).collect())
+        .unwrap_or_default()
+}
+
+/// The plugin's `destination.allow` as Envoy's RBAC would write it (a bare address is /32 or
+/// /128; a port is the range port..=port).
+fn plugin_exceptions(text: &str) -> Vec<Exception> {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(allow) = json
+        .get("destination")
+        .and_then(|d| d.get("allow"))
+        .and_then(|a| a.as_array())
+    else {
+        return Vec::new();
+    };
+    allow
+        .iter()
+        .filter_map(|rule| {
+            let cidr = rule.get("cidr")?.as_str()?;
+            let (address, len) = match cidr.split_once('/') {
+                Some((address, len)) => (address, len.parse().ok()?),
+                None => (cidr, if cidr.contains(':') { 128 } else { 32 }),
+            };
+            let port = rule.get("port").and_then(|p| p.as_u64()).map(|p| (p, p));
+            Some((address.to_string(), len, port))
+        })
+        .collect()
+}
+
+fn describe_exception((address, len, ports): &Exception) -> String {
+    match ports {
+        Some((start, end)) if start == end => format!("{address}/{len} port {start}"),
+        Some((start, end)) => format!("{address}/{len} ports {start}..={end}"),
+        None => format!("{address}/{len} (every port)"),
+    }
+}
+
+/// The engine's filter chain must be chosen for every network of the plugin's `callers`: one only
+/// in `callers` is refused by the default chain. (A network only in the chain is refused by
+/// hookgate, with the same envelope: narrowing `callers` alone is enough.)
+fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<String>) {
+    let callers: Vec<String> = serde_json::from_str::<serde_json::Value>(plugin)
+        .ok()
+        .and_then(|json| json.get("callers").cloned())
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_else(crate::caller::default_callers);
+    let as_network = |cidr: &str| match cidr.split_once('/') {
+        Some((address, len)) => (address.to_string(), len.parse().unwrap_or(0)),
+        None => (cidr.to_string(), if cidr.contains(':') { 128 } else { 32 }),
+    };
+    let callers: Vec<(String, u64)> = callers.iter().map(|c| as_network(c)).collect();
+    // A network of `callers` is covered by a chain range that holds its first address and is
+    // no narrower.
+    let covered = |(address, len): &(String, u64)| {
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        chain.networks.iter().any(|(range, range_len)| {
+            range_len <= len
+                && crate::destination::parse_cidr(&format!("{range}/{range_len}"))
+                    .is_some_and(|net| net.contains(ip))
+        })
+    };
+    for (address, len) in callers.iter().filter(|c| !covered(c)) {
+        problems.push(format!(
+            "listener {listener}: callers has {address}/{len} but the listener's \
+             filter_chain_match.source_prefix_ranges does not: its callers get the default chain"
+        ));
+    }
+}
+
+/// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
+fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
+    for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
+        problems.push(format!(
+            "listener {listener}: destination.allow has {} but the upstream RBAC \
+             (blocked-destinations) has no not_rule for it: names resolving there are refused \
+             before connecting",
+            describe_exception(missing)
+        ));
+    }
+    for extra in guard.exceptions.iter().filter(|e| !plugin.contains(e)) {
+        problems.push(format!(
+            "listener {listener}: the upstream RBAC excepts {}, which destination.allow does not",
+            describe_exception(extra)
+        ));
+    }
+}
+
+/// Every problem of a configuration file: each plugin configuration is validated by the
+/// filter's own parser, and every engine-facing filter needs its check after DNS with the same
+/// plugin configuration in the same listener. One line per problem, naming place and key.
+pub fn check(text: &str) -> Vec<String> {
+    let found = match plugin_configs(text) {
+        Ok(found) => found,
+        Err(why) => return vec![why],
+    };
+    let mut seen = Walk::default();
+    if let Ok(value) = serde_yaml::from_str::<Value>(text) {
+        walk(&value, "", &mut seen);
+    }
+    let mut problems = Vec::new();
+    for f in &found {
+        // A support listener's filter (`"role": "support"`) is read as the filter reads it.
+        let verdict = if is_support_config(f.text.as_bytes()) {
+            SupportConfig::parse(f.text.as_bytes()).map(|_| ())
+        } else {
+            Settings::parse(f.text.as_bytes()).map(|_| ())
+        };
+        if let Err(why) = verdict {
+            problems.push(format!("{}: {why}", f.place));
+        }
+    }
+    let engines = found
+        .iter()
+        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()));
+    for engine in engines {
+        let listener = engine.place.split(", ").next().unwrap_or_default();
+        let after = found
+            .iter()
+            .find(|f| f.root_id == "hookgate-after-dns" && f.place.starts_with(listener));
+        match after {
+            None => problems.push(format!(
+                "{listener}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
+                 the router's upstream_http_filters)"
+            )),
+            Some(after) if after.text != engine.text => problems.push(format!(
+                "{listener}: the check after DNS has another plugin configuration than hookgate \
+                 (use the YAML alias of the same block)"
+            )),
+            Some(_) => {}
+        }
+        let name = listener.strip_prefix("listener ").unwrap_or(listener);
+        if Settings::parse(engine.text.as_bytes()).is_err() {
+            // Its errors are reported above; its exceptions cannot be compared.
+            continue;
+        }
+        if let Some(chain) = seen.chains.iter().find(|c| c.listener == name) {
+            check_chain(name, &engine.text, chain, &mut problems);
+        }
+        match seen.guards.iter().find(|g| g.listener == name) {
+            Some(guard) => {
+                check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
+            }
+            None => problems.push(format!(
+                "{listener}: no upstream RBAC (blocked-destinations) to refuse blocked addresses \
+                 before connecting"
+            )),
+        }
+    }
+    problems
+}
+
+/// The decision for a webhook URL before DNS, and for each given resolved address after DNS.
+/// Ok(lines) when every decision could be made; the bool tells whether the webhook is sent.
+pub fn explain(settings: &Settings, url: &str, resolved: &[String]) -> (bool, Vec<String>) {
+    let describe = |failure: &Failure| {
+        format!(
+            "refused: {} {} ({}) {failure}",
+            failure.http_status(),
+            failure.code().number(),
+            failure.code().message()
+        )
+    };
+    let destination = match settings.destinations.check(url) {
+        Ok(destination) => destination,
+        Err(failure) => {
+            let mut lines = vec![format!("before DNS: {}", describe(&failure))];
+            if !resolved.is_empty() {
+                lines.push("after DNS: not reached (refused before DNS)".into());
+            }
+            return (false, lines);
+        }
+    };
+    let mut lines = vec![format!(
+        "before DNS: allowed, sent to {} as {}",
+        destination.authority, destination.url
+    )];
+    let port = destination
+        .authority
+        .rsplit_once(':')
+        .map_or("", |(_, port)| port);
+    let mut sent = true;
+    for address in resolved {
+        let socket = if address.contains(':') && !address.starts_with('[') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        };
+        match settings
+            .destinations
+            .check_resolved(&destination.host, &socket)
+        {
+            Ok(()) => lines.push(format!("after DNS {socket}: allowed")),
+            Err(failure) => {
+                sent = false;
+                lines.push(format!("after DNS {socket}: {}", describe(&failure)));
+            }
+        }
+    }
+    (sent, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENVOY: &str = r#"
+static_resources:
+  listeners:
+  - name: engine
+    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
+    filter_chains:
+    - filter_chain_match:
+        source_prefix_ranges:
+        - {address_prefix: 127.0.0.0, prefix_len: 8}
+        - {address_prefix: "::1", prefix_len: 128}
+      filters:
+      - name: hcm
+        typed_config:
+          http_filters:
+          - name: hookgate
+            typed_config:
+              config:
+                root_id: hookgate
+                configuration: &policy
+                  value: |
+                    {"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": 18080}]}}
+          - name: router
+            typed_config:
+              upstream_http_filters:
+              - name: guard
+                typed_config:
+                  rules:
+                    policies:
+                      blocked-destinations:
+                        permissions:
+                        - and_rules:
+                            rules:
+                            - or_rules: {rules: [deny list]}
+                            - not_rule: {matcher: {typed_config: {upstream_ip: {address_prefix: 127.0.0.1, prefix_len: 32}, upstream_port_range: {start: 18080, end: 18080}}}}
+              - name: hookgate-after-dns
+                typed_config:
+                  config:
+                    root_id: hookgate-after-dns
+                    configuration: *policy
+"#;
+
+    #[test]
+    fn finds_both_filters_with_their_places() {
+        let found = plugin_configs(ENVOY).unwrap();
+        let places: Vec<&str> = found.iter().map(|f| f.place.as_str()).collect();
+        assert_eq!(
+            places,
+            [
+                "listener engine, filter hookgate",
+                "listener engine, filter hookgate-after-dns"
+            ]
+        );
+        assert_eq!(found[0].text, found[1].text);
+        assert_eq!(check(ENVOY), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_error_names_its_place_and_key() {
+        let bad = ENVOY.replace("127.0.0.1/32", "127.0.0.1/33");
+        assert_eq!(
+            check(&bad),
+            [
+                "listener engine, filter hookgate: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
+            ]
+        );
+        let second = ENVOY.replace(
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
+        );
+        let wider = ENVOY.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"], "destination""#,
+        );
+        assert_eq!(
+            check(&wider),
+            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not: its callers get the default chain"]
+        );
+        let narrower = ENVOY.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.2/32"], "destination""#,
+        );
+        assert_eq!(check(&narrower), Vec::<String>::new());
+        let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");
+        assert_eq!(
+            check(&other_port),
+            [
+                "listener engine: destination.allow has 127.0.0.1/32 port 18080 but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting",
+                "listener engine: the upstream RBAC excepts 127.0.0.1/32 port 18081, which destination.allow does not",
+            ]
+        );
+        assert_eq!(
+            check(&second),
+            ["listener engine: destination.allow has 127.0.0.2/32 (every port) but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting"]
+        );
+        let typo = check(r#"{"destination": {"alow": []}}"#);
+        assert_eq!(typo.len(), 1);
+        assert!(
+            typo[0].starts_with("plugin configuration: destination.alow: unknown field"),
+            "{typo:?}"
+        );
+        let port = check(r#"{"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": "x"}]}}"#);
+        assert!(
+            port[0].contains("destination.allow[0].port: invalid type"),
+            "{port:?}"
+        );
+        let missing = ENVOY.replace("configuration: *policy", "configuration: {value: '{}'}");
+        assert_eq!(
+            check(&missing),
+            ["listener engine: the check after DNS has another plugin configuration than hookgate (use the YAML alias of the same block)"]
+        );
+        let cut = &ENVOY[..ENVOY.find("          - name: router").unwrap()];
+        assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
+        assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
+        let support = format!(
+            "{ENVOY}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n"
+        );
+        let problems = check(&support);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("listener support, filter hookgate-support: "),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn explains_before_and_after_dns() {
+        let settings = Settings::parse(
+            br#"{"destination": {"allow": [{"cidr": "127.0.0.1/32", "port": 18080}]}}"#,
+        )
+        .unwrap();
+        let (sent, lines) = explain(
+            &settings,
+            "http://receiver.test:18080/hook",
+            &["127.0.0.1".into(), "10.1.2.3".into()],
+        );
+        assert!(!sent);
+        assert_eq!(
+            lines,
+            [
+                "before DNS: allowed, sent to receiver.test:18080 as http://receiver.test:18080/hook",
+                "after DNS 127.0.0.1:18080: allowed",
+                "after DNS 10.1.2.3:18080: refused: 403 11110114 (Incorrect url ip) destination blocked: \"receiver.test\" resolved: 10.1.2.3 is in 10.0.0.0/8 (private)"
+            ]
+        );
+        let (sent, lines) = explain(&settings, "http://169.254.169.254/", &["1.1.1.1".into()]);
+        assert!(!sent);
+        assert_eq!(lines[0], "before DNS: refused: 403 11110114 (Incorrect url ip) destination blocked: 169.254.169.254 is in 169.254.0.0/16 (link-local)");
+        assert_eq!(lines[1], "after DNS: not reached (refused before DNS)");
+        let (sent, _) = explain(&settings, "https://example.com/", &["93.184.216.34".into()]);
+        assert!(sent);
+    }
+}

@@ -1,0 +1,294 @@
+//! Policy is configuration: each knob changed in the plugin configuration (and, for an exception,
+//! its mirror in Envoy's guard before connecting), checked by `hookgate check`, and enforced
+//! end to end. Run through scripts/test.sh (a loopback-only network namespace).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::{BufReader, Write};
+use std::net::Ipv4Addr;
+use std::process::Command;
+use support::{
+    assert_answer, event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
+    QUERY_ERROR,
+};
+
+const BLOCKED: &str = "Incorrect url ip";
+
+/// Posts an event from the given local address (the caller's network, as Envoy sees it).
+fn post_from(source: &str, gw: &Gateway, body: &str) -> Reply {
+    let mut stream = support::http::connect_from(source, gw.port);
+    let request = support::http::post_request("/", body.as_bytes(), &[]);
+    stream.write_all(&request).unwrap();
+    support::http::read_reply(&mut BufReader::new(stream)).unwrap()
+}
+
+/// `hookgate check` on a configuration: exit status and output lines.
+fn check(config: &EnvoyConfig) -> (i32, String) {
+    let dir = support::scratch("check");
+    let path = dir.join("envoy.yaml");
+    support::write(&path, &serde_yaml::to_string(&config.yaml).unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "F");
+    (out.status.code().unwrap(), text)
+}
+
+/// A deny CIDR added to the plugin configuration alone refuses a name that resolves into it,
+/// after DNS (hookgate's check on the picked host), with the range and its reason; the receiver
+/// gets no request. The same gateway without it delivers there (the address is reachable).
+#[test]
+fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
+    isolated();
+    let public = Ipv4Addr::from(support::dns::PUBLIC).to_string();
+    let receiver = Receiver::start_on(&public, Behaviour::json(200, r#"{"ok":1}"#));
+    let url = format!("http://public.dns.test:{}/hook", receiver.port);
+    let shipped = EnvoyConfig::load("envoy/run.yaml");
+    let before = Gateway::start(shipped.clone());
+    assert_answer(
+        &before.post(&event(&unique_name("Public"), &url)),
+        200,
+        "yes",
+        1,
+        r#"{"ok":1}"#,
+    );
+    drop(before);
+    let edited = shipped.edit_plugin_configs(|json| {
+        json["destination"]["deny_cidrs"] = serde_json::json!(["100.0.0.0/24"]);
+    });
+    assert_eq!(check(&edited), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(edited);
+    let reply = gw.post(&event(&unique_name("Public"), &url));
+    assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some(
+            format!(
+                "destination blocked: \"public.dns.test:{}\" resolved: {public} is in 100.0.0.0/24 (configured deny_cidrs)",
+                receiver.port
+            )
+            .as_str()
+        )
+    );
+    let literal = gw.post(&event(
+        &unique_name("Public"),
+        &format!("http://{public}:{}/", receiver.port),
+    ));
+    assert_answer(&literal, 403, "no", 11110114, BLOCKED);
+    assert_eq!(
+        receiver.records().len(),
+        1,
+        "only the delivery before the edit"
+    );
+}
+
+/// A caller network added to the plugin's `callers` alone: a caller from it is served, one from
+/// another network gets the 21111011 envelope and nothing is sent.
+#[test]
+fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
+    isolated();
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":1}"#));
+    let config = support::loopback_config().edit_plugin_configs(|json| {
+        json["callers"] = serde_json::json!(["127.0.0.2/32"]);
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
+    let body = event(&unique_name("Caller"), &receiver.url("/"));
+    assert_answer(
+        &post_from("127.0.0.2", &gw, &body),
+        200,
+        "yes",
+        1,
+        r#"{"ok":1}"#,
+    );
+    let refused = post_from(
+        "127.0.0.1",
+        &gw,
+        &event(&unique_name("Caller"), &receiver.url("/")),
+    );
+    assert_answer(&refused, 403, "no", 21111011, QUERY_ERROR);
+    assert_eq!(
+        refused.header("x-hookgate-detail"),
+        Some("caller refused: source 127.0.0.1 is not in the configured callers")
+    );
+    assert_eq!(receiver.records().len(), 1);
+}
+
+/// An exception added to the plugin configuration of envoy/run.yaml alone is flagged by
+/// `hookgate check` (Envoy's guard before connecting would still refuse the address), and
+/// refused; with its `not_rule` added as the check says, a second receiver is delivered to by
+/// literal and by a name resolving to it, and another port stays refused and is never reached.
+#[test]
+fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
+    isolated();
+    let receiver = Receiver::start_on("127.0.0.2", Behaviour::json(200, r#"{"ok":2}"#));
+    let p = receiver.port;
+    let plugin_only = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+        json["destination"]["allow"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"cidr": "127.0.0.2/32", "port": p}));
+    });
+    assert_eq!(
+        check(&plugin_only),
+        (
+            1,
+            format!(
+                "F: listener hookgate: destination.allow has 127.0.0.2/32 port {p} but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting\n"
+            )
+        )
+    );
+    let gw = Gateway::start(plugin_only.clone());
+    let refused = gw.post(&event(
+        &unique_name("Second"),
+        &format!("http://127.0.0.2:{p}/"),
+    ));
+    assert_answer(&refused, 403, "no", 11110114, BLOCKED);
+    drop(gw);
+
+    let guarded = plugin_only.edit(|yaml| {
+        let mut config = EnvoyConfig { yaml: yaml.clone() };
+        let rule: serde_yaml::Value = serde_yaml::from_str(&format!(
+            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}, upstream_port_range: {{start: {p}, end: {p}}}}}}}}}}}"#
+        ))
+        .unwrap();
+        support::destination_rules(&mut config.yaml).push(rule);
+        *yaml = config.yaml;
+    });
+    assert_eq!(check(&guarded), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(guarded);
+    for url in [
+        format!("http://127.0.0.2:{p}/literal"),
+        format!("http://second.dns.test:{p}/name"),
+    ] {
+        assert_answer(
+            &gw.post(&event(&unique_name("Second"), &url)),
+            200,
+            "yes",
+            1,
+            r#"{"ok":2}"#,
+        );
+    }
+    let other = Receiver::start_on("127.0.0.2", Behaviour::json(200, "{}"));
+    for url in [
+        format!("http://127.0.0.2:{}/", other.port),
+        format!("http://second.dns.test:{}/", other.port),
+    ] {
+        let reply = gw.post(&event(&unique_name("Second"), &url));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+    }
+    assert_eq!(receiver.records().len(), 2);
+    assert_eq!(*other.connections.lock().unwrap(), 0);
+}
+
+/// `hookgate explain`: before DNS and after DNS, with the range and reason, and its exit status.
+#[test]
+fn hookgate_explain_tells_why() {
+    let explain = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .arg("explain")
+            .args(args)
+            .current_dir(support::repo())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, out, _) = explain(&[
+        "--config",
+        "envoy/run.yaml",
+        "http://receiver.test:18080/hook",
+        "--resolved",
+        "127.0.0.1",
+        "--resolved",
+        "169.254.169.254",
+    ]);
+    assert_eq!(status, 1);
+    assert_eq!(
+        out,
+        "before DNS: allowed, sent to receiver.test:18080 as http://receiver.test:18080/hook\n\
+         after DNS 127.0.0.1:18080: allowed\n\
+         after DNS 169.254.169.254:18080: refused: 403 11110114 (Incorrect url ip) destination blocked: \"receiver.test\" resolved: 169.254.169.254 is in 169.254.0.0/16 (link-local)\n"
+    );
+    let (status, out, _) = explain(&["--config", "envoy/envoy.yaml", "http://0x7f.1/"]);
+    assert_eq!(status, 1);
+    assert_eq!(
+        out,
+        "before DNS: refused: 403 11110114 (Incorrect url ip) destination blocked: 127.0.0.1 is in 127.0.0.0/8 (loopback)\n"
+    );
+    let (status, out, _) = explain(&["--config", "envoy/envoy.yaml", "https://example.com/x"]);
+    assert_eq!(
+        (status, out.as_str()),
+        (
+            0,
+            "before DNS: allowed, sent to example.com:443 as https://example.com/x\n"
+        )
+    );
+    let dir = support::scratch("explain");
+    let bad = dir.join("plugin.json");
+    support::write(&bad, r#"{"destination":{"deny_cidrs":["10.0.0.1/8"]}}"#);
+    let (status, _, err) = explain(&["--config", bad.to_str().unwrap(), "http://a.test/"]);
+    assert_eq!(status, 2);
+    assert_eq!(
+        err,
+        format!(
+            "{}: plugin configuration: destination.deny_cidrs[0]: invalid CIDR \"10.0.0.1/8\"\n",
+            bad.display()
+        )
+    );
+}
+
+/// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
+/// tests/destination.rs), rendered with this checkout's module (the files load it from
+/// /etc/hookgate/hookgate.wasm). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates,
+/// which validation opens: tests/fleet.rs and tests/walkthrough.rs start them with certificates.
+#[test]
+fn envoy_validates_every_shipped_configuration() {
+    let mut command = support::envoy_command();
+    let program = command.remove(0);
+    let dir = support::scratch("validate");
+    for path in [
+        "envoy/envoy.yaml",
+        "envoy/fleet-run.yaml",
+        "envoy/plans.yaml",
+        "envoy/run.yaml",
+        "examples/compose/envoy.yaml",
+    ] {
+        let rendered = Command::new(support::repo().join("scripts/render-envoy.py"))
+            .arg(path)
+            .current_dir(support::repo())
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "{path}: render failed");
+        let copy = dir.join(path.replace('/', "-"));
+        std::fs::write(&copy, &rendered.stdout).unwrap();
+        let out = Command::new(&program)
+            .args(&command)
+            .args(["--mode", "validate", "-l", "warning", "-c"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{path}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("configuration '{}' OK", copy.display())
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
