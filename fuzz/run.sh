@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh [seconds-per-target] [target...]     (default: 60 s, every target)
 #
-# Writes seed corpora (from the unit tests, examples/events and /work/shared/reference/ssrf),
+# Writes seed corpora (from the unit tests, examples/events and fuzz/seeds/ssrf),
 # builds every target, runs each for the bounded time and prints, per target, executions,
 # coverage and findings. Crash inputs land in fuzz/artifacts/<target>/, logs in
 # fuzz/artifacts/logs/. Exits 1 when a target found something. See RELIABILITY.md.
@@ -13,7 +13,7 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$FUZZ_DIR/.." && pwd)"
-SSRF_DIR="${HOOKGATE_SSRF_DIR:-/work/shared/reference/ssrf}"
+SSRF_DIR="${HOOKGATE_SSRF_DIR:-$FUZZ_DIR/seeds/ssrf}"
 ALL_TARGETS=(event destination_url destination_config receiver_answer plugin_config limit_codec abi_map)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 

@@ -88,11 +88,12 @@ done
 [ -f hookgate.wasm ] || { echo "demo: hookgate.wasm missing: run \`make demo\` (it builds it)" >&2; exit 1; }
 
 envoy=$(scripts/envoy.sh)
+scripts/render-envoy.py envoy/run.yaml >"$tmp/run.yaml"
 touch "$tmp/receiver.log"
 start_receiver
 receiver_seen=$(wc -l <"$tmp/receiver.log")
 # shellcheck disable=SC2086 # $envoy may be "func-e run"
-$envoy -c envoy/run.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info \
+$envoy -c "$tmp/run.yaml" --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info \
   --file-flush-interval-msec 200 >"$tmp/envoy.log" 2>&1 &
 envoy_pid=$!
 if ! wait_for ready; then cat "$tmp/envoy.log" >&2; exit 1; fi

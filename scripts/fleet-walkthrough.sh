@@ -63,9 +63,11 @@ etcdctl endpoint health
 
 # Step 4, two Envoys: each its own node id (--service-node) and its own ports; with both on one
 # machine, also --disable-hot-restart (or a --base-id of its own).
-sed -e 's/port_value: 10000}/port_value: 10001}/' -e 's/port_value: 9901}/port_value: 9902}/' \
-  envoy/fleet-local.yaml >fleet-local/envoy-2.yaml
-$envoy -c envoy/fleet-local.yaml --service-node fleet-1 --disable-hot-restart \
+# The shipped configurations load the module from /etc/hookgate/hookgate.wasm: render copies that
+# load this checkout's instead (docs/deploy.md).
+scripts/render-envoy.py envoy/fleet-local.yaml >fleet-local/envoy-1.yaml
+scripts/render-envoy.py envoy/fleet-local.yaml --port 10001 --admin-port 9902 >fleet-local/envoy-2.yaml
+$envoy -c fleet-local/envoy-1.yaml --service-node fleet-1 --disable-hot-restart \
   >fleet-local/envoy-1.log 2>&1 &
 pids+=($!)
 $envoy -c fleet-local/envoy-2.yaml --service-node fleet-2 --disable-hot-restart \

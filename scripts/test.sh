@@ -20,6 +20,8 @@ scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs valid
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
 scripts/ensure-tool.sh node nodejs  # tests/bench_tools.rs runs bench/wasm-profile.js
+scripts/ensure-tool.sh skopeo skopeo  # tests/deploy.rs reads the OCI layouts of `make dist`
+scripts/ensure-check-jsonschema.sh >/dev/null  # tests/deploy.rs validates the Kubernetes manifests
 scripts/ensure-tool.sh promtool prometheus  # tests/metrics.rs checks examples/prometheus/ alerts
 scripts/ensure-standardwebhooks.sh >/dev/null  # tests/signing.rs verifies with the reference library
 cargo test --quiet --no-run

@@ -29,6 +29,7 @@ const RBAC_MATCHER: &str =
 const SHIPPED: &[&str] = &[
     "envoy/envoy.yaml",
     "envoy/fleet-local.yaml",
+    "envoy/fleet-run.yaml",
     "envoy/fleet.yaml",
     "envoy/plans.yaml",
     "envoy/run.yaml",

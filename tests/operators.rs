@@ -148,24 +148,43 @@ fn gateway_runs_under_func_e_run_and_delivers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `envoy -c envoy/envoy.yaml` exactly as the README writes it: from the repository root, with
-/// the relative `hookgate.wasm` path, on the default ports 10000 and 9901.
+/// Plain Envoy as the README writes it, from a directory that is not the checkout: the module
+/// installed at /etc/hookgate/hookgate.wasm (in a private mount namespace, over a copy-on-write
+/// /etc, so the machine's /etc is untouched), `envoy -c <checkout>/envoy/envoy.yaml` on the
+/// default ports 10000 and 9901.
 #[test]
-fn plain_envoy_as_the_readme_writes_it() {
+fn plain_envoy_as_the_readme_writes_it_from_any_directory() {
     let _ports = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("plain");
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    let elsewhere = dir.join("elsewhere");
+    for d in [
+        &bin,
+        &elsewhere,
+        &dir.join("etc-upper"),
+        &dir.join("etc-work"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
     std::os::unix::fs::symlink(real_envoy(), bin.join("envoy")).unwrap();
     let log = dir.join("envoy.log");
+    let script = format!(
+        "set -e\n\
+         mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-upper,workdir={d}/etc-work /etc\n\
+         install -D -m 0644 {repo}/hookgate.wasm {wasm}\n\
+         exec envoy -c {repo}/envoy/envoy.yaml",
+        d = dir.display(),
+        repo = repo().display(),
+        wasm = support::SHIPPED_WASM,
+    );
     let mut envoy = Running(
-        Command::new("sh")
-            .args(["-c", "exec envoy -c envoy/envoy.yaml"])
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
             .env(
                 "PATH",
                 format!("{}:{}", bin.display(), path_without_envoy()),
             )
-            .current_dir(repo())
+            .current_dir(&elsewhere)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -353,9 +372,19 @@ fn compose_envoy_config_passes_hookgate_check_and_envoy_accepts_it() {
         text(&check.stdout),
         text(&check.stderr)
     );
+    // The container finds the module at /etc/hookgate/hookgate.wasm (mounted there); here the
+    // configuration is rendered with the checkout's module instead.
+    let dir = scratch("compose-validate");
+    let rendered = Command::new(repo().join("scripts/render-envoy.py"))
+        .arg(repo().join("examples/compose/envoy.yaml"))
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+    std::fs::write(dir.join("envoy.yaml"), &rendered.stdout).unwrap();
     let mut command = Command::new(real_envoy());
     command
-        .args(["--mode", "validate", "-c", "examples/compose/envoy.yaml"])
+        .args(["--mode", "validate", "-c"])
+        .arg(dir.join("envoy.yaml"))
         .args(["--disable-hot-restart", "-l", "warning"])
         .current_dir(repo());
     let out = run_bounded(command, Duration::from_secs(60));
@@ -365,6 +394,7 @@ fn compose_envoy_config_passes_hookgate_check_and_envoy_accepts_it() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The rig without Docker: in a namespace of its own with the rig's addresses on loopback, the
@@ -392,9 +422,10 @@ fn compose_rig_rehearsed_without_docker() {
         "for a in 10 20 30; do ip addr add 172.28.0.$a/32 dev lo; done\n\
          {receiver} > /dev/null 2>&1 &\n\
          r=$!\n\
-         \"$ENVOY_BIN\" -c examples/compose/envoy.yaml --disable-hot-restart --concurrency 1 -l warning > /dev/null 2>&1 &\n\
+         c=$(mktemp --suffix=.yaml); scripts/render-envoy.py examples/compose/envoy.yaml > \"$c\"\n\
+         \"$ENVOY_BIN\" -c \"$c\" --disable-hot-restart --concurrency 1 -l warning > /dev/null 2>&1 &\n\
          e=$!\n\
-         trap 'kill $r $e 2>/dev/null || true; wait' EXIT\n\
+         trap 'kill $r $e 2>/dev/null || true; wait; rm -f \"$c\"' EXIT\n\
          {sender}\n\
          echo '== other port on the receiver address'\n\
          python3 examples/send.py --quiet --gateway http://172.28.0.10:10000/ --url http://172.28.0.20:18081/ examples/events/automation.json\n\

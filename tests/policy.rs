@@ -250,22 +250,33 @@ fn hookgate_explain_tells_why() {
 }
 
 /// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
-/// tests/destination.rs). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates, which
-/// validation opens: tests/fleet.rs and tests/walkthrough.rs start them with certificates.
+/// tests/destination.rs), rendered with this checkout's module (the files load it from
+/// /etc/hookgate/hookgate.wasm). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates,
+/// which validation opens: tests/fleet.rs and tests/walkthrough.rs start them with certificates.
 #[test]
 fn envoy_validates_every_shipped_configuration() {
     let mut command = support::envoy_command();
     let program = command.remove(0);
+    let dir = support::scratch("validate");
     for path in [
         "envoy/envoy.yaml",
+        "envoy/fleet-run.yaml",
         "envoy/plans.yaml",
         "envoy/run.yaml",
         "examples/compose/envoy.yaml",
     ] {
+        let rendered = Command::new(support::repo().join("scripts/render-envoy.py"))
+            .arg(path)
+            .current_dir(support::repo())
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "{path}: render failed");
+        let copy = dir.join(path.replace('/', "-"));
+        std::fs::write(&copy, &rendered.stdout).unwrap();
         let out = Command::new(&program)
             .args(&command)
-            .args(["--mode", "validate", "-c", path, "-l", "warning"])
-            .current_dir(support::repo())
+            .args(["--mode", "validate", "-l", "warning", "-c"])
+            .arg(&copy)
             .output()
             .unwrap();
         assert!(
@@ -276,7 +287,8 @@ fn envoy_validates_every_shipped_configuration() {
         );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            format!("configuration '{path}' OK")
+            format!("configuration '{}' OK", copy.display())
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -72,7 +72,8 @@ fn assert_corpus(policy: &DestinationPolicy, corpus: &[(&str, V)]) {
     );
 }
 
-/// `/work/shared/reference/ssrf/ssrf_bypass_candidates_annotated.tsv`, every entry (138).
+/// A public corpus of SSRF spellings (PayloadsAllTheThings' SSRF pages and the URL standard's
+/// test data; fuzz/seeds/ssrf/), every entry (138), with the category each comes from.
 const PUBLIC_CORPUS: &[(&str, V)] = &[
     ("http://localhost:80", B),                         // default-targets
     ("http://localhost:22", B),                         // default-targets
@@ -229,7 +230,7 @@ const PUBLIC_CORPUS: &[(&str, V)] = &[
     ("http://256", B),                                  // wpt-normalisation
 ];
 
-/// `/work/shared/reference/ssrf/ssrf_dns_candidates.txt`, every entry (20): names only DNS
+/// Public names that only become local through DNS (fuzz/seeds/ssrf/), every entry (20): names only DNS
 /// or a redirect makes local pass the filter (D) unless refused by name.
 const DNS_CORPUS: &[(&str, V)] = &[
     ("http://localtest.me", D),

@@ -47,6 +47,9 @@ pub fn envoy_command() -> Vec<String> {
         .collect()
 }
 
+/// Where the shipped configurations load the module from (scripts/envoy-configs.py WASM_PATH).
+pub const SHIPPED_WASM: &str = "/etc/hookgate/hookgate.wasm";
+
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Envoy (as `scripts/envoy.sh` finds it) on the configuration at `path`, hot restart off.
@@ -180,7 +183,7 @@ impl EnvoyConfig {
         })
     }
 
-    /// Writes the configuration into `dir` as Envoy will run it: the shipped relative wasm path
+    /// Writes the configuration into `dir` as Envoy will run it: the shipped module path
     /// made this checkout's module, admin and listeners on free ports. (path, admin, listeners).
     pub fn materialise(mut self, dir: &Path) -> (PathBuf, u16, Vec<u16>) {
         let wasm = repo().join("hookgate.wasm");
@@ -193,7 +196,7 @@ impl EnvoyConfig {
         let mut filenames = Vec::new();
         collect(
             &mut self.yaml,
-            &mut |v| v.get("filename").and_then(Yaml::as_str) == Some("hookgate.wasm"),
+            &mut |v| v.get("filename").and_then(Yaml::as_str) == Some(SHIPPED_WASM),
             &mut filenames,
         );
         for local in filenames {
