@@ -688,3 +688,18 @@ fn a_policy_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A hot restart (the next epoch of Envoy on the same file takes the listener over) runs new VMs:
+/// the local limit state is gone, and a webhook over its hour is delivered once more.
+#[test]
+fn a_hot_restart_starts_the_local_limit_state_empty() {
+    let mut gw = Gateway::start_hot_restartable(config(&json!({})));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let limited = event(&unique_name("Restart"), &receiver.url("/"));
+    assert_delivered(&gw.post(&limited), "{}");
+    assert_over_limit(&gw.post(&limited));
+    gw.hot_restart();
+    assert_delivered(&gw.post(&limited), "{}");
+    assert_over_limit(&gw.post(&limited));
+    assert_eq!(receiver.records().len(), 2);
+}
