@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::http::{self, read_body, read_head};
 use support::{
-    assert_delivered, assert_over_limit, event, eventually, unique_name, Behaviour, EnvoyConfig,
-    Gateway, Receiver, Reply, OVER_LIMIT,
+    assert_answer, assert_delivered, assert_over_limit, event, eventually, unique_name, Behaviour,
+    EnvoyConfig, Gateway, Receiver, Reply, OVER_LIMIT,
 };
 
 const ALLOW_LOOPBACK: &str = r#"{"allow":[{"cidr":"127.0.0.1/32"}]}"#;
@@ -627,4 +627,79 @@ fn configuration_reload_keeps_limit_and_verification_state() {
     assert_over_limit(&post_to(file.port, &limited));
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Destination policy changed on a running gateway by a listener update (the loopback exception
+/// narrowed to one receiver's port): once the new filters serve, a receiver on another port is
+/// refused 403 / 11110114 and gets nothing more, and the hour a webhook used before the update
+/// still counts (429) while its receiver stays allowed.
+#[test]
+fn a_policy_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
+    let dir = support::scratch("lds-policy");
+    let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
+    file.write(&plugin_with(&json!({}), &[]));
+    let gw = Gateway::start_with(bootstrap, 2, &[]);
+    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let kept = Receiver::start(Behaviour::json(200, r#"{"kept":1}"#));
+    let dropped = Receiver::start(Behaviour::json(200, r#"{"dropped":1}"#));
+    let limited = event(&unique_name("Kept"), &kept.url("/"));
+    let refused = event(&unique_name("Dropped"), &dropped.url("/"));
+    assert_delivered(&post_to(file.port, &limited), r#"{"kept":1}"#);
+    assert_delivered(&post_to(file.port, &refused), r#"{"dropped":1}"#);
+
+    let narrowed = json!({"allow": [{"cidr": "127.0.0.1/32", "port": kept.port}]});
+    file.write(&plugin_with(&json!({}), &[("destination", narrowed)]));
+    eventually("the listener update", || {
+        gw.stat("listener_manager.lds.update_success") == Some(2)
+    });
+    // The old filters answer the dropped webhook 429 (its hour is used), the new ones 403.
+    eventually("the new policy serving", || {
+        let reply = post_to(file.port, &refused);
+        if reply.status == 429 {
+            assert_over_limit(&reply);
+            return false;
+        }
+        assert_answer(&reply, 403, "no", 11110114, "Incorrect url ip");
+        true
+    });
+    let another = post_to(
+        file.port,
+        &event(&unique_name("Dropped"), &dropped.url("/")),
+    );
+    assert_answer(&another, 403, "no", 11110114, "Incorrect url ip");
+    assert_eq!(
+        another.header("x-hookgate-detail"),
+        Some(format!(
+            "destination blocked: 127.0.0.1 is in 127.0.0.0/8 (loopback); the exception for \"127.0.0.1/32\" covers port {} only, not {}",
+            kept.port, dropped.port
+        ).as_str())
+    );
+    assert_over_limit(&post_to(file.port, &limited));
+    assert_delivered(
+        &post_to(file.port, &event(&unique_name("Kept"), &kept.url("/"))),
+        r#"{"kept":1}"#,
+    );
+    assert_eq!(
+        dropped.records().len(),
+        1,
+        "only the delivery before the update"
+    );
+    assert_eq!(kept.records().len(), 2);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A hot restart (the next epoch of Envoy on the same file takes the listener over) runs new VMs:
+/// the local limit state is gone, and a webhook over its hour is delivered once more.
+#[test]
+fn a_hot_restart_starts_the_local_limit_state_empty() {
+    let mut gw = Gateway::start_hot_restartable(config(&json!({})));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let limited = event(&unique_name("Restart"), &receiver.url("/"));
+    assert_delivered(&gw.post(&limited), "{}");
+    assert_over_limit(&gw.post(&limited));
+    gw.hot_restart();
+    assert_delivered(&gw.post(&limited), "{}");
+    assert_over_limit(&gw.post(&limited));
+    assert_eq!(receiver.records().len(), 2);
 }

@@ -6,6 +6,7 @@ pub mod dns;
 pub mod h2;
 pub mod http;
 pub mod receiver;
+mod restart;
 
 pub use http::Reply;
 pub use receiver::{Behaviour, Receiver};
@@ -52,14 +53,22 @@ pub const SHIPPED_WASM: &str = "/etc/hookgate/hookgate.wasm";
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
-/// Envoy (as `scripts/envoy.sh` finds it) on the configuration at `path`, hot restart off.
-fn envoy_process(path: &Path, concurrency: u32) -> Command {
+/// Envoy (as `scripts/envoy.sh` finds it) on the configuration at `path`; hot restart off unless
+/// `epoch` gives (base id, restart epoch).
+fn envoy_process(path: &Path, concurrency: u32, epoch: Option<(u32, u32)>) -> Command {
     let mut command = envoy_command();
     let mut process = Command::new(command.remove(0));
+    match epoch {
+        None => process.arg("--disable-hot-restart"),
+        Some((base_id, epoch)) => process
+            .args(["--base-id", &base_id.to_string()])
+            .args(["--restart-epoch", &epoch.to_string()])
+            // The previous epoch drains for 1 s and exits after 2 s (15 min by default).
+            .args(["--drain-time-s", "1", "--parent-shutdown-time-s", "2"]),
+    };
     process.args(command).arg("-c").arg(path).args([
         "--concurrency",
         &concurrency.to_string(),
-        "--disable-hot-restart",
         "-l",
         "info",
         // The access log (Envoy's stdout) is flushed every 100 ms instead of every 10 s.
@@ -221,7 +230,7 @@ impl EnvoyConfig {
     pub fn refused_by_envoy(self) -> String {
         let dir = scratch("refused");
         let (path, _, _) = self.materialise(&dir);
-        let mut child = envoy_process(&path, 1)
+        let mut child = envoy_process(&path, 1, None)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
             .spawn()
@@ -292,6 +301,8 @@ pub struct Gateway {
     pub ports: Vec<u16>,
     pub admin_port: u16,
     pub dir: PathBuf,
+    /// (base id, epoch) of a gateway that can be hot restarted.
+    hot_restart: Option<(u32, u32)>,
 }
 
 impl Gateway {
@@ -303,11 +314,20 @@ impl Gateway {
     /// Free ports are found by binding and releasing them, so another process of the test run
     /// can take one before Envoy binds it: then Envoy is started again on other ports (bounded).
     pub fn start_with(config: EnvoyConfig, concurrency: u32, extra_args: &[&str]) -> Gateway {
+        Self::launch(config, concurrency, extra_args, None)
+    }
+
+    fn launch(
+        config: EnvoyConfig,
+        concurrency: u32,
+        extra_args: &[&str],
+        hot_restart: Option<(u32, u32)>,
+    ) -> Gateway {
         for _ in 0..3 {
             let dir = scratch("envoy");
             let (path, admin_port, ports) = config.clone().materialise(&dir);
             let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-            let child = envoy_process(&path, concurrency)
+            let child = envoy_process(&path, concurrency, hot_restart)
                 .args(extra_args)
                 .current_dir(&dir)
                 .stdout(std::fs::File::create(dir.join("access.log")).unwrap())
@@ -321,6 +341,7 @@ impl Gateway {
                 ports,
                 admin_port,
                 dir,
+                hot_restart,
             };
             match gateway.wait_ready() {
                 Ok(()) => return gateway,
@@ -404,6 +425,10 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Hot restart leaves its shared memory behind, named by base id (Envoy multiplies it by 10).
+        if let Some((base_id, _)) = self.hot_restart {
+            let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", base_id * 10));
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
