@@ -12,6 +12,8 @@ mod answer;
 mod etcd_tests;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod host_calls;
 mod limit;
 mod request;
 #[cfg(test)]

@@ -106,11 +106,6 @@ impl FakeHost {
         counts
     }
 
-    /// Every host call made, shared data included.
-    pub fn total_calls(&self) -> usize {
-        self.call_counts().values().sum()
-    }
-
     /// The answer the engine gets: the local reply, else the upstream answer as rewritten.
     pub fn answer(&self) -> Answer {
         if let Some(reply) = self.local_reply.borrow().clone() {

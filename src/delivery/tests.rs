@@ -1,5 +1,5 @@
 //! The delivery driven through a recording host, callback by callback as Envoy calls them:
-//! every row of the README's answer table, and what each outcome costs in host calls.
+//! every row of the README's answer table.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -480,49 +480,6 @@ fn a_signed_delivery_carries_the_engines_idempotency_key_or_a_new_id() {
         &[("idempotency-key", "no spaces")],
     );
     assert_answer(&host.answer(), 400, "no", ENVELOPE_QUERY);
-}
-
-/// What each outcome costs in host calls (shared data and clock reads included), printed for
-/// the record (`cargo test --lib host_calls -- --nocapture`) and pinned, so that a change in
-/// the hot path shows here first. The limit table is prepared (as `on_configure` does), so a
-/// first send finds its bucket in place.
-#[test]
-fn host_calls_per_outcome() {
-    let settings = settings("{}");
-    let mut lines = Vec::new();
-    let mut measure = |what: &str, run: &dyn Fn(&FakeHost)| {
-        let host = FakeHost::at(T);
-        settings.limiter.prepare(&host.store).unwrap();
-        host.store.gets.set(0);
-        host.store.sets.set(0);
-        run(&host);
-        let counts = host.call_counts();
-        lines.push(format!(
-            "{what}: {} host calls {counts:?}",
-            host.total_calls()
-        ));
-        host.total_calls()
-    };
-    let delivery = measure("delivery", &|host| {
-        let (mut d, _) = post(host, &settings, &event("orders", URL));
-        respond(&mut d, host, 200, "via_upstream", "{}");
-    });
-    let refusal = measure("refusal (bad event)", &|host| {
-        post(host, &settings, "not json");
-    });
-    let test = measure("test request", &|host| {
-        let (mut d, _) = post_with(
-            host,
-            &settings,
-            &event("orders", URL),
-            &[("x-hookgate-test", "true")],
-        );
-        respond(&mut d, host, 200, "via_upstream", "{}");
-    });
-    for line in &lines {
-        println!("{line}");
-    }
-    assert_eq!((delivery, refusal, test), (16, 7, 19), "{lines:#?}");
 }
 
 #[test]
