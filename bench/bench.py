@@ -477,7 +477,13 @@ def main():
             before = envoys["B"].stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1") if label == "B" else 0
             row[label] = run(envoys[label], ROUND, *target(label))
             if label == "B":
-                delivered = envoys["B"].stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1") - before
+                # hookgate's counters reach Envoy on each worker's tick (every second).
+                deadline = time.monotonic() + 5
+                while True:
+                    delivered = envoys["B"].stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1") - before
+                    if delivered >= row["B"]["requests"] or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
                 if delivered < row["B"]["requests"]:
                     fail(f"B answered {row['B']['requests']} requests but delivered only {delivered}")
         row = {k: row[k] for k in ("A", "F", "B")}
@@ -578,7 +584,8 @@ def main():
             while (got := e.stat("wasmcustom.hookgate.outcomes.plan.default.outcome.delivered.code.1")) < target_count:
                 if got != last:
                     last, last_t = got, time.monotonic()
-                if p.poll() is not None or time.monotonic() - last_t > 10:
+                # No progress for 10 s (the counters move every second, on the tick): stalled.
+                if time.monotonic() - last_t > 10:
                     outcomes = http(e.admin, "/stats?filter=hookgate.outcomes")[1].decode()
                     fail(f"prefill of {n} stalled at {got} delivered (wrk exit {p.poll()}):\n{outcomes}")
                 time.sleep(0.2)
@@ -762,15 +769,25 @@ def write_report(v):
       f"much as plain Envoy's whole delivery: a refusal can be about as many times faster than a delivery as "
       f"hookgate's delivery costs over plain Envoy's.\n")
     w("### Against the targets\n")
-    refusal_min = min(med([x["rps"] for x in rows]) / delivery for k, rows in v["ref_rows"].items() if k != "delivery")
     spread = (max(tr_bf.values()) - min(tr_bf.values())) if tr_bf else float("nan")
+    w("B/F as CPU: the floor's Envoy CPU per request over hookgate's (B at most 12% more CPU than F "
+      "for 0.88); the throughput ratio beside it.\n")
     w(f"| target | measured | met |")
     w("|---|---|---|")
-    w(f"| B/F >= 0.95 (10 variables) | {bf:.3f} | {'yes' if bf >= 0.95 else 'no'} |")
-    w(f"| B/A >= 0.70 | {ba:.3f} | {'yes' if ba >= 0.70 else 'no'} |")
-    w(f"| refusals >= 3x a delivery, in throughput (16 connections) | slowest {refusal_min:.2f}x | {'yes' if refusal_min >= 3 else 'no'} |")
-    light_min = min(refusals_sooner(light))
-    w(f"| refusals >= 3x a delivery, answered sooner (one connection, p50) | slowest {light_min:.2f}x | {'yes' if light_min >= 3 else 'no'} |")
+    for n, goal in ((10, 0.88), (1000, 0.75)):
+        pairs = v["var_rows"].get(n)
+        if not pairs:
+            continue
+        cpu = med([p[0]["cpu_us"] / p[1]["cpu_us"] for p in pairs])
+        rps = med([p[1]["rps"] / p[0]["rps"] for p in pairs])
+        w(f"| B/F >= {goal} ({n} variables) | CPU {cpu:.3f} (throughput {rps:.3f}) | {'yes' if cpu >= goal else 'no'} |")
+    own = med([x["cpu_us"] for x in v["envoy_rows"]["own 403"]])
+    for label, rows in v["ref_rows"].items():
+        if label == "delivery":
+            continue
+        cpu = med([x["cpu_us"] for x in rows])
+        w(f"| {label}: CPU <= 1.1x Envoy's own local 403 ({own:.0f} µs) | {cpu:.0f} µs ({cpu / own:.2f}x) | "
+          f"{'yes' if cpu <= 1.1 * own else 'no'} |")
     # The counts run side by side (the same rounds, the same F): B's own CPU per request is the
     # steadier comparison; flat means the largest count costs at most 5% more than one webhook.
     tr_cpu = {n: med([p[1]["cpu_us"] for p in d["pairs"]]) for n, d in tr.items()}

@@ -31,8 +31,11 @@ proxy_wasm::main! {{
     });
 }}
 
-/// How often the `tracked_webhooks` gauge is brought up to date.
-const TICK_MILLIS: u32 = 10_000;
+/// How often each worker hands its counters to Envoy (`Metrics::flush`): `/stats` is at most
+/// this far behind.
+const TICK_MILLIS: u32 = 1_000;
+/// How often the `tracked_webhooks` gauge is brought up to date (one scan of the table).
+const SCAN_SECONDS: u64 = 10;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -124,6 +127,7 @@ impl RootContext for Root {
             return false;
         }
         ids::prepare_worker_numbers();
+        self.metrics.flush();
         self.metrics = Rc::new(Metrics::new(settings.limiter.namespace()));
         let settings = Rc::new(settings);
         publish_gateway(&settings);
@@ -132,20 +136,23 @@ impl RootContext for Root {
         let status = unsafe { proxy_set_tick_period_milliseconds(TICK_MILLIS) };
         if status != 0 {
             log::warn!("hookgate: no tick, no tracked_webhooks gauge (host status {status})");
+            self.metrics.unbatched();
         }
         true
     }
 
-    /// Ticks come to the main thread's root context and to every worker's. Whichever claims
-    /// the period first (one CAS in shared data) scans the table and sets the gauge, which
-    /// every context of the Envoy shares: one scan per period, not one per context.
+    /// Ticks come to the main thread's root context and to every worker's. Each first hands
+    /// its worker's counters to Envoy; then whichever claims the scan period first (one CAS in
+    /// shared data) scans the table and sets the gauge, which every context of the Envoy
+    /// shares: one scan per period, not one per context.
     fn on_tick(&mut self) {
         host_logger::follow_host_level();
+        self.metrics.flush();
         let Some(settings) = &self.settings else {
             return;
         };
         let limiter = &settings.limiter;
-        if !limiter.claim_scan(&HostStore, HostClock.now(), TICK_MILLIS as u64 / 1000) {
+        if !limiter.claim_scan(&HostStore, HostClock.now(), SCAN_SECONDS) {
             return;
         }
         match limiter.tracked(&HostStore, &HostClock) {

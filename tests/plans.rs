@@ -47,15 +47,20 @@ fn the_listener_chooses_the_plan() {
     assert_eq!(receiver.records().len(), 6);
 
     // The metrics tell the plans apart by their `plan` label (limit.namespace).
-    let text = http::get(gw.admin_port, "/stats/prometheus")
-        .unwrap()
-        .text();
-    let mut series: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("hookgate_outcomes{") || l.starts_with("hookgate_sent{"))
-        .collect();
-    series.sort_unstable();
-    assert_eq!(
+    let series = || {
+        let text = http::get(gw.admin_port, "/stats/prometheus")
+            .unwrap()
+            .text();
+        let mut series: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("hookgate_outcomes{") || l.starts_with("hookgate_sent{"))
+            .map(str::to_owned)
+            .collect();
+        series.sort_unstable();
+        series
+    };
+    support::settles(
+        "the series of both plans",
         series,
         [
             r#"hookgate_outcomes{plan="free",outcome="delivered",code="1"} 1"#,
@@ -64,5 +69,7 @@ fn the_listener_chooses_the_plan() {
             r#"hookgate_sent{plan="free"} 1"#,
             r#"hookgate_sent{plan="paid"} 5"#,
         ]
+        .map(str::to_owned)
+        .to_vec(),
     );
 }

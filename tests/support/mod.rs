@@ -509,6 +509,22 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until `read` gives `expected`, then asserts it (with `what` and the last value read
+/// when it never does): hookgate's counters reach Envoy on each worker's tick, every second.
+pub fn settles<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    mut read: impl FnMut() -> T,
+    expected: T,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = read();
+    while last != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        last = read();
+    }
+    assert_eq!(last, expected, "{what}");
+}
+
 /// An event for `name` and `url` with the document's fields.
 pub fn event(name: &str, url: &str) -> String {
     format!(
