@@ -72,7 +72,7 @@ write_seeds() {
     [ -f "$f" ] || continue
     while IFS= read -r url; do [ -n "$url" ] && seed destination_url "$url"; done <"$f"
   done
-  while IFS= read -r url; do seed destination_url "$url"; done < <(url_literals "$ROOT/src/destination.rs" | sort -u)
+  while IFS= read -r url; do seed destination_url "$url"; done < <(url_literals "$ROOT"/src/destination.rs "$ROOT"/src/destination/tests/*.rs | sort -u)
 
   # destination_config: lines D <cidr> / H <host> / A <cidr> [port] / U <url>.
   seed destination_config $'A 127.0.0.1/32 18080\nU http://127.0.0.1:18080/\nU http://127.0.0.1:8080/'
@@ -80,7 +80,7 @@ write_seeds() {
   seed destination_config $'A ::ffff:127.0.0.1/128\nA 10.0.0.0/8 443\nU http://[::ffff:127.0.0.1]/\nU https://10.1.2.3/'
   seed destination_config $'D 10.0.0.1/8\nH *.\nA 127.0.0.1/33'
   seed destination_config $'H ＥＸＡＭＰＬＥ.com.\nH xn--nxasmq6b.example\nU http://example.com./'
-  perl -ne 'print "$1\n" if /^\s*"([0-9a-f.:]+\/\d+)",\s*$/' "$ROOT/src/destination.rs" | sort -u |
+  perl -ne 'print "$1\n" if /^\s*range\("([0-9a-f.:]+\/\d+)",/' "$ROOT/src/destination/ranges.rs" | sort -u |
     while IFS= read -r cidr; do seed destination_config "D $cidr"$'\n'"A $cidr"; done
   if [ -f "$SSRF_DIR/ssrf_bypass_candidates.txt" ]; then
     head -n 40 "$SSRF_DIR/ssrf_bypass_candidates.txt" | while IFS= read -r url; do

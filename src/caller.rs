@@ -20,7 +20,7 @@
 //! the first difference is. The token never appears in a log line, a `Debug` output or a failure
 //! detail, and it never reaches a receiver (hookgate replaces every header the caller sent).
 
-use crate::destination::{parse_cidr, Net};
+use crate::cidr::{parse_cidr, Net};
 use crate::error::Failure;
 use crate::headers;
 use std::net::{IpAddr, SocketAddr};

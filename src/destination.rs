@@ -55,6 +55,7 @@
 //! * The failure details are ASCII only (anything else from the raw URL is escaped) and name the
 //!   reason and the address or host meant, e.g. `127.0.0.1 is in 127.0.0.0/8 (loopback)`.
 
+use crate::cidr::{parse_cidr, Net};
 use crate::error::Failure;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -91,100 +92,6 @@ pub fn default_deny_list() -> impl Iterator<Item = (&'static str, &'static str, 
 
 const CONFIGURED_CIDR_REASON: &str = "configured deny_cidrs";
 const CONFIGURED_HOST_REASON: &str = "configured deny_hosts";
-
-/// Decimal digits of scripts that IDNA keeps as they are: the code point of each script's zero
-/// (the nine digits follow it). Unicode 14 `Nd` plus Kawi and Nag Mundari (15.0); a digit of a
-/// script missing here is handled as a digit of unknown value.
-const UNICODE_ZEROS: &[u32] = &[
-    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
-    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
-    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
-    0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650,
-    0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x11F50, 0x16A60, 0x16AC0,
-    0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E950,
-    0x1FBF0,
-];
-
-/// A parsed CIDR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Net {
-    V4 { addr: u32, len: u32 },
-    V6 { addr: u128, len: u32 },
-}
-
-impl Net {
-    fn len(self) -> u32 {
-        match self {
-            Net::V4 { len, .. } | Net::V6 { len, .. } => len,
-        }
-    }
-
-    pub(crate) fn contains(self, ip: IpAddr) -> bool {
-        match (self, ip) {
-            (Net::V4 { addr, len }, IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32_u32.saturating_sub(len))
-                    .unwrap_or(0);
-                u32::from(ip) & mask == addr
-            }
-            (Net::V6 { addr, len }, IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128_u32.saturating_sub(len))
-                    .unwrap_or(0);
-                u128::from(ip) & mask == addr
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Parses `address/prefix` (or a bare address, meaning that one address) strictly: canonical
-/// std address syntax, a decimal prefix without sign or leading zero, no host bits set.
-pub(crate) fn parse_cidr(text: &str) -> Option<Net> {
-    let (address, prefix) = match text.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (text, None),
-    };
-    let ip: IpAddr = if address.contains(':') {
-        IpAddr::V6(address.parse::<Ipv6Addr>().ok()?)
-    } else {
-        IpAddr::V4(address.parse::<Ipv4Addr>().ok()?)
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match prefix {
-        None => max,
-        Some(p) => {
-            let digits_ok = !p.is_empty()
-                && p.len() <= 3
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p == "0" || !p.starts_with('0'));
-            if !digits_ok {
-                return None;
-            }
-            let len: u32 = p.parse().ok()?;
-            if len > max {
-                return None;
-            }
-            len
-        }
-    };
-    let net = match ip {
-        IpAddr::V4(a) => Net::V4 {
-            addr: u32::from(a),
-            len,
-        },
-        IpAddr::V6(a) => Net::V6 {
-            addr: u128::from(a),
-            len,
-        },
-    };
-    // Host bits set ("10.0.0.1/8") is refused: it usually means the author meant something else.
-    if net.contains(ip) {
-        Some(net)
-    } else {
-        None
-    }
-}
 
 /// Why an address is refused: the range it is in, or the IPv4 address it embeds and its range.
 enum Refusal<'a> {
@@ -569,137 +476,6 @@ impl DestinationPolicy {
     }
 }
 
-/// Checks on the raw string, before parsing; returns the raw authority (between `//` and the
-/// first `/`, `?` or `#`).
-fn precheck(raw: &str) -> Result<&str, Failure> {
-    if raw.is_empty() {
-        return Err(Failure::InvalidUrl("empty URL".into()));
-    }
-    for c in raw.chars() {
-        let what = if c == '\\' {
-            "backslash"
-        } else if c.is_whitespace() {
-            "whitespace"
-        } else if c.is_control() {
-            "control character"
-        } else if is_invisible(c) {
-            "invisible formatting character"
-        } else {
-            continue;
-        };
-        return Err(Failure::InvalidUrl(format!(
-            "{what} {} not allowed",
-            c.escape_unicode()
-        )));
-    }
-    let Some((scheme, rest)) = raw.split_once(':') else {
-        return Err(Failure::InvalidUrl(
-            "no scheme, use http:// or https://".into(),
-        ));
-    };
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(Failure::InvalidUrl(format!(
-            "scheme {} not allowed, use http or https",
-            quote(scheme)
-        )));
-    }
-    let Some(after) = rest.strip_prefix("//") else {
-        return Err(Failure::InvalidUrl(
-            "expected // and a host after the scheme".into(),
-        ));
-    };
-    let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(Failure::InvalidUrl("userinfo (user@) not allowed".into()));
-    }
-    if authority.is_empty() {
-        return Err(Failure::InvalidUrl("empty host".into()));
-    }
-    Ok(authority)
-}
-
-/// Zero-width and bidi formatting characters: invisible in logs, ignored or reordered by readers.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
-
-/// An authority `[address%zone]` (zone raw or percent-encoded), with its address parsed.
-fn zoned_address(authority: &str) -> Option<(Ipv6Addr, &str)> {
-    let inside = authority.strip_prefix('[')?;
-    let (inside, _) = inside.split_once(']')?;
-    let (address, zone) = inside.split_once('%')?;
-    let zone = zone.strip_prefix("25").unwrap_or(zone);
-    match Url::parse(&format!("http://[{address}]/")).ok()?.host()? {
-        Host::Ipv6(a) => Some((a, zone)),
-        _ => None,
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum DigitsVerdict {
-    /// A name: not an address however its digits are read.
-    Name,
-    /// The IPv4 address the name would be with its digits read as ASCII.
-    Address(Ipv4Addr),
-    /// It would be an address, but some digits have no known value.
-    Unsure,
-}
-
-/// Whether a host name (ASCII, as normalised by the url crate, trailing dots removed) would be
-/// an IPv4 address once its non-ASCII digits are read as ASCII digits.
-fn digits_as_ipv4(host: &str) -> DigitsVerdict {
-    // `domain_to_unicode` answers "" for what already is an address.
-    if let Some(a) = ipv4_of(host) {
-        return DigitsVerdict::Address(a);
-    }
-    unicode_digits_as_ipv4(&url::quirks::domain_to_unicode(host))
-}
-
-/// [`digits_as_ipv4`] on the Unicode form of the host.
-fn unicode_digits_as_ipv4(unicode: &str) -> DigitsVerdict {
-    let mut mapped = String::with_capacity(unicode.len());
-    let mut unknown = false;
-    for c in unicode.chars() {
-        if c.is_ascii() {
-            mapped.push(c);
-        } else if let Some(d) = unicode_digit(c) {
-            mapped.push(d);
-        } else if c.is_numeric() {
-            unknown = true;
-            mapped.push('1');
-        } else {
-            mapped.push(c);
-        }
-    }
-    match ipv4_of(&mapped) {
-        None => DigitsVerdict::Name,
-        Some(_) if unknown => DigitsVerdict::Unsure,
-        Some(a) => DigitsVerdict::Address(a),
-    }
-}
-
-/// The ASCII digit a Unicode decimal digit of a known script stands for.
-fn unicode_digit(c: char) -> Option<char> {
-    let cp = u32::from(c);
-    UNICODE_ZEROS
-        .iter()
-        .find(|&&zero| (zero..zero.saturating_add(10)).contains(&cp))
-        .and_then(|&zero| char::from_digit(cp.saturating_sub(zero), 10))
-}
-
-/// The IPv4 address a host means to the URL standard, if it is one.
-fn ipv4_of(host: &str) -> Option<Ipv4Addr> {
-    if host.contains(['/', '?', '#', '@', ':', '[', ']', '\\', '%']) {
-        return None;
-    }
-    match Url::parse(&format!("http://{host}/")).ok()?.host()? {
-        Host::Ipv4(a) => Some(a),
-        _ => None,
-    }
-}
-
 /// A deny_hosts entry: `name` or `*.name`, normalised like a URL host; not an IP address.
 fn parse_host_pattern(text: &str) -> Result<(String, bool), &'static str> {
     let (rest, subdomains) = match text.strip_prefix("*.") {
@@ -764,9 +540,11 @@ fn quote(text: &str) -> String {
 mod ranges;
 mod recent;
 mod resolved;
+mod spelling;
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
+use spelling::{digits_as_ipv4, ipv4_of, is_invisible, precheck, zoned_address, DigitsVerdict};
 
 #[cfg(test)]
 mod tests;

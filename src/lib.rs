@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod answer;
 pub mod caller;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -199,7 +199,7 @@ fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<S
         };
         chain.networks.iter().any(|(range, range_len)| {
             range_len <= len
-                && crate::destination::parse_cidr(&format!("{range}/{range_len}"))
+                && crate::cidr::parse_cidr(&format!("{range}/{range_len}"))
                     .is_some_and(|net| net.contains(ip))
         })
     };
