@@ -188,6 +188,31 @@ fn matcher_cidr(rule: &Yaml) -> Exception {
     )
 }
 
+/// docs/security.md's deny table lists exactly the default ranges: the first column of each row
+/// of the table names its ranges in backticks.
+#[test]
+fn the_documented_deny_table_is_the_default_deny_list() {
+    let docs = std::fs::read_to_string("docs/security.md").unwrap();
+    let documented: BTreeSet<String> = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .flat_map(|row| {
+            let first = format!("`{}", row.split(" | ").next().unwrap_or_default());
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|c| c.contains('/'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let listed: BTreeSet<String> = hookgate::destination::default_deny_list()
+        .map(|(cidr, _, _)| cidr.to_string())
+        .collect();
+    assert_eq!(documented, listed, "docs/security.md's deny table");
+}
+
 #[test]
 fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
     let expected: BTreeSet<(IpAddr, u64)> = hookgate::destination::default_deny_list()
