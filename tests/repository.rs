@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::repo;
 
-/// Tracked files, except third-party text kept verbatim (the published CRDs) and this file,
-/// which has to spell what it looks for.
+/// Tracked files, except third-party text kept verbatim (the published CRDs). This file is read
+/// too: it builds what it looks for from pieces, so it never spells a phrase it refuses.
 fn tracked_text_files() -> Vec<(PathBuf, String)> {
     let out = Command::new("git")
         .args(["ls-files", "-z"])
@@ -27,7 +27,7 @@ fn tracked_text_files() -> Vec<(PathBuf, String)> {
         .unwrap()
         .split('\0')
         .filter(|p| !p.is_empty())
-        .filter(|p| !p.starts_with("tests/fixtures/schemas/") && *p != "tests/repository.rs")
+        .filter(|p| !p.starts_with("tests/fixtures/schemas/"))
         .filter_map(|p| {
             let path = repo().join(p);
             let text = std::fs::read_to_string(&path).ok()?;
@@ -38,23 +38,24 @@ fn tracked_text_files() -> Vec<(PathBuf, String)> {
 
 /// Phrases that point outside the repository or at the authors' own work (lower case).
 const OUTSIDE: &[&str] = &[
-    "../shared",
-    "/work/",
-    "envoy-facts",
-    "this session",
-    "the session's",
-    "second round",
-    "third round",
-    "this round",
-    "the round's",
-    "round two",
-    "round three",
-    "stop 1",
-    "stop 2",
-    "stop 3",
+    concat!("../s", "hared"),
+    concat!("/wo", "rk/"),
+    concat!("envoy", "-facts"),
+    concat!("this s", "ession"),
+    concat!("the se", "ssion's"),
+    concat!("second", " round"),
+    concat!("third", " round"),
+    concat!("this ", "round"),
+    concat!("the r", "ound's"),
+    concat!("roun", "d two"),
+    concat!("round", " three"),
+    concat!("sto", "p 1"),
+    concat!("sto", "p 2"),
+    concat!("sto", "p 3"),
 ];
 
-/// "issue 9", "issues 4", "#6": a tracker's numbers.
+/// A tracker's numbers: the word issue (or issues) followed by a number, or `#` and a digit
+/// starting a word.
 fn tracker_numbers(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
     let bytes = lower.as_bytes();
@@ -97,8 +98,12 @@ fn no_tracked_file_refers_outside_the_repository_or_to_tracker_numbers() {
 
 #[test]
 fn the_check_finds_what_it_looks_for() {
-    assert_eq!(tracker_numbers("see issue 9."), ["issue 9."]);
-    assert_eq!(tracker_numbers("fixed (#12)"), ["#12)"]);
+    let issue = concat!("iss", "ue");
+    assert_eq!(
+        tracker_numbers(&format!("see {issue} 9.")),
+        [format!("{issue} 9.")]
+    );
+    assert_eq!(tracker_numbers(&format!("fixed ({}12)", '#')), ["#12)"]);
     assert!(tracker_numbers("# heading, ${#1}, color #fff, issue tracker").is_empty());
 }
 
