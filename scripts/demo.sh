@@ -36,21 +36,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# `probe PORT`: is something listening on 127.0.0.1:PORT? `wait_for CMD...`: up to 30 s.
-probe() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1"
-}
-ready() {
-  python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:9901/ready", timeout=1).status == 200 else 1)' 2>/dev/null
-}
-wait_for() {
-  for _ in $(seq 1 150); do
-    if "$@"; then return 0; fi
-    sleep 0.2
-  done
-  echo "demo: timed out waiting for: $*" >&2
-  return 1
-}
+who=demo
+# shellcheck source=scripts/wait.sh
+source scripts/wait.sh
 
 start_receiver() {
   python3 -u examples/receiver.py --port 18080 --key demo-key >>"$tmp/receiver.log" 2>&1 &
@@ -79,12 +67,7 @@ send() {
   receiver_news
 }
 
-for port in 10000 9901 18080; do
-  if probe "$port"; then
-    echo "demo: port $port is in use (is \`make run\` running?): stop it first" >&2
-    exit 1
-  fi
-done
+ports_free "is \`make run\` running?" 10000 9901 18080
 [ -f hookgate.wasm ] || { echo "demo: hookgate.wasm missing: run \`make demo\` (it builds it)" >&2; exit 1; }
 
 envoy=$(scripts/envoy.sh)
@@ -96,7 +79,7 @@ receiver_seen=$(wc -l <"$tmp/receiver.log")
 $envoy -c "$tmp/run.yaml" --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info \
   --file-flush-interval-msec 200 >"$tmp/envoy.log" 2>&1 &
 envoy_pid=$!
-if ! wait_for ready; then cat "$tmp/envoy.log" >&2; exit 1; fi
+if ! wait_for ready http://127.0.0.1:9901/ready; then cat "$tmp/envoy.log" >&2; exit 1; fi
 echo "hookgate demo (run $RUN): gateway $GATEWAY (envoy/run.yaml), demo receiver $RECEIVER"
 echo "the demo receiver answers {\"key\": \"demo-key\"} unless the webhook URL's query says otherwise"
 

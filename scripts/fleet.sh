@@ -14,26 +14,10 @@ if [ -z "${ETCD_BIN:-}" ]; then
 fi
 [ -f hookgate.wasm ] || { echo "fleet: hookgate.wasm missing: run \`make fleet\` (it builds it)" >&2; exit 1; }
 
-probe() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))' "$1"
-}
-ready() {
-  python3 -c 'import urllib.request,sys; sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200 else 1)' "$1" 2>/dev/null
-}
-wait_for() {
-  for _ in $(seq 1 150); do
-    if "$@"; then return 0; fi
-    sleep 0.2
-  done
-  echo "fleet: timed out waiting for: $*" >&2
-  return 1
-}
-for port in 2379 2380 10000 10001 9901 9902 18080; do
-  if probe "$port"; then
-    echo "fleet: port $port is in use (is \`make run\` or \`make demo\` running?): stop it first" >&2
-    exit 1
-  fi
-done
+who=fleet
+# shellcheck source=scripts/wait.sh
+source scripts/wait.sh
+ports_free "is \`make run\` or \`make demo\` running?" 2379 2380 10000 10001 9901 9902 18080
 
 tmp=$(mktemp -d -t hookgate-fleet.XXXXXX)
 pids=()

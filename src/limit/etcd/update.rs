@@ -54,29 +54,21 @@ impl Update {
     ) -> Option<(Update, Call)> {
         let ident = admitted.ticket.ident();
         let key = etcd.key(limiter, &ident.name, &ident.url);
-        let mut record = admitted.record.clone();
-        if admitted.revision == 0 {
+        let call = if admitted.revision == 0 {
             // Nothing written by this delivery: start from what is stored.
-            let call = range(&key);
-            let op = Update {
-                key,
-                ident,
+            range(&key)
+        } else {
+            let mut record = admitted.record.clone();
+            apply(
+                limiter,
+                &key,
+                &ident,
                 change,
-                attempts: 0,
-                retries: 0,
-                last: call.clone(),
-            };
-            return Some((op, call));
-        }
-        let call = apply(
-            limiter,
-            &key,
-            &ident,
-            change,
-            &mut record,
-            admitted.revision,
-            admitted.lease,
-        )?;
+                &mut record,
+                admitted.revision,
+                admitted.lease,
+            )?
+        };
         let op = Update {
             key,
             ident,
