@@ -336,19 +336,6 @@ impl DestinationPolicy {
         })
     }
 
-    /// The failure for an address Envoy's upstream RBAC refused after resolving a name, given the
-    /// address as Envoy reports it (`ip:port`, IPv6 in brackets): names the most specific listed
-    /// range holding it, as a CIDR-only enforcer sees the list (embedding ranges whole). None
-    /// when the text is no address or no range holds it.
-    pub fn resolved_refusal(&self, upstream_address: &str) -> Option<Failure> {
-        let ip = upstream_address.parse::<std::net::SocketAddr>().ok()?.ip();
-        let range = self.deny_match(ip, |_| true)?;
-        Some(Failure::BlockedDestination(format!(
-            "resolved address {ip} is in {} ({}), refused by Envoy's destination policy",
-            range.text, range.reason
-        )))
-    }
-
     /// The failure for a URL the `url` crate refused: 403 for a zone id on a refused address,
     /// 400 otherwise.
     fn unparsable(&self, authority: &str, error: url::ParseError) -> Failure {

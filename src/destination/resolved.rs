@@ -5,11 +5,13 @@
 //! `upstream.address`, `ip:port`) and judges it here exactly as an IP literal in the URL would be
 //! judged: refused by a deny range unless an exception names the address (and its port). A name
 //! that resolves to loopback, a rebinding answer, or the blocked half of a mixed answer is
-//! refused this way, before a byte of the webhook is sent.
+//! refused this way, before a byte of the webhook is sent. Envoy's own refusal of such an
+//! address (its upstream RBAC, before connecting) is named here too
+//! ([`DestinationPolicy::resolved_refusal`]).
 
 use super::{quote, DestinationPolicy};
 use crate::error::Failure;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The `response.code_details` of the upstream check's refusal, and the response header that
 /// carries its detail to the engine-facing filter (which rewrites every header of the answer).
@@ -41,7 +43,7 @@ impl DestinationPolicy {
                 quote(address)
             )));
         };
-        self.check_address(socket.ip(), socket.port())
+        self.judge_literal(socket.ip(), socket.port())
             .map_err(|why| match why {
                 Failure::BlockedDestination(detail) => {
                     Failure::BlockedDestination(format!("{} resolved: {detail}", quote(host)))
@@ -50,9 +52,17 @@ impl DestinationPolicy {
             })
     }
 
-    /// An address and port, judged as an IP literal in a URL is (exceptions included).
-    pub fn check_address(&self, ip: IpAddr, port: u16) -> Result<(), Failure> {
-        self.judge_literal(ip, port)
+    /// The failure for an address Envoy's upstream RBAC refused after resolving a name, given the
+    /// address as Envoy reports it (`ip:port`, IPv6 in brackets): names the most specific listed
+    /// range holding it, as a CIDR-only enforcer sees the list (embedding ranges whole). None
+    /// when the text is no address or no range holds it.
+    pub fn resolved_refusal(&self, upstream_address: &str) -> Option<Failure> {
+        let ip = upstream_address.parse::<SocketAddr>().ok()?.ip();
+        let range = self.deny_match(ip, |_| true)?;
+        Some(Failure::BlockedDestination(format!(
+            "resolved address {ip} is in {} ({}), refused by Envoy's destination policy",
+            range.text, range.reason
+        )))
     }
 }
 
