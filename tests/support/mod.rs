@@ -498,15 +498,20 @@ pub fn assert_delivered(reply: &Reply, receiver_body: &str) {
 }
 
 /// Waits (bounded, 20 s) until `check` holds.
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub fn eventually(what: &str, check: impl FnMut() -> bool) {
+    assert!(poll(check), "timed out waiting for {what}");
+}
+
+/// Whether `check` holds within 20 s, tried every 100 ms.
+fn poll(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if check() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out waiting for {what}");
+    false
 }
 
 /// Waits until `read` gives `expected`, then asserts it (with `what` and the last value read
@@ -516,12 +521,11 @@ pub fn settles<T: PartialEq + std::fmt::Debug>(
     mut read: impl FnMut() -> T,
     expected: T,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = read();
-    while last != expected && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+    poll(|| {
         last = read();
-    }
+        last == expected
+    });
     assert_eq!(last, expected, "{what}");
 }
 
