@@ -48,7 +48,7 @@ pub fn envoy_command() -> Vec<String> {
         .collect()
 }
 
-/// Where the shipped configurations load the module from (scripts/envoy-configs.py WASM_PATH).
+/// Where the shipped configurations load the module from (every `envoy/*.yaml`).
 pub const SHIPPED_WASM: &str = "/etc/hookgate/hookgate.wasm";
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
