@@ -180,7 +180,7 @@ pub struct Acquire {
     /// The lease of this acquire's write (0: none yet): the kept one, or `granted`.
     lease: i64,
     granted: Option<Lease>,
-    last: Option<Call>,
+    last: Call,
     state: AcquireState,
 }
 
@@ -200,7 +200,7 @@ impl Acquire {
             kept: etcd.kept.get(),
             lease: 0,
             granted: None,
-            last: Some(call.clone()),
+            last: call.clone(),
             state: AcquireState::Reading,
         };
         (op, call)
@@ -222,7 +222,7 @@ impl Acquire {
             self.lease = 0;
             self.state = AcquireState::Reading;
             let call = range(&self.key);
-            self.last = Some(call.clone());
+            self.last = call.clone();
             return Next::Call(call);
         }
         let body = match ok_body(reply) {
@@ -267,7 +267,7 @@ impl Acquire {
         };
         match step {
             Ok(Next::Call(call)) => {
-                self.last = Some(call.clone());
+                self.last = call.clone();
                 Next::Call(call)
             }
             Ok(done) => done,
@@ -279,9 +279,10 @@ impl Acquire {
     /// land the first time fails its compare and is decided again on what it wrote).
     fn retry(&mut self, why: String) -> Next<Decided> {
         self.retries += 1;
-        match (&self.last, self.retries <= MAX_RETRIES) {
-            (Some(call), true) => Next::Call(call.clone()),
-            _ => refused(Failure::LimitUnavailable(format!("etcd: {why}"))),
+        if self.retries <= MAX_RETRIES {
+            Next::Call(self.last.clone())
+        } else {
+            refused(Failure::LimitUnavailable(format!("etcd: {why}")))
         }
     }
 
