@@ -44,12 +44,22 @@ impl AfterDns {
                 .unwrap_or_default()
         };
         let address = read(&["upstream", "address"]);
-        let authority = host::get_header_text(MapType::HttpRequestHeaders, ":authority")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        log::debug!("hookgate: after DNS: {authority} -> {address}");
-        settings.destinations.check_resolved(&authority, &address)
+        // The authority only names a refusal (and a debug line): read when needed, so an
+        // allowed send makes one host call here, not two.
+        let authority = || {
+            host::get_header_text(MapType::HttpRequestHeaders, ":authority")
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        if log::log_enabled!(log::Level::Debug) {
+            log::debug!("hookgate: after DNS: {} -> {address}", authority());
+        }
+        let policy = &settings.destinations;
+        // Judged first without the name (it changes only the message), then again with it.
+        policy
+            .check_resolved("", &address)
+            .or_else(|_| policy.check_resolved(&authority(), &address))
     }
 }
 
