@@ -265,30 +265,17 @@ impl<'a> Object<'a> {
     }
 
     /// `variables`: the documented array of one-key objects, or a flat object turned into it;
-    /// its pairs scanned from its raw text (`variables.rs`).
+    /// written from its raw text (`variables.rs`).
     fn write_variables(&self, out: &mut Vec<u8>) -> Result<(), Failure> {
         let Some(raw) = self.present("variables") else {
             out.extend_from_slice(b"[]");
             return Ok(());
         };
-        let pairs = variables::pairs(raw.get()).ok_or_else(|| {
+        variables::write(raw.get(), out).ok_or_else(|| {
             Failure::InvalidEvent(
                 "wrong shape for variables (an array of one-key objects, or an object)".into(),
             )
-        })?;
-        out.push(b'[');
-        for (i, (key, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.push(b'{');
-            push_key(out, key);
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
-            out.push(b'}');
-        }
-        out.push(b']');
-        Ok(())
+        })
     }
 }
 
