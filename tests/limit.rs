@@ -689,6 +689,59 @@ fn a_policy_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The caller refusal's envelope for a peer at `source`.
+fn assert_caller_refused(reply: &Reply, source: &str) {
+    assert_answer(reply, 403, "no", 21111011, "Error during query execution");
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some(format!("caller refused: source {source} is not in the configured callers").as_str())
+    );
+}
+
+/// Callers changed on a running gateway by a listener update (`callers` from 127.0.0.1 to
+/// 127.0.0.2): once the new filters serve, the network refused before is served and the one no
+/// longer named is refused, and the hour a webhook used before the update still counts (429).
+#[test]
+fn a_callers_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
+    let dir = support::scratch("lds-callers");
+    let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
+    let callers = |cidr: &str| plugin_with(&json!({}), &[("callers", json!([cidr]))]);
+    file.write(&callers("127.0.0.1/32"));
+    let gw = Gateway::start_with(bootstrap, 2, &[]);
+    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let fresh = || event(&unique_name("Callers"), &receiver.url("/"));
+    let limited = event(&unique_name("Callers"), &receiver.url("/"));
+    assert_delivered(&http::post_from("127.0.0.1", file.port, &limited), "{}");
+    let refused = http::post_from("127.0.0.2", file.port, &fresh());
+    assert_caller_refused(&refused, "127.0.0.2");
+
+    file.write(&callers("127.0.0.2/32"));
+    eventually("the listener update", || {
+        gw.stat("listener_manager.lds.update_success") == Some(2)
+    });
+    // New connections get the new filters; until they serve, the old ones refuse 127.0.0.2.
+    eventually("the new callers served", || {
+        let reply = http::post_from("127.0.0.2", file.port, &fresh());
+        if reply.status == 403 {
+            assert_caller_refused(&reply, "127.0.0.2");
+            return false;
+        }
+        assert_delivered(&reply, "{}");
+        true
+    });
+    let reply = http::post_from("127.0.0.1", file.port, &fresh());
+    assert_caller_refused(&reply, "127.0.0.1");
+    assert_over_limit(&http::post_from("127.0.0.2", file.port, &limited));
+    assert_eq!(
+        receiver.records().len(),
+        2,
+        "the limited webhook and one new"
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A hot restart (the next epoch of Envoy on the same file takes the listener over) runs new VMs:
 /// the local limit state is gone, and a webhook over its hour is delivered once more.
 #[test]
