@@ -116,8 +116,9 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
 
 /// A caller network added to the plugin's `callers` alone, outside the networks the engine chain
 /// is chosen for (here the engine's own 127.0.0.1): hookgate in the listener's default chain
-/// serves its callers, under that chain's bounds (`hookgate check` warns so), and a caller from
-/// any other network gets the envelope, as the network did before the edit.
+/// serves its callers, under that chain's bounds (`hookgate check` warns so) and with the same
+/// limit state, and a caller from any other network gets the envelope, as the network did
+/// before the edit.
 #[test]
 fn a_caller_network_outside_the_engine_chain_is_served_by_editing_the_plugin_alone() {
     isolated();
@@ -175,13 +176,24 @@ fn a_caller_network_outside_the_engine_chain_is_served_by_editing_the_plugin_alo
     for source in ["127.0.0.2", "127.0.0.32"] {
         assert_refused(&post(&gw, source), source);
     }
+    // Both chains keep one limit: a webhook's hour used through one is used through the other.
+    let once = event(&unique_name("Caller"), &receiver.url("/"));
+    assert_answer(
+        &post_from("127.0.0.17", gw.port, &once),
+        200,
+        "yes",
+        1,
+        r#"{"ok":1}"#,
+    );
+    support::assert_over_limit(&post_from("127.0.0.1", gw.port, &once));
     // The new network's callers came through the default chain, the engine through its own.
     eventually("the answers counted by chain", || {
-        gw.stat("http.other_networks.downstream_rq_2xx") == Some(2)
+        gw.stat("http.other_networks.downstream_rq_2xx") == Some(3)
             && gw.stat("http.other_networks.downstream_rq_4xx") == Some(2)
             && gw.stat("http.hookgate.downstream_rq_2xx") == Some(1)
+            && gw.stat("http.hookgate.downstream_rq_4xx") == Some(1)
     });
-    assert_eq!(receiver.records().len(), 3);
+    assert_eq!(receiver.records().len(), 4);
 }
 
 /// An exception added to the plugin configuration of envoy/run.yaml alone is flagged by
