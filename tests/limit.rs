@@ -508,16 +508,32 @@ fn filters_in_one_vm_id_share_state_by_namespace() {
     assert_eq!(receiver.received_on("/ns-key"), 5);
 }
 
-/// The listener served from a file (LDS), so that a test can reload it as an operator would.
+/// The two `yaml` blocks of docs/security.md's listener update: the bootstrap's lines and the
+/// listener file's head.
+fn documented_lds() -> (Yaml, Yaml) {
+    let page = std::fs::read_to_string(support::repo().join("docs/security.md")).unwrap();
+    let section = &page[page.find("**A listener update**").unwrap()..];
+    let mut blocks = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|block| serde_yaml::from_str(block.split("```").next().unwrap()).unwrap());
+    (blocks.next().unwrap(), blocks.next().unwrap())
+}
+
+/// The listener served from a file (LDS), so that a test can reload it as an operator would,
+/// with the bootstrap and listener file that docs/security.md shows.
 struct FileListener {
     path: PathBuf,
     listener: Yaml,
     port: u16,
+    /// The listener file's resource type, as documented.
+    kind: Yaml,
 }
 
 impl FileListener {
     /// Moves the first listener of `config` into a file watched by Envoy.
     fn split(mut config: EnvoyConfig, dir: &Path) -> (EnvoyConfig, FileListener) {
+        let (bootstrap, documented) = documented_lds();
         let mut listener = config.yaml["static_resources"]["listeners"][0].clone();
         config.yaml["static_resources"]
             .as_mapping_mut()
@@ -531,17 +547,18 @@ impl FileListener {
                 Yaml::String(wasm.display().to_string());
         }
         let path = dir.join("lds.yaml");
-        config.yaml["node"] =
-            serde_yaml::from_str("{id: hookgate-test, cluster: hookgate}").unwrap();
-        config.yaml["dynamic_resources"]["lds_config"] = serde_yaml::from_str(&format!(
-            "{{resource_api_version: V3, path_config_source: {{path: {:?}}}}}",
-            path.display().to_string()
-        ))
-        .unwrap();
+        config.yaml["node"] = bootstrap["node"].clone();
+        config.yaml["dynamic_resources"] = bootstrap["dynamic_resources"].clone();
+        let source = &mut config.yaml["dynamic_resources"]["lds_config"]["path_config_source"];
+        assert_eq!(source["path"], "/etc/hookgate/lds.yaml");
+        source["path"] = Yaml::String(path.display().to_string());
+        let resource = &documented["resources"][0];
+        assert_eq!(resource["name"], listener["name"]);
         let file = FileListener {
             path,
             listener,
             port,
+            kind: resource["@type"].clone(),
         };
         (config, file)
     }
@@ -550,8 +567,7 @@ impl FileListener {
     fn write(&mut self, plugin: &Value) {
         set_plugin_config(&mut self.listener, plugin);
         let mut resource = self.listener.clone();
-        resource["@type"] =
-            Yaml::String("type.googleapis.com/envoy.config.listener.v3.Listener".into());
+        resource["@type"] = self.kind.clone();
         let mut document = serde_yaml::Mapping::new();
         document.insert("resources".into(), Yaml::Sequence(vec![resource]));
         let staged = self.path.with_extension("staged");
