@@ -174,20 +174,32 @@ impl EnvoyConfig {
     /// RBAC), as a test rig's exception; the plugin configuration must allow it as well. The
     /// generated policy is `and(or(deny list), not(exception)...)`: this appends one `not_rule`.
     pub fn allow_loopback_receivers(self) -> Self {
+        self.guard_exception(
+            serde_yaml::from_str(&format!(
+                r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.1", prefix_len: 32}}}}}}}}}}"#,
+                "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
+            ))
+            .unwrap(),
+        )
+    }
+
+    /// Adds an exception (a `not_rule`) to every copy of the upstream RBAC's
+    /// `blocked-destinations` policy (one per filter chain, written once with a YAML alias).
+    pub fn guard_exception(self, rule: Yaml) -> Self {
         self.edit(|yaml| {
             let mut policies = Vec::new();
-            collect(yaml, &mut |v| v.get("blocked-destinations").is_some(), &mut policies);
+            collect(
+                yaml,
+                &mut |v| v.get("blocked-destinations").is_some(),
+                &mut policies,
+            );
             assert!(!policies.is_empty(), "no blocked-destinations policy");
             for policies in policies {
-                let loopback: Yaml = serde_yaml::from_str(&format!(
-                    r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.1", prefix_len: 32}}}}}}}}}}"#,
-                    "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
-                ))
-                .unwrap();
-                let rules = policies["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
+                let rules = policies["blocked-destinations"]["permissions"][0]["and_rules"]
+                    ["rules"]
                     .as_sequence_mut()
                     .expect("blocked-destinations: and_rules.rules");
-                rules.push(loopback);
+                rules.push(rule.clone());
             }
         })
     }
