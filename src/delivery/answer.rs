@@ -19,7 +19,7 @@ const ENGINE_RESET: &str = "engine_reset";
 /// What the engine gets back.
 struct EngineAnswer {
     status: u32,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     body: Vec<u8>,
 }
 
@@ -149,7 +149,7 @@ impl Delivery {
         let headers: Vec<(&str, &str)> = answer
             .headers
             .iter()
-            .map(|(k, v)| (*k, v.as_str()))
+            .map(|(k, v)| (*k, v.as_ref()))
             .collect();
         if let Err(e) = host.local_reply(answer.status, &headers, &answer.body) {
             log::error!("hookgate: local reply failed (host status {})", e.0);
@@ -176,7 +176,7 @@ impl Delivery {
             (":status", status.as_str()),
             ("content-length", length.as_str()),
         ];
-        headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_ref())));
         let written = host
             .set_response_headers(&headers)
             .and_then(|()| host.set_response_body(body_size, &answer.body));
@@ -193,23 +193,31 @@ impl Delivery {
         response: Option<&ReceivedResponse>,
     ) -> EngineAnswer {
         self.log_decision(host, outcome.map(|_| ()));
-        let mut headers = vec![("content-type", "application/json".to_string())];
+        let mut headers = Vec::with_capacity(5);
+        headers.push(("content-type", Cow::Borrowed("application/json")));
         let status = match outcome {
             Ok(_) => {
-                headers.push((headers::DELIVERED, Delivered::Yes.as_str().to_string()));
+                headers.push((headers::DELIVERED, Cow::Borrowed(Delivered::Yes.as_str())));
                 200
             }
             Err(failure) => {
-                headers.push((headers::DELIVERED, failure.delivered().as_str().to_string()));
-                headers.push((headers::DETAIL, headers::header_safe(&failure.to_string())));
+                headers.push((
+                    headers::DELIVERED,
+                    Cow::Borrowed(failure.delivered().as_str()),
+                ));
+                let detail = headers::header_safe(&failure.to_string());
+                headers.push((headers::DETAIL, Cow::Owned(detail)));
                 if let Some(seconds) = failure.retry_after() {
-                    headers.push(("retry-after", seconds.to_string()));
+                    headers.push(("retry-after", Cow::Owned(seconds.to_string())));
                 }
                 failure.http_status()
             }
         };
         if let Some(receiver_status) = self.receiver_status {
-            headers.push((headers::UPSTREAM_STATUS, receiver_status.to_string()));
+            headers.push((
+                headers::UPSTREAM_STATUS,
+                Cow::Owned(receiver_status.to_string()),
+            ));
         }
         EngineAnswer {
             status,
@@ -265,11 +273,15 @@ impl Delivery {
     /// request, BENCHMARKS.md). The same line goes to Envoy's log at debug level.
     fn log_decision(&self, host: &dyn Host, outcome: Result<(), &Failure>) {
         let (reason, code, rest) = match outcome {
-            Ok(()) => ("delivered", 1, String::new()),
+            Ok(()) => ("delivered", 1, Cow::Borrowed("")),
             Err(f) => (
                 f.reason(),
                 f.code().number(),
-                format!(" status={} detail={:?}", f.http_status(), f.to_string()),
+                Cow::Owned(format!(
+                    " status={} detail={:?}",
+                    f.http_status(),
+                    f.to_string()
+                )),
             ),
         };
         self.record(host, reason, Some(code), &rest);
@@ -282,12 +294,20 @@ impl Delivery {
         let name = self.webhook.as_ref().map_or("-", |w| w.name.as_str());
         // The normalised host once checked; before that (a refused URL), the host as written.
         let host_name = match (&self.destination, &self.webhook) {
-            (Some(d), _) => d.host.clone(),
-            (None, Some(w)) => crate::destination::host_as_written(&w.url),
-            (None, None) => "-".to_string(),
+            (Some(d), _) => Cow::Borrowed(d.host.as_str()),
+            (None, Some(w)) => Cow::Owned(crate::destination::host_as_written(&w.url)),
+            (None, None) => Cow::Borrowed("-"),
         };
-        let code = code.map(|c| format!(" code={c}")).unwrap_or_default();
-        let record = format!("webhook={name} host={host_name} outcome={reason}{code}{rest}");
+        // One string written in place (a record per request: no intermediate strings).
+        let mut record = String::with_capacity(64 + name.len() + host_name.len() + rest.len());
+        for part in ["webhook=", name, " host=", &host_name, " outcome=", reason] {
+            record.push_str(part);
+        }
+        if let Some(code) = code {
+            record.push_str(" code=");
+            record.push_str(&code.to_string());
+        }
+        record.push_str(rest);
         if let Err(e) = host.set_decision(&record) {
             log::warn!("hookgate: decision record not kept (host status {})", e.0);
         }
