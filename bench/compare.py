@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Builds of hookgate side by side: the floor (F) and one B per given wasm file, in alternating
+rounds of the bench's delivery (bench.py's Envoy configurations, receiver and load), printing
+Envoy's CPU time per request. For measuring one change against another in the same run, where
+the machine's speed drifts between runs; `make bench` stays the reference (BENCHMARKS.md).
+
+  bench/compare.py ROUNDS SECONDS VARIABLES LABEL=WASM[:VARIANT] ...
+
+VARIANT changes only that B's Envoy configuration, to measure what a part of it costs:
+`noafter` drops the check after DNS (hookgate's upstream filter), `norecord` the decision record
+from the access log line. Needs wrk, nginx and the floor filter built (bench/run.sh builds it;
+BENCH_FLOOR_WASM names it, default target/bench-floor's).
+"""
+
+import os
+import shutil
+import statistics
+import sys
+
+import bench as b
+
+
+def drop_after_dns(cfg):
+    for chain in b.find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
+        chain["upstream_http_filters"] = [f for f in chain["upstream_http_filters"] if f.get("name") != "hookgate-after-dns"]
+
+
+def drop_record(cfg):
+    for fmt in b.find_all(cfg, lambda v: isinstance(v, dict) and "json_format" in v, []):
+        fmt["json_format"].pop("hookgate", None)
+
+
+VARIANTS = {"noafter": drop_after_dns, "norecord": drop_record}
+
+
+def main():
+    if len(sys.argv) < 5:
+        b.fail(__doc__)
+    rounds, seconds, variables = (int(a) for a in sys.argv[1:4])
+    builds = []
+    for arg in sys.argv[4:]:
+        label, _, spec = arg.partition("=")
+        path, _, variant = spec.partition(":")
+        if variant and variant not in VARIANTS:
+            b.fail(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+        builds.append((label, os.path.abspath(path), VARIANTS.get(variant)))
+    floor = os.environ.get("BENCH_FLOOR_WASM") or os.path.join(
+        b.REPO, "target", "bench-floor", "wasm32-unknown-unknown", "release", "hookgate_bench_floor.wasm")
+    shutil.copy(floor, os.path.join(b.WORK, "floor.wasm"))
+    rport = b.start_receiver()
+    receiver = f"127.0.0.1:{rport}"
+    url = f"http://{receiver}/hook"
+    plugin = b.hookgate_plugin_json(b.base_config())
+    plugin.setdefault("destination", {}).update({"allow": [{"cidr": "127.0.0.1/32"}]})
+    plugin["limit"] = {**plugin.get("limit", {}), "verified": [{"name": b.BENCH_NAME, "url": url}]}
+    envoys = {"F": b.Envoy("F", "F", floor_target=f"{receiver} /hook")}
+    for label, path, edit in builds:
+        envoys[label] = b.Envoy(label, "B", plugin=plugin, wasm=path, edit=edit)
+    event = b.body_file("event.json", b.event(b.BENCH_NAME, url, variables))
+    payload = b.body_file("payload.json", b.payload(variables))
+    body = {label: (payload if label == "F" else event) for label in envoys}
+    for label, e in envoys.items():
+        b.run(e, 1, body[label])
+    cpu = {label: [] for label in envoys}
+    order = list(envoys)
+    for r in range(rounds):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            cpu[label].append(b.run(envoys[label], seconds, body[label])["cpu_us"])
+        print(" ".join(f"{label} {cpu[label][-1]:.1f}" for label in order), flush=True)
+    median = {label: statistics.median(v) for label, v in cpu.items()}
+    print("median CPU µs/req: " + " ".join(f"{label} {v:.1f}" for label, v in median.items()))
+    print("F/B: " + " ".join(f"{label} {median['F'] / v:.3f}" for label, v in median.items() if label != "F"))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        b.cleanup()
