@@ -190,6 +190,7 @@ pub struct DestinationPolicy {
     deny: Vec<DenyRange>,
     hosts: Vec<HostPattern>,
     allow: Vec<Allow>,
+    guard: Guard,
 }
 
 /// What will be sent.
@@ -204,6 +205,9 @@ pub struct Destination {
     pub path_and_query: String,
     /// The host as normalised by the url crate (for logs); IPv6 in brackets.
     pub host: String,
+    /// The request pseudo-headers for Envoy's guard before connecting (`guard.rs`): the
+    /// exceptions and configured deny CIDRs that apply to this webhook; usually none.
+    pub guard: Vec<(&'static str, String)>,
 }
 
 impl DestinationPolicy {
@@ -278,7 +282,19 @@ impl DestinationPolicy {
                 text: rule.cidr.clone(),
             });
         }
-        Ok(DestinationPolicy { deny, hosts, allow })
+        let configured: Vec<Net> = deny
+            .iter()
+            .filter(|r| r.reason == CONFIGURED_CIDR_REASON)
+            .map(|r| r.net)
+            .collect();
+        let exceptions: Vec<(Net, Option<u16>)> = allow.iter().map(|a| (a.net, a.port)).collect();
+        let guard = Guard::new(&exceptions, &configured)?;
+        Ok(DestinationPolicy {
+            deny,
+            hosts,
+            allow,
+            guard,
+        })
     }
 
     /// Parse once with the url crate, apply every rule, return what will be sent.
@@ -307,11 +323,17 @@ impl DestinationPolicy {
         if port == 0 {
             return Err(Failure::InvalidUrl("port 0 not allowed".into()));
         }
-        match url.host() {
+        let literal = match url.host() {
             None => return Err(Failure::InvalidUrl("empty host".into())),
-            Some(Host::Ipv4(a)) => self.judge_literal(IpAddr::V4(a), port)?,
-            Some(Host::Ipv6(a)) => self.judge_literal(IpAddr::V6(a), port)?,
-            Some(Host::Domain(name)) => self.judge_name(name)?,
+            Some(Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+            Some(Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+            Some(Host::Domain(name)) => {
+                self.judge_name(name)?;
+                None
+            }
+        };
+        if let Some(ip) = literal {
+            self.judge_literal(ip, port)?;
         }
         url.set_fragment(None);
         let host = url
@@ -333,6 +355,7 @@ impl DestinationPolicy {
             authority: format!("{host}:{port}"),
             path_and_query,
             host,
+            guard: self.guard.headers(literal, port),
         })
     }
 
@@ -524,10 +547,13 @@ fn quote(text: &str) -> String {
     out
 }
 
+mod guard;
 mod ranges;
 mod recent;
 mod resolved;
 mod spelling;
+use guard::Guard;
+pub use guard::{GUARD_ALLOW_HEADER, GUARD_DENY_HEADER};
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};
