@@ -3,9 +3,13 @@
 //! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
 
 use crate::config::Settings;
+use crate::destination::guard_rules;
 use crate::error::Failure;
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
+
+/// The name of the router's upstream filter that guards before connecting.
+const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
 
 /// Where a plugin configuration was found, and its text.
 #[derive(Debug, PartialEq)]
@@ -36,13 +40,10 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
     Ok(out.found)
 }
 
-/// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
-type Exception = (String, u64, Option<(u64, u64)>);
-
-/// The exceptions (`not_rule`s after the deny list) of a listener's upstream RBAC.
+/// A listener's upstream RBAC (the guard before connecting): its `rules`, as JSON.
 struct Guard {
     listener: String,
-    exceptions: Vec<Exception>,
+    rules: serde_json::Value,
 }
 
 /// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
@@ -86,10 +87,13 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
         });
         return;
     }
-    if let Some(policy) = value.get("blocked-destinations") {
+    if value.get("name").and_then(Value::as_str) == Some(GUARD_FILTER) {
+        let rules = value.get("typed_config").and_then(|t| t.get("rules"));
         out.guards.push(Guard {
             listener: listener.to_string(),
-            exceptions: rbac_exceptions(policy),
+            rules: rules
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_default(),
         });
         return;
     }
@@ -113,67 +117,6 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
         Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, out)),
         Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, out)),
         _ => {}
-    }
-}
-
-/// `permissions[0].and_rules.rules[1..]`: one `not_rule` matcher per exception.
-fn rbac_exceptions(policy: &Value) -> Vec<Exception> {
-    let rules = policy
-        .get("permissions")
-        .and_then(|p| p.get(0))
-        .and_then(|p| p.get("and_rules"))
-        .and_then(|p| p.get("rules"))
-        .and_then(Value::as_sequence);
-    let matcher = |rule: &Value| {
-        let config = rule.get("not_rule")?.get("matcher")?.get("typed_config")?;
-        let ip = config.get("upstream_ip")?;
-        let ports = config.get("upstream_port_range").map(|r| {
-            let bound = |key| r.get(key).and_then(Value::as_u64).unwrap_or(0);
-            (bound("start"), bound("end"))
-        });
-        Some((
-            ip.get("address_prefix")?.as_str()?.to_string(),
-            ip.get("prefix_len")?.as_u64()?,
-            ports,
-        ))
-    };
-    rules
-        .map(|rules| rules.iter().skip(1).filter_map(matcher).collect())
-        .unwrap_or_default()
-}
-
-/// The plugin's `destination.allow` as Envoy's RBAC would write it (a bare address is /32 or
-/// /128; a port is the range port..=port).
-fn plugin_exceptions(text: &str) -> Vec<Exception> {
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
-    let Some(allow) = json
-        .get("destination")
-        .and_then(|d| d.get("allow"))
-        .and_then(|a| a.as_array())
-    else {
-        return Vec::new();
-    };
-    allow
-        .iter()
-        .filter_map(|rule| {
-            let cidr = rule.get("cidr")?.as_str()?;
-            let (address, len) = match cidr.split_once('/') {
-                Some((address, len)) => (address, len.parse().ok()?),
-                None => (cidr, if cidr.contains(':') { 128 } else { 32 }),
-            };
-            let port = rule.get("port").and_then(|p| p.as_u64()).map(|p| (p, p));
-            Some((address.to_string(), len, port))
-        })
-        .collect()
-}
-
-fn describe_exception((address, len, ports): &Exception) -> String {
-    match ports {
-        Some((start, end)) if start == end => format!("{address}/{len} port {start}"),
-        Some((start, end)) => format!("{address}/{len} ports {start}..={end}"),
-        None => format!("{address}/{len} (every port)"),
     }
 }
 
@@ -211,20 +154,16 @@ fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<S
     }
 }
 
-/// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
-fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
-    for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
+/// Envoy's guard before connecting is plumbing: exactly the rules hookgate feeds (the built-in
+/// deny list and the two conditions reading hookgate's pseudo-headers). Policy edited there
+/// (an exception as a `not_rule`, a range added or removed) would disagree with the plugin.
+fn check_guard(listener: &str, guard: &Guard, problems: &mut Vec<String>) {
+    if guard.rules != guard_rules() {
         problems.push(format!(
-            "listener {listener}: destination.allow has {} but the upstream RBAC \
-             (blocked-destinations) has no not_rule for it: names resolving there are refused \
-             before connecting",
-            describe_exception(missing)
-        ));
-    }
-    for extra in guard.exceptions.iter().filter(|e| !plugin.contains(e)) {
-        problems.push(format!(
-            "listener {listener}: the upstream RBAC excepts {}, which destination.allow does not",
-            describe_exception(extra)
+            "listener {listener}: the upstream RBAC ({GUARD_FILTER}) differs from hookgate's \
+             guard: its rules are plumbing, copy them unchanged from a shipped envoy/*.yaml and \
+             put exceptions and deny CIDRs in the plugin configuration (destination.allow, \
+             destination.deny_cidrs)"
         ));
     }
 }
@@ -281,11 +220,9 @@ pub fn check(text: &str) -> Vec<String> {
             check_chain(name, &engine.text, chain, &mut problems);
         }
         match seen.guards.iter().find(|g| g.listener == name) {
-            Some(guard) => {
-                check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
-            }
+            Some(guard) => check_guard(name, guard, &mut problems),
             None => problems.push(format!(
-                "{listener}: no upstream RBAC (blocked-destinations) to refuse blocked addresses \
+                "{listener}: no upstream RBAC ({GUARD_FILTER}) to refuse blocked addresses \
                  before connecting"
             )),
         }

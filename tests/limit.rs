@@ -34,7 +34,6 @@ fn config(limit: &Value) -> EnvoyConfig {
     });
     EnvoyConfig::load("envoy/envoy.yaml")
         .plugin_config(&plugin.to_string())
-        .allow_loopback_receivers()
 }
 
 /// Envoy with two workers, so that one limit must hold across threads.

@@ -120,8 +120,7 @@ fn tracked_webhooks_gauge_counts_the_table() {
         .plugin_config(
             r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},
                 "limit":{"default_key":"s3cret"}}"#,
-        )
-        .allow_loopback_receivers();
+        );
     let gw = Gateway::start_with(config, 2, &[]);
     let good = Receiver::start(Behaviour::json(200, "{}"));
     let keyed = Receiver::start(Behaviour::json(200, r#"{"key":"s3cret"}"#));

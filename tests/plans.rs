@@ -18,8 +18,7 @@ fn the_listener_chooses_the_plan() {
         EnvoyConfig::load("envoy/plans.yaml")
             .edit_plugin_configs(|json| {
                 json["destination"] = serde_json::json!({"allow": [{"cidr": "127.0.0.1/32"}]});
-            })
-            .allow_loopback_receivers(),
+            }),
         2,
         &[],
     );

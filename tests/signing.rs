@@ -331,7 +331,6 @@ fn retry_gateway() -> Gateway {
         .plugin_config(
             r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"},{"cidr":"127.0.0.2/32"}]}}"#,
         )
-        .allow_loopback_receivers()
         .edit(|yaml| {
             let mut found = 0;
             allow_second_loopback(yaml, &mut found);

@@ -265,5 +265,59 @@ impl Guard {
     }
 }
 
+/// The upstream RBAC's `rules`, as every shipped configuration writes them (plumbing no operator
+/// edits; `hookgate check` compares): allowed when outside the built-in list and outside the
+/// configured deny CIDRs, or when an exception names the address.
+pub fn guard_rules() -> serde_json::Value {
+    use serde_json::json;
+    let deny_list: Vec<serde_json::Value> = super::DEFAULT_RANGES
+        .iter()
+        .filter_map(|r| r.cidr.split_once('/'))
+        .map(|(address, len)| {
+            json!({"matcher": {
+                "name": "envoy.rbac.matchers.upstream_ip_port",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher",
+                    "upstream_ip": {"address_prefix": address, "prefix_len": len.parse::<u32>().unwrap_or(0)}
+                }
+            }})
+        })
+        .collect();
+    // CEL, as Envoy takes it (a parsed expression): `"h" in request.headers`, and
+    // `upstream.address.matches(request.headers["h"])`.
+    let select = |operand: &str, field: &str| {
+        json!({"select_expr": {"operand": {"ident_expr": {"name": operand}}, "field": field}})
+    };
+    let call = |function: &str, args: Vec<serde_json::Value>| {
+        json!({"call_expr": {"function": function, "args": args}})
+    };
+    let present = |h: &str| call("@in", vec![json!({"const_expr": {"string_value": h}}), select("request", "headers")]);
+    let matches = |h: &str| {
+        json!({"call_expr": {
+            "target": select("upstream", "address"),
+            "function": "matches",
+            "args": [call("_[_]", vec![select("request", "headers"), json!({"const_expr": {"string_value": h}})])]
+        }})
+    };
+    json!({
+        "action": "ALLOW",
+        "policies": {
+            "public-destinations": {
+                "principals": [{"any": true}],
+                "permissions": [{"not_rule": {"or_rules": {"rules": deny_list}}}],
+                "condition": call("_||_", vec![
+                    call("!_", vec![present(GUARD_DENY_HEADER)]),
+                    call("!_", vec![matches(GUARD_DENY_HEADER)]),
+                ]),
+            },
+            "excepted-destinations": {
+                "principals": [{"any": true}],
+                "permissions": [{"any": true}],
+                "condition": call("_&&_", vec![present(GUARD_ALLOW_HEADER), matches(GUARD_ALLOW_HEADER)]),
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests;
