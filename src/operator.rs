@@ -308,16 +308,9 @@ static_resources:
           - name: router
             typed_config:
               upstream_http_filters:
-              - name: guard
+              - name: envoy.filters.http.upstream_rbac
                 typed_config:
-                  rules:
-                    policies:
-                      blocked-destinations:
-                        permissions:
-                        - and_rules:
-                            rules:
-                            - or_rules: {rules: [deny list]}
-                            - not_rule: {matcher: {typed_config: {upstream_ip: {address_prefix: 127.0.0.1, prefix_len: 32}, upstream_port_range: {start: 18080, end: 18080}}}}
+                  rules: GUARD
               - name: hookgate-after-dns
                 typed_config:
                   config:
@@ -325,9 +318,14 @@ static_resources:
                     configuration: *policy
 "#;
 
+    /// The fixture with the shipped guard's rules (JSON is YAML's flow style).
+    fn envoy() -> String {
+        ENVOY.replace("GUARD", &guard_rules().to_string())
+    }
+
     #[test]
     fn finds_both_filters_with_their_places() {
-        let found = plugin_configs(ENVOY).unwrap();
+        let found = plugin_configs(&envoy()).unwrap();
         let places: Vec<&str> = found.iter().map(|f| f.place.as_str()).collect();
         assert_eq!(
             places,
@@ -337,12 +335,12 @@ static_resources:
             ]
         );
         assert_eq!(found[0].text, found[1].text);
-        assert_eq!(check(ENVOY), Vec::<String>::new());
+        assert_eq!(check(&envoy()), Vec::<String>::new());
     }
 
     #[test]
     fn every_error_names_its_place_and_key() {
-        let bad = ENVOY.replace("127.0.0.1/32", "127.0.0.1/33");
+        let bad = envoy().replace("127.0.0.1/32", "127.0.0.1/33");
         assert_eq!(
             check(&bad),
             [
@@ -350,11 +348,11 @@ static_resources:
                 "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
             ]
         );
-        let second = ENVOY.replace(
+        let second = envoy().replace(
             r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
             r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
         );
-        let wider = ENVOY.replace(
+        let wider = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"], "destination""#,
         );
@@ -362,22 +360,33 @@ static_resources:
             check(&wider),
             ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not: its callers get the default chain"]
         );
-        let narrower = ENVOY.replace(
+        let narrower = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.2/32"], "destination""#,
         );
         assert_eq!(check(&narrower), Vec::<String>::new());
-        let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");
+        // Policy written into Envoy's guard instead of the plugin: the guard is plumbing.
+        let edited = envoy().replace(r#""prefix_len":8}"#, r#""prefix_len":9}"#);
         assert_eq!(
-            check(&other_port),
-            [
-                "listener engine: destination.allow has 127.0.0.1/32 port 18080 but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting",
-                "listener engine: the upstream RBAC excepts 127.0.0.1/32 port 18081, which destination.allow does not",
-            ]
+            check(&edited),
+            ["listener engine: the upstream RBAC (envoy.filters.http.upstream_rbac) differs from hookgate's guard: its rules are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions and deny CIDRs in the plugin configuration (destination.allow, destination.deny_cidrs)"]
+        );
+        let without = envoy().replace("envoy.filters.http.upstream_rbac", "other");
+        assert_eq!(
+            check(&without),
+            ["listener engine: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting"]
+        );
+        assert_eq!(check(&second), Vec::<String>::new());
+        let ipv6 = envoy().replace(
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
+            r#"{"cidr": "fd00::1"}"#,
         );
         assert_eq!(
-            check(&second),
-            ["listener engine: destination.allow has 127.0.0.2/32 (every port) but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting"]
+            check(&ipv6),
+            [
+                "listener engine, filter hookgate: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+            ]
         );
         let typo = check(r#"{"destination": {"alow": []}}"#);
         assert_eq!(typo.len(), 1);
@@ -390,7 +399,7 @@ static_resources:
             port[0].contains("destination.allow[0].port: invalid type"),
             "{port:?}"
         );
-        let missing = ENVOY.replace("configuration: *policy", "configuration: {value: '{}'}");
+        let missing = envoy().replace("configuration: *policy", "configuration: {value: '{}'}");
         assert_eq!(
             check(&missing),
             ["listener engine: the check after DNS has another plugin configuration than hookgate (use the YAML alias of the same block)"]
@@ -399,7 +408,8 @@ static_resources:
         assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
         assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
         let support = format!(
-            "{ENVOY}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n"
+            "{}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n",
+            envoy()
         );
         let problems = check(&support);
         assert_eq!(problems.len(), 1, "{problems:?}");

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{
-    event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig,
-    Gateway, Receiver, Reply,
+    event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig, Gateway, Receiver,
+    Reply,
 };
 
 const RBAC_MATCHER: &str =
@@ -44,10 +44,9 @@ fn shipped_high_limit() -> EnvoyConfig {
 
 /// The same with receivers on 127.0.0.1 allowed, in the plugin and in Envoy's upstream RBAC.
 fn loopback_high_limit() -> EnvoyConfig {
-    EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(&format!(
-            r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
-        ))
+    EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!(
+        r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,12 +607,9 @@ fn redirects_are_not_followed() {
 #[test]
 fn a_refused_webhook_does_not_use_up_the_hourly_allowance() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(
-                r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"limit":{"unverified_per_hour":1}}"#,
-            ),
-    );
+    let gw = Gateway::start(EnvoyConfig::load("envoy/envoy.yaml").plugin_config(
+        r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"limit":{"unverified_per_hour":1}}"#,
+    ));
     let blocked = Counter::start("127.0.0.3", 0);
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
     let name = unique_name("Refused");

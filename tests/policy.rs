@@ -155,7 +155,10 @@ fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     // What the receiver got carries none of hookgate's pseudo-headers for the guard.
     for record in receiver.records() {
         assert!(
-            record.headers.iter().all(|(k, _)| !k.contains("hookgate-guard")),
+            record
+                .headers
+                .iter()
+                .all(|(k, _)| !k.contains("hookgate-guard")),
             "{:?}",
             record.headers
         );

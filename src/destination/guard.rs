@@ -285,13 +285,17 @@ pub fn guard_rules() -> serde_json::Value {
         .collect();
     // CEL, as Envoy takes it (a parsed expression): `"h" in request.headers`, and
     // `upstream.address.matches(request.headers["h"])`.
-    let select = |operand: &str, field: &str| {
-        json!({"select_expr": {"operand": {"ident_expr": {"name": operand}}, "field": field}})
+    let select = |operand: &str, field: &str| json!({"select_expr": {"operand": {"ident_expr": {"name": operand}}, "field": field}});
+    let call = |function: &str, args: Vec<serde_json::Value>| json!({"call_expr": {"function": function, "args": args}});
+    let present = |h: &str| {
+        call(
+            "@in",
+            vec![
+                json!({"const_expr": {"string_value": h}}),
+                select("request", "headers"),
+            ],
+        )
     };
-    let call = |function: &str, args: Vec<serde_json::Value>| {
-        json!({"call_expr": {"function": function, "args": args}})
-    };
-    let present = |h: &str| call("@in", vec![json!({"const_expr": {"string_value": h}}), select("request", "headers")]);
     let matches = |h: &str| {
         json!({"call_expr": {
             "target": select("upstream", "address"),
