@@ -224,7 +224,7 @@ mod tests {
     fn upstream_rbac_refusal_is_a_blocked_destination() {
         let failure = judge_envoy_reply(
             403,
-            "rbac_access_denied_matched_policy[blocked-destinations]",
+            "rbac_access_denied_matched_policy[none]",
         );
         assert_eq!(failure.http_status(), 403);
         assert_eq!(failure.code().number(), 11110114);
