@@ -21,8 +21,9 @@
 //!   `deny_hosts`.
 //!
 //! What it cannot judge: names that only become local through DNS (`127.0.0.1.nip.io`,
-//! rebinding services, redirects). Those pass here and are refused by Envoy's RBAC filter on the
-//! resolved address, which enforces [`default_deny_list`].
+//! rebinding services, redirects). Those pass here and are refused on the resolved address by
+//! Envoy's guard before connecting (the built-in list, and what `guard.rs` hands it of this
+//! policy) and by the check after DNS (`resolved.rs`).
 //!
 //! Exceptions ([`AllowRule`]):
 //!
@@ -35,8 +36,9 @@
 //! * an exception matches the address in the family it is written in. An IPv4 exception is NOT
 //!   extended to IPv6 forms embedding that address (`[::ffff:127.0.0.1]`, `[::127.0.0.1]`,
 //!   `[64:ff9b::127.0.0.1]`, `[2002:7f00:1::]`): those stay refused, because Envoy's RBAC refuses
-//!   the embedding ranges as a whole and cannot look inside. An exception written as IPv6 that
-//!   names the embedded form itself (e.g. `::ffff:127.0.0.1/128`) does allow it.
+//!   the embedding ranges as a whole and cannot look inside;
+//! * exceptions are IPv4 only: Envoy's guard before connecting takes them as patterns over the
+//!   dotted decimal it writes (`guard.rs`), which IPv6's compressed form cannot follow exactly.
 //!
 //! Decisions on edge cases:
 //!

@@ -42,7 +42,7 @@ fn shipped_high_limit() -> EnvoyConfig {
     EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}"))
 }
 
-/// The same with receivers on 127.0.0.1 allowed, in the plugin and in Envoy's upstream RBAC.
+/// The same with receivers on 127.0.0.1 allowed (in the plugin, which feeds Envoy's guard).
 fn loopback_high_limit() -> EnvoyConfig {
     EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!(
         r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#

@@ -1,6 +1,6 @@
-//! Policy is configuration: each knob changed in the plugin configuration (and, for an exception,
-//! its mirror in Envoy's guard before connecting), checked by `hookgate check`, and enforced
-//! end to end. Run through scripts/test.sh (a loopback-only network namespace).
+//! Policy is configuration: each knob changed in the plugin configuration alone (Envoy's guard
+//! before connecting gets exceptions and deny CIDRs from hookgate), checked by `hookgate check`,
+//! and enforced end to end. Run through scripts/test.sh (a loopback-only network namespace).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
