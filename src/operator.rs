@@ -8,6 +8,8 @@ use crate::error::Failure;
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
 
+mod callers;
+
 /// The name of the router's upstream filter that guards before connecting.
 const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
 
@@ -33,16 +35,16 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
         }]);
     }
     let mut out = Walk::default();
-    walk(&value, "", &mut out);
+    walk(&value, &At::default(), &mut out);
     if out.found.is_empty() {
         return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
     }
     Ok(out.found)
 }
 
-/// A listener's upstream RBAC (the guard before connecting): its `rules`, as JSON.
+/// One filter chain's upstream RBAC (the guard before connecting): its `rules`, as JSON.
 struct Guard {
-    listener: String,
+    chain: String,
     rules: serde_json::Value,
 }
 
@@ -60,11 +62,32 @@ struct Walk {
     chains: Vec<Chain>,
 }
 
-fn walk(value: &Value, listener: &str, out: &mut Walk) {
-    let listener = match (value.get("name"), value.get("address")) {
-        (Some(Value::String(name)), Some(_)) => name.as_str(),
-        _ => listener,
-    };
+/// Where the walk is: the listener, and whether in its `default_filter_chain`.
+#[derive(Clone, Default)]
+struct At {
+    listener: String,
+    default_chain: bool,
+}
+
+impl At {
+    /// `listener hookgate` or `listener hookgate, default chain`: the start of every place.
+    fn chain(&self) -> String {
+        if self.default_chain {
+            format!("listener {}, default chain", self.listener)
+        } else {
+            format!("listener {}", self.listener)
+        }
+    }
+}
+
+fn walk(value: &Value, at: &At, out: &mut Walk) {
+    let mut at = at.clone();
+    if let (Some(Value::String(name)), Some(_)) = (value.get("name"), value.get("address")) {
+        at = At {
+            listener: name.clone(),
+            default_chain: false,
+        };
+    }
     let config = value.get("typed_config").and_then(|t| t.get("config"));
     let root_id = config
         .and_then(|c| c.get("root_id"))
@@ -81,7 +104,7 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
             Some(other) => serde_json::to_string(other).unwrap_or_default(),
         };
         out.found.push(Found {
-            place: format!("listener {listener}, filter {filter}"),
+            place: format!("{}, filter {filter}", at.chain()),
             root_id: root_id.to_string(),
             text,
         });
@@ -90,7 +113,7 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
     if value.get("name").and_then(Value::as_str) == Some(GUARD_FILTER) {
         let rules = value.get("typed_config").and_then(|t| t.get("rules"));
         out.guards.push(Guard {
-            listener: listener.to_string(),
+            chain: at.chain(),
             rules: rules
                 .and_then(|r| serde_json::to_value(r).ok())
                 .unwrap_or_default(),
@@ -109,60 +132,34 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
             ))
         };
         out.chains.push(Chain {
-            listener: listener.to_string(),
+            listener: at.listener.clone(),
             networks: ranges.iter().filter_map(network).collect(),
         });
     }
     match value {
-        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, out)),
-        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, out)),
+        Value::Mapping(map) => {
+            for (key, v) in map {
+                let inner = At {
+                    default_chain: at.default_chain || key.as_str() == Some("default_filter_chain"),
+                    ..at.clone()
+                };
+                walk(v, &inner, out);
+            }
+        }
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, &at, out)),
         _ => {}
-    }
-}
-
-/// The engine's filter chain must be chosen for every network of the plugin's `callers`: one only
-/// in `callers` is refused by the default chain. (A network only in the chain is refused by
-/// hookgate, with the same envelope: narrowing `callers` alone is enough.)
-fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<String>) {
-    let callers: Vec<String> = serde_json::from_str::<serde_json::Value>(plugin)
-        .ok()
-        .and_then(|json| json.get("callers").cloned())
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_else(crate::caller::default_callers);
-    let as_network = |cidr: &str| match cidr.split_once('/') {
-        Some((address, len)) => (address.to_string(), len.parse().unwrap_or(0)),
-        None => (cidr.to_string(), if cidr.contains(':') { 128 } else { 32 }),
-    };
-    let callers: Vec<(String, u64)> = callers.iter().map(|c| as_network(c)).collect();
-    // A network of `callers` is covered by a chain range that holds its first address and is
-    // no narrower.
-    let covered = |(address, len): &(String, u64)| {
-        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
-            return false;
-        };
-        chain.networks.iter().any(|(range, range_len)| {
-            range_len <= len
-                && crate::cidr::parse_cidr(&format!("{range}/{range_len}"))
-                    .is_some_and(|net| net.contains(ip))
-        })
-    };
-    for (address, len) in callers.iter().filter(|c| !covered(c)) {
-        problems.push(format!(
-            "listener {listener}: callers has {address}/{len} but the listener's \
-             filter_chain_match.source_prefix_ranges does not: its callers get the default chain"
-        ));
     }
 }
 
 /// Envoy's guard before connecting is plumbing: exactly the rules hookgate feeds (the built-in
 /// deny list and the two conditions reading hookgate's pseudo-headers). Policy edited there
 /// (an exception as a `not_rule`, a range added or removed) would disagree with the plugin.
-fn check_guard(listener: &str, guard: &Guard, problems: &mut Vec<String>) {
+fn check_guard(chain: &str, guard: &Guard, problems: &mut Vec<String>) {
     if guard.rules != guard_rules() {
         problems.push(format!(
-            "listener {listener}: the upstream RBAC ({GUARD_FILTER}) differs from hookgate's \
-             guard: its rules are plumbing, copy them unchanged from a shipped envoy/*.yaml and \
-             put exceptions and deny CIDRs in the plugin configuration (destination.allow, \
+            "{chain}: the upstream RBAC ({GUARD_FILTER}) differs from hookgate's guard: its rules \
+             are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions \
+             and deny CIDRs in the plugin configuration (destination.allow, \
              destination.deny_cidrs)"
         ));
     }
@@ -170,18 +167,48 @@ fn check_guard(listener: &str, guard: &Guard, problems: &mut Vec<String>) {
 
 /// Every problem of a configuration file: each plugin configuration is validated by the
 /// filter's own parser, and every engine-facing filter needs its check after DNS with the same
-/// plugin configuration in the same listener. One line per problem, naming place and key.
+/// plugin configuration in the same filter chain, as every chain of the listener does. One line
+/// per problem, naming place and key.
 pub fn check(text: &str) -> Vec<String> {
+    review(text).0
+}
+
+/// What is allowed but worth knowing: a caller network served under the default chain's bounds.
+pub fn warnings(text: &str) -> Vec<String> {
+    review(text).1
+}
+
+/// `listener hookgate` of a place (`listener hookgate, default chain, filter hookgate`).
+fn listener_of(place: &str) -> &str {
+    place.split(", ").next().unwrap_or_default()
+}
+
+/// The filter chain of a place: `listener hookgate` or `listener hookgate, default chain`.
+fn chain_of(place: &str) -> &str {
+    place
+        .rsplit_once(", filter ")
+        .map_or(place, |(chain, _)| chain)
+}
+
+/// (problems, warnings), each line once: chains that read one block through a YAML alias share
+/// their findings.
+fn review(text: &str) -> (Vec<String>, Vec<String>) {
     let found = match plugin_configs(text) {
         Ok(found) => found,
-        Err(why) => return vec![why],
+        Err(why) => return (vec![why], Vec::new()),
     };
     let mut seen = Walk::default();
     if let Ok(value) = serde_yaml::from_str::<Value>(text) {
-        walk(&value, "", &mut seen);
+        walk(&value, &At::default(), &mut seen);
     }
-    let mut problems = Vec::new();
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    let mut judged = Vec::new();
     for f in &found {
+        let key = (listener_of(&f.place), f.root_id.as_str(), f.text.as_str());
+        if judged.contains(&key) {
+            continue;
+        }
+        judged.push(key);
         // A support listener's filter (`"role": "support"`) is read as the filter reads it.
         let verdict = if is_support_config(f.text.as_bytes()) {
             SupportConfig::parse(f.text.as_bytes()).map(|_| ())
@@ -192,42 +219,69 @@ pub fn check(text: &str) -> Vec<String> {
             problems.push(format!("{}: {why}", f.place));
         }
     }
-    let engines = found
+    let engines: Vec<&Found> = found
         .iter()
-        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()));
-    for engine in engines {
-        let listener = engine.place.split(", ").next().unwrap_or_default();
+        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()))
+        .collect();
+    for engine in &engines {
+        let (listener, chain) = (listener_of(&engine.place), chain_of(&engine.place));
         let after = found
             .iter()
-            .find(|f| f.root_id == "hookgate-after-dns" && f.place.starts_with(listener));
+            .find(|f| f.root_id == "hookgate-after-dns" && chain_of(&f.place) == chain);
         match after {
             None => problems.push(format!(
-                "{listener}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
+                "{chain}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
                  the router's upstream_http_filters)"
             )),
             Some(after) if after.text != engine.text => problems.push(format!(
-                "{listener}: the check after DNS has another plugin configuration than hookgate \
+                "{chain}: the check after DNS has another plugin configuration than hookgate \
                  (use the YAML alias of the same block)"
             )),
             Some(_) => {}
+        }
+        let first = engines.iter().find(|e| listener_of(&e.place) == listener);
+        if let Some(first) = first.filter(|first| first.text != engine.text) {
+            problems.push(format!(
+                "{chain}: hookgate has another plugin configuration than in {}: every chain of a \
+                 listener judges callers and destinations by one policy (use the YAML alias of \
+                 the same block)",
+                chain_of(&first.place)
+            ));
         }
         let name = listener.strip_prefix("listener ").unwrap_or(listener);
         if Settings::parse(engine.text.as_bytes()).is_err() {
             // Its errors are reported above; its exceptions cannot be compared.
             continue;
         }
-        if let Some(chain) = seen.chains.iter().find(|c| c.listener == name) {
-            check_chain(name, &engine.text, chain, &mut problems);
+        if let Some(ranges) = seen.chains.iter().find(|c| c.listener == name) {
+            let default_chain = format!("{listener}, default chain");
+            let default_serves = engines
+                .iter()
+                .any(|e| chain_of(&e.place) == default_chain && e.text == engine.text);
+            let (errors, notes) = callers::check(name, &engine.text, ranges, default_serves);
+            problems.extend(errors);
+            warnings.extend(notes);
         }
-        match seen.guards.iter().find(|g| g.listener == name) {
-            Some(guard) => check_guard(name, guard, &mut problems),
+        match seen.guards.iter().find(|g| g.chain == chain) {
+            Some(guard) => check_guard(chain, guard, &mut problems),
             None => problems.push(format!(
-                "{listener}: no upstream RBAC ({GUARD_FILTER}) to refuse blocked addresses \
-                 before connecting"
+                "{chain}: no upstream RBAC ({GUARD_FILTER}) to refuse blocked addresses before \
+                 connecting"
             )),
         }
     }
-    problems
+    (unique(problems), unique(warnings))
+}
+
+/// The lines in their order, each once.
+fn unique(lines: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in lines {
+        if !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
 }
 
 /// The decision for a webhook URL before DNS, and for each given resolved address after DNS.
@@ -358,7 +412,7 @@ static_resources:
         );
         assert_eq!(
             check(&wider),
-            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not: its callers get the default chain"]
+            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not, and the default chain does not run hookgate with the same plugin configuration: its callers are refused"]
         );
         let narrower = envoy().replace(
             r#"{"destination""#,
@@ -416,6 +470,60 @@ static_resources:
         assert!(
             problems[0].starts_with("listener support, filter hookgate-support: "),
             "{problems:?}"
+        );
+    }
+
+    /// `ENVOY` with a default chain that runs the engine chain's filters (YAML aliases).
+    fn with_default_chain(envoy: &str) -> String {
+        let envoy = envoy
+            .replace(
+                "      - name: hcm\n",
+                "      - name: hcm\n        typed_config: &hcm\n",
+            )
+            .replacen(
+                "        typed_config:\n          http_filters:",
+                "          http_filters:",
+                1,
+            );
+        format!("{envoy}    default_filter_chain:\n      filters:\n      - name: hcm\n        typed_config: *hcm\n")
+    }
+
+    #[test]
+    fn a_caller_network_outside_the_engine_chain_is_served_by_the_default_chain() {
+        let chains = with_default_chain(&envoy());
+        let found = plugin_configs(&chains).unwrap();
+        assert_eq!(
+            found[2].place,
+            "listener engine, default chain, filter hookgate"
+        );
+        assert_eq!((check(&chains), warnings(&chains)), (vec![], vec![]));
+        let wider = chains.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.0/8", "10.20.0.0/16"], "destination""#,
+        );
+        assert_eq!(check(&wider), Vec::<String>::new());
+        assert_eq!(
+            warnings(&wider),
+            ["listener engine: callers has 10.20.0.0/16, which the engine chain's filter_chain_match.source_prefix_ranges does not cover: its callers are served by the default chain, under its tighter bounds (add the range to the engine chain for its bounds)"]
+        );
+        // One finding per listener, however many chains read the bad block.
+        let bad = chains.replace("127.0.0.1/32", "127.0.0.1/33");
+        assert_eq!(
+            check(&bad),
+            check(&envoy().replace("127.0.0.1/32", "127.0.0.1/33"))
+        );
+        // A default chain with a policy of its own contradicts the engine chain's.
+        let other = chains.replace(
+            "        typed_config: *hcm\n",
+            "        typed_config:\n          http_filters:\n          - name: hookgate\n            typed_config: {config: {root_id: hookgate, configuration: {value: '{\"callers\": [\"0.0.0.0/0\"]}'}}}\n",
+        );
+        assert_eq!(
+            check(&other),
+            [
+                "listener engine, default chain: no check after DNS (a wasm filter with root_id hookgate-after-dns in the router's upstream_http_filters)",
+                "listener engine, default chain: hookgate has another plugin configuration than in listener engine: every chain of a listener judges callers and destinations by one policy (use the YAML alias of the same block)",
+                "listener engine, default chain: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting",
+            ]
         );
     }
 

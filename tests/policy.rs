@@ -10,23 +10,15 @@
 
 mod support;
 
-use std::io::{BufReader, Write};
 use std::net::Ipv4Addr;
 use std::process::Command;
+use support::http::post_from;
 use support::{
-    assert_answer, event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
-    QUERY_ERROR,
+    assert_answer, event, eventually, isolated, unique_name, Behaviour, EnvoyConfig, Gateway,
+    Receiver, Reply, QUERY_ERROR,
 };
 
 const BLOCKED: &str = "Incorrect url ip";
-
-/// Posts an event from the given local address (the caller's network, as Envoy sees it).
-fn post_from(source: &str, gw: &Gateway, body: &str) -> Reply {
-    let mut stream = support::http::connect_from(source, gw.port);
-    let request = support::http::post_request("/", body.as_bytes(), &[]);
-    stream.write_all(&request).unwrap();
-    support::http::read_reply(&mut BufReader::new(stream)).unwrap()
-}
 
 /// `hookgate check` on a configuration: exit status and output lines.
 fn check(config: &EnvoyConfig) -> (i32, String) {
@@ -105,7 +97,7 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
     let gw = Gateway::start(config);
     let body = event(&unique_name("Caller"), &receiver.url("/"));
     assert_answer(
-        &post_from("127.0.0.2", &gw, &body),
+        &post_from("127.0.0.2", gw.port, &body),
         200,
         "yes",
         1,
@@ -113,7 +105,7 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
     );
     let refused = post_from(
         "127.0.0.1",
-        &gw,
+        gw.port,
         &event(&unique_name("Caller"), &receiver.url("/")),
     );
     assert_answer(&refused, 403, "no", 21111011, QUERY_ERROR);
@@ -122,6 +114,88 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
         Some("caller refused: source 127.0.0.1 is not in the configured callers")
     );
     assert_eq!(receiver.records().len(), 1);
+}
+
+/// A caller network added to the plugin's `callers` alone, outside the networks the engine chain
+/// is chosen for (here the engine's own 127.0.0.1): hookgate in the listener's default chain
+/// serves its callers, under that chain's bounds (`hookgate check` warns so) and with the same
+/// limit state, and a caller from any other network gets the envelope, as the network did
+/// before the edit.
+#[test]
+fn a_caller_network_outside_the_engine_chain_is_served_by_editing_the_plugin_alone() {
+    isolated();
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":1}"#));
+    let deployed = support::loopback_config()
+        .edit(|yaml| {
+            let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
+            chain["filter_chain_match"]["source_prefix_ranges"] =
+                serde_yaml::from_str(r#"[{address_prefix: "127.0.0.1", prefix_len: 32}]"#).unwrap();
+        })
+        .edit_plugin_configs(|json| json["callers"] = serde_json::json!(["127.0.0.1/32"]));
+    assert_eq!(check(&deployed), (0, "F: ok\n".to_string()));
+    let edited = deployed.clone().edit_plugin_configs(|json| {
+        json["callers"]
+            .as_array_mut()
+            .unwrap()
+            .push("127.0.0.16/28".into());
+    });
+    assert_eq!(
+        check(&edited),
+        (
+            0,
+            "F: warning: listener hookgate: callers has 127.0.0.16/28, which the engine chain's \
+             filter_chain_match.source_prefix_ranges does not cover: its callers are served by \
+             the default chain, under its tighter bounds (add the range to the engine chain for \
+             its bounds)\nF: ok\n"
+                .to_string()
+        )
+    );
+    let post = |gw: &Gateway, source: &str| {
+        post_from(
+            source,
+            gw.port,
+            &event(&unique_name("Caller"), &receiver.url("/")),
+        )
+    };
+    let assert_refused = |reply: &Reply, source: &str| {
+        assert_answer(reply, 403, "no", 21111011, QUERY_ERROR);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!("caller refused: source {source} is not in the configured callers")
+                    .as_str()
+            )
+        );
+    };
+    let before = Gateway::start(deployed);
+    assert_refused(&post(&before, "127.0.0.17"), "127.0.0.17");
+    drop(before);
+
+    let gw = Gateway::start(edited);
+    for source in ["127.0.0.17", "127.0.0.31", "127.0.0.1"] {
+        assert_answer(&post(&gw, source), 200, "yes", 1, r#"{"ok":1}"#);
+    }
+    for source in ["127.0.0.2", "127.0.0.32"] {
+        assert_refused(&post(&gw, source), source);
+    }
+    // Both chains keep one limit: a webhook's hour used through one is used through the other.
+    let once = event(&unique_name("Caller"), &receiver.url("/"));
+    assert_answer(
+        &post_from("127.0.0.17", gw.port, &once),
+        200,
+        "yes",
+        1,
+        r#"{"ok":1}"#,
+    );
+    support::assert_over_limit(&post_from("127.0.0.1", gw.port, &once));
+    // The new network's callers came through the default chain, the engine through its own.
+    eventually("the answers counted by chain", || {
+        gw.stat("http.other_networks.downstream_rq_2xx") == Some(3)
+            && gw.stat("http.other_networks.downstream_rq_4xx") == Some(2)
+            && gw.stat("http.hookgate.downstream_rq_2xx") == Some(1)
+            && gw.stat("http.hookgate.downstream_rq_4xx") == Some(1)
+    });
+    assert_eq!(receiver.records().len(), 4);
 }
 
 /// An exception added to the plugin configuration of envoy/run.yaml alone (the guard before
