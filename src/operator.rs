@@ -3,11 +3,15 @@
 //! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
 
 use crate::config::Settings;
+use crate::destination::guard_rules;
 use crate::error::Failure;
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
 
 mod callers;
+
+/// The name of the router's upstream filter that guards before connecting.
+const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
 
 /// Where a plugin configuration was found, and its text.
 #[derive(Debug, PartialEq)]
@@ -38,13 +42,10 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
     Ok(out.found)
 }
 
-/// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
-type Exception = (String, u64, Option<(u64, u64)>);
-
-/// The exceptions (`not_rule`s after the deny list) of one filter chain's upstream RBAC.
+/// One filter chain's upstream RBAC (the guard before connecting): its `rules`, as JSON.
 struct Guard {
     chain: String,
-    exceptions: Vec<Exception>,
+    rules: serde_json::Value,
 }
 
 /// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
@@ -109,10 +110,13 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
         });
         return;
     }
-    if let Some(policy) = value.get("blocked-destinations") {
+    if value.get("name").and_then(Value::as_str) == Some(GUARD_FILTER) {
+        let rules = value.get("typed_config").and_then(|t| t.get("rules"));
         out.guards.push(Guard {
             chain: at.chain(),
-            exceptions: rbac_exceptions(policy),
+            rules: rules
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_default(),
         });
         return;
     }
@@ -147,81 +151,16 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
     }
 }
 
-/// `permissions[0].and_rules.rules[1..]`: one `not_rule` matcher per exception.
-fn rbac_exceptions(policy: &Value) -> Vec<Exception> {
-    let rules = policy
-        .get("permissions")
-        .and_then(|p| p.get(0))
-        .and_then(|p| p.get("and_rules"))
-        .and_then(|p| p.get("rules"))
-        .and_then(Value::as_sequence);
-    let matcher = |rule: &Value| {
-        let config = rule.get("not_rule")?.get("matcher")?.get("typed_config")?;
-        let ip = config.get("upstream_ip")?;
-        let ports = config.get("upstream_port_range").map(|r| {
-            let bound = |key| r.get(key).and_then(Value::as_u64).unwrap_or(0);
-            (bound("start"), bound("end"))
-        });
-        Some((
-            ip.get("address_prefix")?.as_str()?.to_string(),
-            ip.get("prefix_len")?.as_u64()?,
-            ports,
-        ))
-    };
-    rules
-        .map(|rules| rules.iter().skip(1).filter_map(matcher).collect())
-        .unwrap_or_default()
-}
-
-/// The plugin's `destination.allow` as Envoy's RBAC would write it (a bare address is /32 or
-/// /128; a port is the range port..=port).
-fn plugin_exceptions(text: &str) -> Vec<Exception> {
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
-    let Some(allow) = json
-        .get("destination")
-        .and_then(|d| d.get("allow"))
-        .and_then(|a| a.as_array())
-    else {
-        return Vec::new();
-    };
-    allow
-        .iter()
-        .filter_map(|rule| {
-            let cidr = rule.get("cidr")?.as_str()?;
-            let (address, len) = match cidr.split_once('/') {
-                Some((address, len)) => (address, len.parse().ok()?),
-                None => (cidr, if cidr.contains(':') { 128 } else { 32 }),
-            };
-            let port = rule.get("port").and_then(|p| p.as_u64()).map(|p| (p, p));
-            Some((address.to_string(), len, port))
-        })
-        .collect()
-}
-
-fn describe_exception((address, len, ports): &Exception) -> String {
-    match ports {
-        Some((start, end)) if start == end => format!("{address}/{len} port {start}"),
-        Some((start, end)) => format!("{address}/{len} ports {start}..={end}"),
-        None => format!("{address}/{len} (every port)"),
-    }
-}
-
-/// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
-fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
-    for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
+/// Envoy's guard before connecting is plumbing: exactly the rules hookgate feeds (the built-in
+/// deny list and the two conditions reading hookgate's pseudo-headers). Policy edited there
+/// (an exception as a `not_rule`, a range added or removed) would disagree with the plugin.
+fn check_guard(chain: &str, guard: &Guard, problems: &mut Vec<String>) {
+    if guard.rules != guard_rules() {
         problems.push(format!(
-            "listener {listener}: destination.allow has {} but the upstream RBAC \
-             (blocked-destinations) has no not_rule for it: names resolving there are refused \
-             before connecting",
-            describe_exception(missing)
-        ));
-    }
-    for extra in guard.exceptions.iter().filter(|e| !plugin.contains(e)) {
-        problems.push(format!(
-            "listener {listener}: the upstream RBAC excepts {}, which destination.allow does not",
-            describe_exception(extra)
+            "{chain}: the upstream RBAC ({GUARD_FILTER}) differs from hookgate's guard: its rules \
+             are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions \
+             and deny CIDRs in the plugin configuration (destination.allow, \
+             destination.deny_cidrs)"
         ));
     }
 }
@@ -324,12 +263,10 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
             warnings.extend(notes);
         }
         match seen.guards.iter().find(|g| g.chain == chain) {
-            Some(guard) => {
-                check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
-            }
+            Some(guard) => check_guard(chain, guard, &mut problems),
             None => problems.push(format!(
-                "{chain}: no upstream RBAC (blocked-destinations) to refuse blocked addresses \
-                 before connecting"
+                "{chain}: no upstream RBAC ({GUARD_FILTER}) to refuse blocked addresses before \
+                 connecting"
             )),
         }
     }
@@ -425,16 +362,9 @@ static_resources:
           - name: router
             typed_config:
               upstream_http_filters:
-              - name: guard
+              - name: envoy.filters.http.upstream_rbac
                 typed_config:
-                  rules:
-                    policies:
-                      blocked-destinations:
-                        permissions:
-                        - and_rules:
-                            rules:
-                            - or_rules: {rules: [deny list]}
-                            - not_rule: {matcher: {typed_config: {upstream_ip: {address_prefix: 127.0.0.1, prefix_len: 32}, upstream_port_range: {start: 18080, end: 18080}}}}
+                  rules: GUARD
               - name: hookgate-after-dns
                 typed_config:
                   config:
@@ -442,9 +372,14 @@ static_resources:
                     configuration: *policy
 "#;
 
+    /// The fixture with the shipped guard's rules (JSON is YAML's flow style).
+    fn envoy() -> String {
+        ENVOY.replace("GUARD", &guard_rules().to_string())
+    }
+
     #[test]
     fn finds_both_filters_with_their_places() {
-        let found = plugin_configs(ENVOY).unwrap();
+        let found = plugin_configs(&envoy()).unwrap();
         let places: Vec<&str> = found.iter().map(|f| f.place.as_str()).collect();
         assert_eq!(
             places,
@@ -454,12 +389,12 @@ static_resources:
             ]
         );
         assert_eq!(found[0].text, found[1].text);
-        assert_eq!(check(ENVOY), Vec::<String>::new());
+        assert_eq!(check(&envoy()), Vec::<String>::new());
     }
 
     #[test]
     fn every_error_names_its_place_and_key() {
-        let bad = ENVOY.replace("127.0.0.1/32", "127.0.0.1/33");
+        let bad = envoy().replace("127.0.0.1/32", "127.0.0.1/33");
         assert_eq!(
             check(&bad),
             [
@@ -467,11 +402,11 @@ static_resources:
                 "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
             ]
         );
-        let second = ENVOY.replace(
+        let second = envoy().replace(
             r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
             r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
         );
-        let wider = ENVOY.replace(
+        let wider = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"], "destination""#,
         );
@@ -479,22 +414,33 @@ static_resources:
             check(&wider),
             ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not, and the default chain does not run hookgate with the same plugin configuration: its callers are refused"]
         );
-        let narrower = ENVOY.replace(
+        let narrower = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.2/32"], "destination""#,
         );
         assert_eq!(check(&narrower), Vec::<String>::new());
-        let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");
+        // Policy written into Envoy's guard instead of the plugin: the guard is plumbing.
+        let edited = envoy().replace(r#""prefix_len":8}"#, r#""prefix_len":9}"#);
         assert_eq!(
-            check(&other_port),
-            [
-                "listener engine: destination.allow has 127.0.0.1/32 port 18080 but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting",
-                "listener engine: the upstream RBAC excepts 127.0.0.1/32 port 18081, which destination.allow does not",
-            ]
+            check(&edited),
+            ["listener engine: the upstream RBAC (envoy.filters.http.upstream_rbac) differs from hookgate's guard: its rules are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions and deny CIDRs in the plugin configuration (destination.allow, destination.deny_cidrs)"]
+        );
+        let without = envoy().replace("envoy.filters.http.upstream_rbac", "other");
+        assert_eq!(
+            check(&without),
+            ["listener engine: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting"]
+        );
+        assert_eq!(check(&second), Vec::<String>::new());
+        let ipv6 = envoy().replace(
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
+            r#"{"cidr": "fd00::1"}"#,
         );
         assert_eq!(
-            check(&second),
-            ["listener engine: destination.allow has 127.0.0.2/32 (every port) but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting"]
+            check(&ipv6),
+            [
+                "listener engine, filter hookgate: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+            ]
         );
         let typo = check(r#"{"destination": {"alow": []}}"#);
         assert_eq!(typo.len(), 1);
@@ -507,7 +453,7 @@ static_resources:
             port[0].contains("destination.allow[0].port: invalid type"),
             "{port:?}"
         );
-        let missing = ENVOY.replace("configuration: *policy", "configuration: {value: '{}'}");
+        let missing = envoy().replace("configuration: *policy", "configuration: {value: '{}'}");
         assert_eq!(
             check(&missing),
             ["listener engine: the check after DNS has another plugin configuration than hookgate (use the YAML alias of the same block)"]
@@ -516,7 +462,8 @@ static_resources:
         assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
         assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
         let support = format!(
-            "{ENVOY}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n"
+            "{}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n",
+            envoy()
         );
         let problems = check(&support);
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -543,14 +490,14 @@ static_resources:
 
     #[test]
     fn a_caller_network_outside_the_engine_chain_is_served_by_the_default_chain() {
-        let envoy = with_default_chain(ENVOY);
-        let found = plugin_configs(&envoy).unwrap();
+        let chains = with_default_chain(&envoy());
+        let found = plugin_configs(&chains).unwrap();
         assert_eq!(
             found[2].place,
             "listener engine, default chain, filter hookgate"
         );
-        assert_eq!((check(&envoy), warnings(&envoy)), (vec![], vec![]));
-        let wider = envoy.replace(
+        assert_eq!((check(&chains), warnings(&chains)), (vec![], vec![]));
+        let wider = chains.replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.0/8", "10.20.0.0/16"], "destination""#,
         );
@@ -560,13 +507,13 @@ static_resources:
             ["listener engine: callers has 10.20.0.0/16, which the engine chain's filter_chain_match.source_prefix_ranges does not cover: its callers are served by the default chain, under its tighter bounds (add the range to the engine chain for its bounds)"]
         );
         // One finding per listener, however many chains read the bad block.
-        let bad = envoy.replace("127.0.0.1/32", "127.0.0.1/33");
+        let bad = chains.replace("127.0.0.1/32", "127.0.0.1/33");
         assert_eq!(
             check(&bad),
-            check(&ENVOY.replace("127.0.0.1/32", "127.0.0.1/33"))
+            check(&envoy().replace("127.0.0.1/32", "127.0.0.1/33"))
         );
         // A default chain with a policy of its own contradicts the engine chain's.
-        let other = envoy.replace(
+        let other = chains.replace(
             "        typed_config: *hcm\n",
             "        typed_config:\n          http_filters:\n          - name: hookgate\n            typed_config: {config: {root_id: hookgate, configuration: {value: '{\"callers\": [\"0.0.0.0/0\"]}'}}}\n",
         );
@@ -575,7 +522,7 @@ static_resources:
             [
                 "listener engine, default chain: no check after DNS (a wasm filter with root_id hookgate-after-dns in the router's upstream_http_filters)",
                 "listener engine, default chain: hookgate has another plugin configuration than in listener engine: every chain of a listener judges callers and destinations by one policy (use the YAML alias of the same block)",
-                "listener engine, default chain: no upstream RBAC (blocked-destinations) to refuse blocked addresses before connecting",
+                "listener engine, default chain: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting",
             ]
         );
     }

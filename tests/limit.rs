@@ -32,9 +32,7 @@ fn config(limit: &Value) -> EnvoyConfig {
         "destination": serde_json::from_str::<Value>(ALLOW_LOOPBACK).unwrap(),
         "limit": limit,
     });
-    EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(&plugin.to_string())
-        .allow_loopback_receivers()
+    EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&plugin.to_string())
 }
 
 /// Envoy with two workers, so that one limit must hold across threads.

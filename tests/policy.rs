@@ -1,6 +1,6 @@
-//! Policy is configuration: each knob changed in the plugin configuration (and, for an exception,
-//! its mirror in Envoy's guard before connecting), checked by `hookgate check`, and enforced
-//! end to end. Run through scripts/test.sh (a loopback-only network namespace).
+//! Policy is configuration: each knob changed in the plugin configuration alone (Envoy's guard
+//! before connecting gets exceptions and deny CIDRs from hookgate), checked by `hookgate check`,
+//! and enforced end to end. Run through scripts/test.sh (a loopback-only network namespace).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -35,10 +35,10 @@ fn check(config: &EnvoyConfig) -> (i32, String) {
 }
 
 /// A deny CIDR added to the plugin configuration alone refuses a name that resolves into it,
-/// after DNS (hookgate's check on the picked host), with the range and its reason; the receiver
-/// gets no request. The same gateway without it delivers there (the address is reachable).
+/// after DNS, with the range and its reason; the receiver gets no connection (Envoy's guard
+/// refuses before connecting, fed by hookgate). The same gateway without it delivers there (the address is reachable).
 #[test]
-fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
+fn a_deny_cidr_in_the_plugin_alone_is_refused_before_connecting() {
     isolated();
     let public = Ipv4Addr::from(support::dns::PUBLIC).to_string();
     let receiver = Receiver::start_on(&public, Behaviour::json(200, r#"{"ok":1}"#));
@@ -53,6 +53,7 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         r#"{"ok":1}"#,
     );
     drop(before);
+    let connections = *receiver.connections.lock().unwrap();
     let edited = shipped.edit_plugin_configs(|json| {
         json["destination"]["deny_cidrs"] = serde_json::json!(["100.0.0.0/24"]);
     });
@@ -64,8 +65,7 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         reply.header("x-hookgate-detail"),
         Some(
             format!(
-                "destination blocked: \"public.dns.test:{}\" resolved: {public} is in 100.0.0.0/24 (configured deny_cidrs)",
-                receiver.port
+                "destination blocked: resolved address {public} is in 100.0.0.0/24 (configured deny_cidrs), refused by Envoy's destination policy"
             )
             .as_str()
         )
@@ -80,6 +80,8 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         1,
         "only the delivery before the edit"
     );
+    // Refused before connecting: Envoy's guard gets the deny CIDR from hookgate.
+    assert_eq!(*receiver.connections.lock().unwrap(), connections);
 }
 
 /// A caller network added to the plugin's `callers` alone: a caller from it is served, one from
@@ -196,44 +198,22 @@ fn a_caller_network_outside_the_engine_chain_is_served_by_editing_the_plugin_alo
     assert_eq!(receiver.records().len(), 4);
 }
 
-/// An exception added to the plugin configuration of envoy/run.yaml alone is flagged by
-/// `hookgate check` (Envoy's guard before connecting would still refuse the address), and
-/// refused; with its `not_rule` added as the check says, a second receiver is delivered to by
-/// literal and by a name resolving to it, and another port stays refused and is never reached.
+/// An exception added to the plugin configuration of envoy/run.yaml alone (the guard before
+/// connecting gets it from hookgate): a second receiver is delivered to by literal and by a name
+/// resolving to it; another port of the same address stays refused and never gets a connection.
 #[test]
-fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
+fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     isolated();
     let receiver = Receiver::start_on("127.0.0.2", Behaviour::json(200, r#"{"ok":2}"#));
     let p = receiver.port;
-    let plugin_only = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
         json["destination"]["allow"]
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({"cidr": "127.0.0.2/32", "port": p}));
     });
-    assert_eq!(
-        check(&plugin_only),
-        (
-            1,
-            format!(
-                "F: listener hookgate: destination.allow has 127.0.0.2/32 port {p} but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting\n"
-            )
-        )
-    );
-    let gw = Gateway::start(plugin_only.clone());
-    let refused = gw.post(&event(
-        &unique_name("Second"),
-        &format!("http://127.0.0.2:{p}/"),
-    ));
-    assert_answer(&refused, 403, "no", 11110114, BLOCKED);
-    drop(gw);
-
-    let guarded = plugin_only.guard_exception(serde_yaml::from_str(&format!(
-        r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}, upstream_port_range: {{start: {p}, end: {p}}}}}}}}}}}"#
-    ))
-    .unwrap());
-    assert_eq!(check(&guarded), (0, "F: ok\n".to_string()));
-    let gw = Gateway::start(guarded);
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
     for url in [
         format!("http://127.0.0.2:{p}/literal"),
         format!("http://second.dns.test:{p}/name"),
@@ -244,6 +224,17 @@ fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
             "yes",
             1,
             r#"{"ok":2}"#,
+        );
+    }
+    // What the receiver got carries none of hookgate's pseudo-headers for the guard.
+    for record in receiver.records() {
+        assert!(
+            record
+                .headers
+                .iter()
+                .all(|(k, _)| !k.contains("hookgate-guard")),
+            "{:?}",
+            record.headers
         );
     }
     let other = Receiver::start_on("127.0.0.2", Behaviour::json(200, "{}"));
