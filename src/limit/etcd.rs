@@ -127,6 +127,19 @@ impl Etcd {
         }
     }
 
+    /// On the tick: the lease grant this worker asks for ahead of need (`lease.rs`), or None.
+    pub fn lease_ahead(&self, now: u64) -> Option<Call> {
+        self.kept.ask_ahead(now).then(lease_grant)
+    }
+
+    /// etcd's answer to the call of [`Etcd::lease_ahead`]; on a failure the tick asks again later
+    /// (and a send that needs a lease meanwhile asks for its own).
+    pub fn on_lease_ahead(&self, reply: Reply) -> Result<(), String> {
+        let id = ok_body(reply).and_then(parse_lease)?;
+        self.kept.granted_ahead(id);
+        Ok(())
+    }
+
     /// The key of a webhook (name and normalised URL) in this limit namespace.
     pub fn key(&self, limiter: &Limiter, name: &str, url: &str) -> String {
         let mut key = format!("{}/{}/webhook/", self.prefix, limiter.namespace);
