@@ -8,8 +8,9 @@ markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory)
 (only the fleet case: hookgate with its state in etcd against the local state, about 2 minutes;
 the full run does it too, after the other sections; ETCD_BIN overrides the etcd binary).
 Every Envoy config is generated now from the current envoy/envoy.yaml: listener and admin ports
-replaced (loopback only), the bench receiver carved out of the destination RBAC exactly as
-tests/support/mod.rs `allow_loopback_receivers` does, and only the wasm filter changed.
+replaced (loopback only) and only the wasm filter changed. hookgate (B) excepts the bench receiver
+in its plugin configuration alone (it feeds Envoy's guard before connecting); plain Envoy (A) and
+the floor filter (F), which cannot feed the guard, get one more guard policy allowing the receiver.
 """
 
 import copy
@@ -148,17 +149,6 @@ def find_all(node, pick, found):
 def base_config():
     with open(os.path.join(REPO, "envoy", "envoy.yaml")) as f:
         cfg = yaml.safe_load(f)
-    # the bench receiver as an exception of the destination RBAC, as allow_loopback_receivers does
-    policies = find_all(cfg, lambda v: isinstance(v, dict) and "blocked-destinations" in v, [])
-    if not policies:
-        fail("envoy/envoy.yaml: no blocked-destinations policy (layout changed?)")
-    for p in policies:
-        try:
-            rules = p["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
-        except (KeyError, IndexError, TypeError):
-            fail("envoy/envoy.yaml: blocked-destinations is not and_rules.rules (layout changed?)")
-        rules.append({"not_rule": {"matcher": {"name": "envoy.rbac.matchers.upstream_ip_port", "typed_config": {
-            "@type": RBAC_MATCHER, "upstream_ip": {"address_prefix": "127.0.0.1", "prefix_len": 32}}}}})
     return cfg
 
 
@@ -184,6 +174,15 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
         fail("envoy/envoy.yaml: expected one listener")
     listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
     if kind in ("A", "F"):
+        # Without hookgate nothing feeds the guard's exceptions: allow the bench receiver there.
+        guards = find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") == "envoy.filters.http.upstream_rbac", [])
+        if not guards:
+            fail("envoy/envoy.yaml: no upstream RBAC (layout changed?)")
+        for g in guards:
+            g["typed_config"]["rules"]["policies"]["bench-receiver"] = {
+                "principals": [{"any": True}],
+                "permissions": [{"matcher": {"name": "envoy.rbac.matchers.upstream_ip_port", "typed_config": {
+                    "@type": RBAC_MATCHER, "upstream_ip": {"address_prefix": "127.0.0.1", "prefix_len": 32}}}}]}
         # Plain Envoy and the floor filter run without hookgate's check after DNS.
         for chain in find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
             chain["upstream_http_filters"] = [

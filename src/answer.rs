@@ -222,10 +222,7 @@ mod tests {
 
     #[test]
     fn upstream_rbac_refusal_is_a_blocked_destination() {
-        let failure = judge_envoy_reply(
-            403,
-            "rbac_access_denied_matched_policy[blocked-destinations]",
-        );
+        let failure = judge_envoy_reply(403, "rbac_access_denied_matched_policy[none]");
         assert_eq!(failure.http_status(), 403);
         assert_eq!(failure.code().number(), 11110114);
         assert_eq!(failure.delivered(), Delivered::No);

@@ -21,8 +21,9 @@
 //!   `deny_hosts`.
 //!
 //! What it cannot judge: names that only become local through DNS (`127.0.0.1.nip.io`,
-//! rebinding services, redirects). Those pass here and are refused by Envoy's RBAC filter on the
-//! resolved address, which enforces [`default_deny_list`].
+//! rebinding services, redirects). Those pass here and are refused on the resolved address by
+//! Envoy's guard before connecting (the built-in list, and what `guard.rs` hands it of this
+//! policy) and by the check after DNS (`resolved.rs`).
 //!
 //! Exceptions ([`AllowRule`]):
 //!
@@ -35,8 +36,9 @@
 //! * an exception matches the address in the family it is written in. An IPv4 exception is NOT
 //!   extended to IPv6 forms embedding that address (`[::ffff:127.0.0.1]`, `[::127.0.0.1]`,
 //!   `[64:ff9b::127.0.0.1]`, `[2002:7f00:1::]`): those stay refused, because Envoy's RBAC refuses
-//!   the embedding ranges as a whole and cannot look inside. An exception written as IPv6 that
-//!   names the embedded form itself (e.g. `::ffff:127.0.0.1/128`) does allow it.
+//!   the embedding ranges as a whole and cannot look inside;
+//! * exceptions are IPv4 only: Envoy's guard before connecting takes them as patterns over the
+//!   dotted decimal it writes (`guard.rs`), which IPv6's compressed form cannot follow exactly.
 //!
 //! Decisions on edge cases:
 //!
@@ -190,6 +192,7 @@ pub struct DestinationPolicy {
     deny: Vec<DenyRange>,
     hosts: Vec<HostPattern>,
     allow: Vec<Allow>,
+    guard: Guard,
 }
 
 /// What will be sent.
@@ -204,6 +207,9 @@ pub struct Destination {
     pub path_and_query: String,
     /// The host as normalised by the url crate (for logs); IPv6 in brackets.
     pub host: String,
+    /// The request pseudo-headers for Envoy's guard before connecting (`guard.rs`): the
+    /// exceptions and configured deny CIDRs that apply to this webhook; usually none.
+    pub guard: Vec<(&'static str, String)>,
 }
 
 impl DestinationPolicy {
@@ -278,7 +284,19 @@ impl DestinationPolicy {
                 text: rule.cidr.clone(),
             });
         }
-        Ok(DestinationPolicy { deny, hosts, allow })
+        let configured: Vec<Net> = deny
+            .iter()
+            .filter(|r| r.reason == CONFIGURED_CIDR_REASON)
+            .map(|r| r.net)
+            .collect();
+        let exceptions: Vec<(Net, Option<u16>)> = allow.iter().map(|a| (a.net, a.port)).collect();
+        let guard = Guard::new(&exceptions, &configured)?;
+        Ok(DestinationPolicy {
+            deny,
+            hosts,
+            allow,
+            guard,
+        })
     }
 
     /// Parse once with the url crate, apply every rule, return what will be sent.
@@ -307,11 +325,17 @@ impl DestinationPolicy {
         if port == 0 {
             return Err(Failure::InvalidUrl("port 0 not allowed".into()));
         }
-        match url.host() {
+        let literal = match url.host() {
             None => return Err(Failure::InvalidUrl("empty host".into())),
-            Some(Host::Ipv4(a)) => self.judge_literal(IpAddr::V4(a), port)?,
-            Some(Host::Ipv6(a)) => self.judge_literal(IpAddr::V6(a), port)?,
-            Some(Host::Domain(name)) => self.judge_name(name)?,
+            Some(Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+            Some(Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+            Some(Host::Domain(name)) => {
+                self.judge_name(name)?;
+                None
+            }
+        };
+        if let Some(ip) = literal {
+            self.judge_literal(ip, port)?;
         }
         url.set_fragment(None);
         let host = url
@@ -333,6 +357,7 @@ impl DestinationPolicy {
             authority: format!("{host}:{port}"),
             path_and_query,
             host,
+            guard: self.guard.headers(literal, port),
         })
     }
 
@@ -524,10 +549,13 @@ fn quote(text: &str) -> String {
     out
 }
 
+mod guard;
 mod ranges;
 mod recent;
 mod resolved;
 mod spelling;
+use guard::Guard;
+pub use guard::{guard_rules, GUARD_ALLOW_HEADER, GUARD_DENY_HEADER};
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};

@@ -3,9 +3,15 @@
 //! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
 
 use crate::config::Settings;
+use crate::destination::guard_rules;
 use crate::error::Failure;
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
+
+mod callers;
+
+/// The name of the router's upstream filter that guards before connecting.
+const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
 
 /// Where a plugin configuration was found, and its text.
 #[derive(Debug, PartialEq)]
@@ -29,20 +35,17 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
         }]);
     }
     let mut out = Walk::default();
-    walk(&value, "", &mut out);
+    walk(&value, &At::default(), &mut out);
     if out.found.is_empty() {
         return Err("no hookgate filter (a wasm filter with root_id hookgate...)".into());
     }
     Ok(out.found)
 }
 
-/// An exception as Envoy's upstream RBAC writes it: address, prefix length, inclusive port range.
-type Exception = (String, u64, Option<(u64, u64)>);
-
-/// The exceptions (`not_rule`s after the deny list) of a listener's upstream RBAC.
+/// One filter chain's upstream RBAC (the guard before connecting): its `rules`, as JSON.
 struct Guard {
-    listener: String,
-    exceptions: Vec<Exception>,
+    chain: String,
+    rules: serde_json::Value,
 }
 
 /// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
@@ -59,11 +62,32 @@ struct Walk {
     chains: Vec<Chain>,
 }
 
-fn walk(value: &Value, listener: &str, out: &mut Walk) {
-    let listener = match (value.get("name"), value.get("address")) {
-        (Some(Value::String(name)), Some(_)) => name.as_str(),
-        _ => listener,
-    };
+/// Where the walk is: the listener, and whether in its `default_filter_chain`.
+#[derive(Clone, Default)]
+struct At {
+    listener: String,
+    default_chain: bool,
+}
+
+impl At {
+    /// `listener hookgate` or `listener hookgate, default chain`: the start of every place.
+    fn chain(&self) -> String {
+        if self.default_chain {
+            format!("listener {}, default chain", self.listener)
+        } else {
+            format!("listener {}", self.listener)
+        }
+    }
+}
+
+fn walk(value: &Value, at: &At, out: &mut Walk) {
+    let mut at = at.clone();
+    if let (Some(Value::String(name)), Some(_)) = (value.get("name"), value.get("address")) {
+        at = At {
+            listener: name.clone(),
+            default_chain: false,
+        };
+    }
     let config = value.get("typed_config").and_then(|t| t.get("config"));
     let root_id = config
         .and_then(|c| c.get("root_id"))
@@ -80,16 +104,19 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
             Some(other) => serde_json::to_string(other).unwrap_or_default(),
         };
         out.found.push(Found {
-            place: format!("listener {listener}, filter {filter}"),
+            place: format!("{}, filter {filter}", at.chain()),
             root_id: root_id.to_string(),
             text,
         });
         return;
     }
-    if let Some(policy) = value.get("blocked-destinations") {
+    if value.get("name").and_then(Value::as_str) == Some(GUARD_FILTER) {
+        let rules = value.get("typed_config").and_then(|t| t.get("rules"));
         out.guards.push(Guard {
-            listener: listener.to_string(),
-            exceptions: rbac_exceptions(policy),
+            chain: at.chain(),
+            rules: rules
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_default(),
         });
         return;
     }
@@ -105,144 +132,83 @@ fn walk(value: &Value, listener: &str, out: &mut Walk) {
             ))
         };
         out.chains.push(Chain {
-            listener: listener.to_string(),
+            listener: at.listener.clone(),
             networks: ranges.iter().filter_map(network).collect(),
         });
     }
     match value {
-        Value::Mapping(map) => map.values().for_each(|v| walk(v, listener, out)),
-        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, listener, out)),
+        Value::Mapping(map) => {
+            for (key, v) in map {
+                let inner = At {
+                    default_chain: at.default_chain || key.as_str() == Some("default_filter_chain"),
+                    ..at.clone()
+                };
+                walk(v, &inner, out);
+            }
+        }
+        Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, &at, out)),
         _ => {}
     }
 }
 
-/// `permissions[0].and_rules.rules[1..]`: one `not_rule` matcher per exception.
-fn rbac_exceptions(policy: &Value) -> Vec<Exception> {
-    let rules = policy
-        .get("permissions")
-        .and_then(|p| p.get(0))
-        .and_then(|p| p.get("and_rules"))
-        .and_then(|p| p.get("rules"))
-        .and_then(Value::as_sequence);
-    let matcher = |rule: &Value| {
-        let config = rule.get("not_rule")?.get("matcher")?.get("typed_config")?;
-        let ip = config.get("upstream_ip")?;
-        let ports = config.get("upstream_port_range").map(|r| {
-            let bound = |key| r.get(key).and_then(Value::as_u64).unwrap_or(0);
-            (bound("start"), bound("end"))
-        });
-        Some((
-            ip.get("address_prefix")?.as_str()?.to_string(),
-            ip.get("prefix_len")?.as_u64()?,
-            ports,
-        ))
-    };
-    rules
-        .map(|rules| rules.iter().skip(1).filter_map(matcher).collect())
-        .unwrap_or_default()
-}
-
-/// The plugin's `destination.allow` as Envoy's RBAC would write it (a bare address is /32 or
-/// /128; a port is the range port..=port).
-fn plugin_exceptions(text: &str) -> Vec<Exception> {
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Vec::new();
-    };
-    let Some(allow) = json
-        .get("destination")
-        .and_then(|d| d.get("allow"))
-        .and_then(|a| a.as_array())
-    else {
-        return Vec::new();
-    };
-    allow
-        .iter()
-        .filter_map(|rule| {
-            let cidr = rule.get("cidr")?.as_str()?;
-            let (address, len) = match cidr.split_once('/') {
-                Some((address, len)) => (address, len.parse().ok()?),
-                None => (cidr, if cidr.contains(':') { 128 } else { 32 }),
-            };
-            let port = rule.get("port").and_then(|p| p.as_u64()).map(|p| (p, p));
-            Some((address.to_string(), len, port))
-        })
-        .collect()
-}
-
-fn describe_exception((address, len, ports): &Exception) -> String {
-    match ports {
-        Some((start, end)) if start == end => format!("{address}/{len} port {start}"),
-        Some((start, end)) => format!("{address}/{len} ports {start}..={end}"),
-        None => format!("{address}/{len} (every port)"),
-    }
-}
-
-/// The engine's filter chain must be chosen for every network of the plugin's `callers`: one only
-/// in `callers` is refused by the default chain. (A network only in the chain is refused by
-/// hookgate, with the same envelope: narrowing `callers` alone is enough.)
-fn check_chain(listener: &str, plugin: &str, chain: &Chain, problems: &mut Vec<String>) {
-    let callers: Vec<String> = serde_json::from_str::<serde_json::Value>(plugin)
-        .ok()
-        .and_then(|json| json.get("callers").cloned())
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_else(crate::caller::default_callers);
-    let as_network = |cidr: &str| match cidr.split_once('/') {
-        Some((address, len)) => (address.to_string(), len.parse().unwrap_or(0)),
-        None => (cidr.to_string(), if cidr.contains(':') { 128 } else { 32 }),
-    };
-    let callers: Vec<(String, u64)> = callers.iter().map(|c| as_network(c)).collect();
-    // A network of `callers` is covered by a chain range that holds its first address and is
-    // no narrower.
-    let covered = |(address, len): &(String, u64)| {
-        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
-            return false;
-        };
-        chain.networks.iter().any(|(range, range_len)| {
-            range_len <= len
-                && crate::cidr::parse_cidr(&format!("{range}/{range_len}"))
-                    .is_some_and(|net| net.contains(ip))
-        })
-    };
-    for (address, len) in callers.iter().filter(|c| !covered(c)) {
+/// Envoy's guard before connecting is plumbing: exactly the rules hookgate feeds (the built-in
+/// deny list and the two conditions reading hookgate's pseudo-headers). Policy edited there
+/// (an exception as a `not_rule`, a range added or removed) would disagree with the plugin.
+fn check_guard(chain: &str, guard: &Guard, problems: &mut Vec<String>) {
+    if guard.rules != guard_rules() {
         problems.push(format!(
-            "listener {listener}: callers has {address}/{len} but the listener's \
-             filter_chain_match.source_prefix_ranges does not: its callers get the default chain"
-        ));
-    }
-}
-
-/// Envoy's guard before connecting must carve out exactly the plugin's exceptions.
-fn check_guard(listener: &str, plugin: &[Exception], guard: &Guard, problems: &mut Vec<String>) {
-    for missing in plugin.iter().filter(|e| !guard.exceptions.contains(e)) {
-        problems.push(format!(
-            "listener {listener}: destination.allow has {} but the upstream RBAC \
-             (blocked-destinations) has no not_rule for it: names resolving there are refused \
-             before connecting",
-            describe_exception(missing)
-        ));
-    }
-    for extra in guard.exceptions.iter().filter(|e| !plugin.contains(e)) {
-        problems.push(format!(
-            "listener {listener}: the upstream RBAC excepts {}, which destination.allow does not",
-            describe_exception(extra)
+            "{chain}: the upstream RBAC ({GUARD_FILTER}) differs from hookgate's guard: its rules \
+             are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions \
+             and deny CIDRs in the plugin configuration (destination.allow, \
+             destination.deny_cidrs)"
         ));
     }
 }
 
 /// Every problem of a configuration file: each plugin configuration is validated by the
 /// filter's own parser, and every engine-facing filter needs its check after DNS with the same
-/// plugin configuration in the same listener. One line per problem, naming place and key.
+/// plugin configuration in the same filter chain, as every chain of the listener does. One line
+/// per problem, naming place and key.
 pub fn check(text: &str) -> Vec<String> {
+    review(text).0
+}
+
+/// What is allowed but worth knowing: a caller network served under the default chain's bounds.
+pub fn warnings(text: &str) -> Vec<String> {
+    review(text).1
+}
+
+/// `listener hookgate` of a place (`listener hookgate, default chain, filter hookgate`).
+fn listener_of(place: &str) -> &str {
+    place.split(", ").next().unwrap_or_default()
+}
+
+/// The filter chain of a place: `listener hookgate` or `listener hookgate, default chain`.
+fn chain_of(place: &str) -> &str {
+    place
+        .rsplit_once(", filter ")
+        .map_or(place, |(chain, _)| chain)
+}
+
+/// (problems, warnings), each line once: chains that read one block through a YAML alias share
+/// their findings.
+fn review(text: &str) -> (Vec<String>, Vec<String>) {
     let found = match plugin_configs(text) {
         Ok(found) => found,
-        Err(why) => return vec![why],
+        Err(why) => return (vec![why], Vec::new()),
     };
     let mut seen = Walk::default();
     if let Ok(value) = serde_yaml::from_str::<Value>(text) {
-        walk(&value, "", &mut seen);
+        walk(&value, &At::default(), &mut seen);
     }
-    let mut problems = Vec::new();
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    let mut judged = Vec::new();
     for f in &found {
+        let key = (listener_of(&f.place), f.root_id.as_str(), f.text.as_str());
+        if judged.contains(&key) {
+            continue;
+        }
+        judged.push(key);
         // A support listener's filter (`"role": "support"`) is read as the filter reads it.
         let verdict = if is_support_config(f.text.as_bytes()) {
             SupportConfig::parse(f.text.as_bytes()).map(|_| ())
@@ -253,44 +219,69 @@ pub fn check(text: &str) -> Vec<String> {
             problems.push(format!("{}: {why}", f.place));
         }
     }
-    let engines = found
+    let engines: Vec<&Found> = found
         .iter()
-        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()));
-    for engine in engines {
-        let listener = engine.place.split(", ").next().unwrap_or_default();
+        .filter(|f| f.root_id == "hookgate" && !is_support_config(f.text.as_bytes()))
+        .collect();
+    for engine in &engines {
+        let (listener, chain) = (listener_of(&engine.place), chain_of(&engine.place));
         let after = found
             .iter()
-            .find(|f| f.root_id == "hookgate-after-dns" && f.place.starts_with(listener));
+            .find(|f| f.root_id == "hookgate-after-dns" && chain_of(&f.place) == chain);
         match after {
             None => problems.push(format!(
-                "{listener}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
+                "{chain}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
                  the router's upstream_http_filters)"
             )),
             Some(after) if after.text != engine.text => problems.push(format!(
-                "{listener}: the check after DNS has another plugin configuration than hookgate \
+                "{chain}: the check after DNS has another plugin configuration than hookgate \
                  (use the YAML alias of the same block)"
             )),
             Some(_) => {}
+        }
+        let first = engines.iter().find(|e| listener_of(&e.place) == listener);
+        if let Some(first) = first.filter(|first| first.text != engine.text) {
+            problems.push(format!(
+                "{chain}: hookgate has another plugin configuration than in {}: every chain of a \
+                 listener judges callers and destinations by one policy (use the YAML alias of \
+                 the same block)",
+                chain_of(&first.place)
+            ));
         }
         let name = listener.strip_prefix("listener ").unwrap_or(listener);
         if Settings::parse(engine.text.as_bytes()).is_err() {
             // Its errors are reported above; its exceptions cannot be compared.
             continue;
         }
-        if let Some(chain) = seen.chains.iter().find(|c| c.listener == name) {
-            check_chain(name, &engine.text, chain, &mut problems);
+        if let Some(ranges) = seen.chains.iter().find(|c| c.listener == name) {
+            let default_chain = format!("{listener}, default chain");
+            let default_serves = engines
+                .iter()
+                .any(|e| chain_of(&e.place) == default_chain && e.text == engine.text);
+            let (errors, notes) = callers::check(name, &engine.text, ranges, default_serves);
+            problems.extend(errors);
+            warnings.extend(notes);
         }
-        match seen.guards.iter().find(|g| g.listener == name) {
-            Some(guard) => {
-                check_guard(name, &plugin_exceptions(&engine.text), guard, &mut problems)
-            }
+        match seen.guards.iter().find(|g| g.chain == chain) {
+            Some(guard) => check_guard(chain, guard, &mut problems),
             None => problems.push(format!(
-                "{listener}: no upstream RBAC (blocked-destinations) to refuse blocked addresses \
-                 before connecting"
+                "{chain}: no upstream RBAC ({GUARD_FILTER}) to refuse blocked addresses before \
+                 connecting"
             )),
         }
     }
-    problems
+    (unique(problems), unique(warnings))
+}
+
+/// The lines in their order, each once.
+fn unique(lines: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in lines {
+        if !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
 }
 
 /// The decision for a webhook URL before DNS, and for each given resolved address after DNS.
@@ -371,16 +362,9 @@ static_resources:
           - name: router
             typed_config:
               upstream_http_filters:
-              - name: guard
+              - name: envoy.filters.http.upstream_rbac
                 typed_config:
-                  rules:
-                    policies:
-                      blocked-destinations:
-                        permissions:
-                        - and_rules:
-                            rules:
-                            - or_rules: {rules: [deny list]}
-                            - not_rule: {matcher: {typed_config: {upstream_ip: {address_prefix: 127.0.0.1, prefix_len: 32}, upstream_port_range: {start: 18080, end: 18080}}}}
+                  rules: GUARD
               - name: hookgate-after-dns
                 typed_config:
                   config:
@@ -388,9 +372,14 @@ static_resources:
                     configuration: *policy
 "#;
 
+    /// The fixture with the shipped guard's rules (JSON is YAML's flow style).
+    fn envoy() -> String {
+        ENVOY.replace("GUARD", &guard_rules().to_string())
+    }
+
     #[test]
     fn finds_both_filters_with_their_places() {
-        let found = plugin_configs(ENVOY).unwrap();
+        let found = plugin_configs(&envoy()).unwrap();
         let places: Vec<&str> = found.iter().map(|f| f.place.as_str()).collect();
         assert_eq!(
             places,
@@ -400,12 +389,12 @@ static_resources:
             ]
         );
         assert_eq!(found[0].text, found[1].text);
-        assert_eq!(check(ENVOY), Vec::<String>::new());
+        assert_eq!(check(&envoy()), Vec::<String>::new());
     }
 
     #[test]
     fn every_error_names_its_place_and_key() {
-        let bad = ENVOY.replace("127.0.0.1/32", "127.0.0.1/33");
+        let bad = envoy().replace("127.0.0.1/32", "127.0.0.1/33");
         assert_eq!(
             check(&bad),
             [
@@ -413,34 +402,45 @@ static_resources:
                 "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: invalid CIDR \"127.0.0.1/33\"",
             ]
         );
-        let second = ENVOY.replace(
+        let second = envoy().replace(
             r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
             r#"{"cidr": "127.0.0.1/32", "port": 18080}, {"cidr": "127.0.0.2"}"#,
         );
-        let wider = ENVOY.replace(
+        let wider = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.0/8", "::1/128", "10.20.0.0/16"], "destination""#,
         );
         assert_eq!(
             check(&wider),
-            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not: its callers get the default chain"]
+            ["listener engine: callers has 10.20.0.0/16 but the listener's filter_chain_match.source_prefix_ranges does not, and the default chain does not run hookgate with the same plugin configuration: its callers are refused"]
         );
-        let narrower = ENVOY.replace(
+        let narrower = envoy().replace(
             r#"{"destination""#,
             r#"{"callers": ["127.0.0.2/32"], "destination""#,
         );
         assert_eq!(check(&narrower), Vec::<String>::new());
-        let other_port = ENVOY.replace("start: 18080, end: 18080", "start: 18081, end: 18081");
+        // Policy written into Envoy's guard instead of the plugin: the guard is plumbing.
+        let edited = envoy().replace(r#""prefix_len":8}"#, r#""prefix_len":9}"#);
         assert_eq!(
-            check(&other_port),
-            [
-                "listener engine: destination.allow has 127.0.0.1/32 port 18080 but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting",
-                "listener engine: the upstream RBAC excepts 127.0.0.1/32 port 18081, which destination.allow does not",
-            ]
+            check(&edited),
+            ["listener engine: the upstream RBAC (envoy.filters.http.upstream_rbac) differs from hookgate's guard: its rules are plumbing, copy them unchanged from a shipped envoy/*.yaml and put exceptions and deny CIDRs in the plugin configuration (destination.allow, destination.deny_cidrs)"]
+        );
+        let without = envoy().replace("envoy.filters.http.upstream_rbac", "other");
+        assert_eq!(
+            check(&without),
+            ["listener engine: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting"]
+        );
+        assert_eq!(check(&second), Vec::<String>::new());
+        let ipv6 = envoy().replace(
+            r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
+            r#"{"cidr": "fd00::1"}"#,
         );
         assert_eq!(
-            check(&second),
-            ["listener engine: destination.allow has 127.0.0.2/32 (every port) but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting"]
+            check(&ipv6),
+            [
+                "listener engine, filter hookgate: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+            ]
         );
         let typo = check(r#"{"destination": {"alow": []}}"#);
         assert_eq!(typo.len(), 1);
@@ -453,7 +453,7 @@ static_resources:
             port[0].contains("destination.allow[0].port: invalid type"),
             "{port:?}"
         );
-        let missing = ENVOY.replace("configuration: *policy", "configuration: {value: '{}'}");
+        let missing = envoy().replace("configuration: *policy", "configuration: {value: '{}'}");
         assert_eq!(
             check(&missing),
             ["listener engine: the check after DNS has another plugin configuration than hookgate (use the YAML alias of the same block)"]
@@ -462,13 +462,68 @@ static_resources:
         assert!(check(cut)[0].starts_with("listener engine: no check after DNS"));
         assert!(check("static_resources: {}")[0].starts_with("no hookgate filter"));
         let support = format!(
-            "{ENVOY}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n"
+            "{}  - name: support\n    address: {{}}\n    filter_chains:\n    - filters:\n      - name: hookgate-support\n        typed_config:\n          config:\n            root_id: hookgate\n            configuration: {{value: '{{\"role\": \"support\", \"surprise\": 1}}'}}\n",
+            envoy()
         );
         let problems = check(&support);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with("listener support, filter hookgate-support: "),
             "{problems:?}"
+        );
+    }
+
+    /// `ENVOY` with a default chain that runs the engine chain's filters (YAML aliases).
+    fn with_default_chain(envoy: &str) -> String {
+        let envoy = envoy
+            .replace(
+                "      - name: hcm\n",
+                "      - name: hcm\n        typed_config: &hcm\n",
+            )
+            .replacen(
+                "        typed_config:\n          http_filters:",
+                "          http_filters:",
+                1,
+            );
+        format!("{envoy}    default_filter_chain:\n      filters:\n      - name: hcm\n        typed_config: *hcm\n")
+    }
+
+    #[test]
+    fn a_caller_network_outside_the_engine_chain_is_served_by_the_default_chain() {
+        let chains = with_default_chain(&envoy());
+        let found = plugin_configs(&chains).unwrap();
+        assert_eq!(
+            found[2].place,
+            "listener engine, default chain, filter hookgate"
+        );
+        assert_eq!((check(&chains), warnings(&chains)), (vec![], vec![]));
+        let wider = chains.replace(
+            r#"{"destination""#,
+            r#"{"callers": ["127.0.0.0/8", "10.20.0.0/16"], "destination""#,
+        );
+        assert_eq!(check(&wider), Vec::<String>::new());
+        assert_eq!(
+            warnings(&wider),
+            ["listener engine: callers has 10.20.0.0/16, which the engine chain's filter_chain_match.source_prefix_ranges does not cover: its callers are served by the default chain, under its tighter bounds (add the range to the engine chain for its bounds)"]
+        );
+        // One finding per listener, however many chains read the bad block.
+        let bad = chains.replace("127.0.0.1/32", "127.0.0.1/33");
+        assert_eq!(
+            check(&bad),
+            check(&envoy().replace("127.0.0.1/32", "127.0.0.1/33"))
+        );
+        // A default chain with a policy of its own contradicts the engine chain's.
+        let other = chains.replace(
+            "        typed_config: *hcm\n",
+            "        typed_config:\n          http_filters:\n          - name: hookgate\n            typed_config: {config: {root_id: hookgate, configuration: {value: '{\"callers\": [\"0.0.0.0/0\"]}'}}}\n",
+        );
+        assert_eq!(
+            check(&other),
+            [
+                "listener engine, default chain: no check after DNS (a wasm filter with root_id hookgate-after-dns in the router's upstream_http_filters)",
+                "listener engine, default chain: hookgate has another plugin configuration than in listener engine: every chain of a listener judges callers and destinations by one policy (use the YAML alias of the same block)",
+                "listener engine, default chain: no upstream RBAC (envoy.filters.http.upstream_rbac) to refuse blocked addresses before connecting",
+            ]
         );
     }
 

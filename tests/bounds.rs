@@ -75,14 +75,21 @@ fn assert_event_timeout(reply: &Reply, timeout: &str) {
 }
 
 /// An engine connection that carries no request is closed after the idle timeout (1 s here;
-/// 300 s shipped), and one from another network after the default chain's shipped 2 s.
+/// 300 s shipped), and one from another network after the default chain's (1 s here, 10 s
+/// shipped).
 #[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
-    let gw = Gateway::start(narrow_callers(
-        with_engine(|hcm| set(hcm, &["common_http_protocol_options", "idle_timeout"], "1s")),
-        "127.0.0.1",
-    ));
-    // A request from another network still gets the caller refusal's envelope.
+    let gw = Gateway::start(
+        narrow_callers(
+            with_engine(|hcm| set(hcm, &["common_http_protocol_options", "idle_timeout"], "1s")),
+            "127.0.0.1",
+        )
+        .edit(|yaml| {
+            let hcm = &mut other_networks(yaml)[1]["typed_config"];
+            set(hcm, &["common_http_protocol_options", "idle_timeout"], "1s");
+        }),
+    );
+    // A request from another network still gets the caller refusal's envelope, from hookgate.
     let mut refused = connect_from("127.0.0.2", gw.port);
     refused
         .write_all(&support::http::post_request("/", b"{}", &[]))
@@ -91,7 +98,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     assert_answer(&reply, 403, "no", 21111011, QUERY_ERROR);
     assert_eq!(
         reply.header("x-hookgate-detail"),
-        Some("caller refused: source network not allowed")
+        Some("caller refused: source 127.0.0.2 is not in the configured callers")
     );
     let mut engine = connect_from("127.0.0.1", gw.port);
     let mut other = connect_from("127.0.0.2", gw.port);
@@ -99,7 +106,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     closed_by_peer(&mut other).expect("the idle connection from another network is closed");
     assert_eq!(gw.stat("http.hookgate.downstream_cx_idle_timeout"), Some(1));
     assert_eq!(
-        gw.stat("http.refused_callers.downstream_cx_idle_timeout"),
+        gw.stat("http.other_networks.downstream_cx_idle_timeout"),
         Some(1)
     );
 }
@@ -236,9 +243,17 @@ fn narrow_callers(config: EnvoyConfig, source: &str) -> EnvoyConfig {
         .edit_plugin_configs(move |json| json["callers"] = serde_json::json!([cidr]))
 }
 
-/// The shipped default chain's connection limit (peers from other networks).
+/// The filters of the first listener's default chain (peers from networks the engine chain does
+/// not name): the connection limit, then the connection manager.
+fn other_networks(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+    yaml["static_resources"]["listeners"][0]["default_filter_chain"]["filters"]
+        .as_sequence_mut()
+        .unwrap()
+}
+
+/// The shipped default chain's connection limit.
 fn refused_limit(yaml: &mut Yaml) -> &mut Yaml {
-    let limit = &mut yaml["static_resources"]["listeners"][0]["default_filter_chain"]["filters"][0];
+    let limit = &mut other_networks(yaml)[0];
     assert_eq!(limit["name"], "envoy.filters.network.connection_limit");
     &mut limit["typed_config"]["max_connections"]
 }
@@ -263,11 +278,10 @@ fn an_idle_flood_from_a_refused_network_does_not_lock_the_engine_out() {
         .map(|_| connect_from("127.0.0.2", gw.port))
         .collect();
     eventually("the flood refused past the default chain's limit", || {
-        gw.stat("connection_limit.refused_callers.limited_connections")
-            == Some((GLOBAL - 16) as u64)
+        gw.stat("connection_limit.other_networks.limited_connections") == Some((GLOBAL - 16) as u64)
     });
     assert_eq!(
-        gw.stat("connection_limit.refused_callers.active_connections"),
+        gw.stat("connection_limit.other_networks.active_connections"),
         Some(16)
     );
     let reply = connect_from("127.0.0.1", gw.port);
@@ -310,8 +324,9 @@ fn heap_pressure_sheds_new_requests_with_the_envelope() {
     assert!(receiver.records().is_empty());
 }
 
-/// Every shipped configuration matches the engine's networks in the listener's filter chain and
-/// in the plugin's `callers` alike, and bounds connections, requests and heap.
+/// Every shipped configuration gives the plugin's `callers` the engine chain's bounds (its
+/// filter chain match names the same networks), runs the same filters in the default chain, and
+/// bounds connections, requests and heap.
 #[test]
 fn every_shipped_config_bounds_connections_requests_and_heap() {
     for path in [
@@ -361,14 +376,28 @@ fn every_shipped_config_bounds_connections_requests_and_heap() {
             let common = &hcm["common_http_protocol_options"];
             assert_eq!(common["idle_timeout"], "300s", "{path}");
             assert_eq!(common["max_connection_duration"], "3600s", "{path}");
+            // Every other network: the engine chain's filters, routes and answers (so the same
+            // policy judges its callers), with a small share of connections and shorter timeouts.
             let default = &listener["default_filter_chain"]["filters"];
             assert_eq!(default[0]["typed_config"]["max_connections"], 100, "{path}");
-            let refused = &default[1]["typed_config"];
-            assert_eq!(refused["request_headers_timeout"], "2s", "{path}");
-            assert_eq!(
-                refused["common_http_protocol_options"]["idle_timeout"], "2s",
-                "{path}"
-            );
+            let other = &default[1]["typed_config"];
+            for same in [
+                "http_filters",
+                "route_config",
+                "local_reply_config",
+                "access_log",
+                "use_remote_address",
+                "preserve_external_request_id",
+                "http_protocol_options",
+            ] {
+                assert_eq!(other[same], hcm[same], "{path}: {same}");
+            }
+            assert_eq!(other["request_headers_timeout"], "2s", "{path}");
+            assert_eq!(other["request_timeout"], "10s", "{path}");
+            assert_eq!(other["stream_idle_timeout"], "30s", "{path}");
+            let common = &other["common_http_protocol_options"];
+            assert_eq!(common["idle_timeout"], "10s", "{path}");
+            assert_eq!(common["max_connection_duration"], "60s", "{path}");
         }
         let monitors = yaml["overload_manager"]["resource_monitors"]
             .as_sequence()

@@ -340,8 +340,7 @@ fn an_array_of_events_is_one_delivery() {
 fn the_engines_headers_never_travel_and_static_headers_do() {
     let gw = Gateway::start(
         EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"static_headers":{"x-source":"sendpulse"}}"#)
-            .allow_loopback_receivers(),
+            .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"static_headers":{"x-source":"sendpulse"}}"#),
     );
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let reply = gw.post_with(

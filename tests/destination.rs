@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{
-    destination_rules, event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig,
-    Gateway, Receiver, Reply,
+    event, isolated, unique_name, upstream_filters, Behaviour, EnvoyConfig, Gateway, Receiver,
+    Reply,
 };
 
 const RBAC_MATCHER: &str =
@@ -42,13 +42,11 @@ fn shipped_high_limit() -> EnvoyConfig {
     EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!("{{{HIGH_LIMIT}}}"))
 }
 
-/// The same with receivers on 127.0.0.1 allowed, in the plugin and in Envoy's upstream RBAC.
+/// The same with receivers on 127.0.0.1 allowed (in the plugin, which feeds Envoy's guard).
 fn loopback_high_limit() -> EnvoyConfig {
-    EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(&format!(
-            r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
-        ))
-        .allow_loopback_receivers()
+    EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&format!(
+        r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT}}}"#
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,31 +112,20 @@ impl Counter {
     }
 }
 
-/// Adds an exception to the plugin's `destination.allow` and its mirror in Envoy's destination
-/// RBAC (the check after DNS reads the plugin's, the guard before connecting Envoy's).
+/// Adds an exception to the plugin's `destination.allow`, and nothing else: the guard before
+/// connecting gets it from hookgate, per webhook.
 fn except(config: EnvoyConfig, address: &str, prefix_len: u8, port: Option<u16>) -> EnvoyConfig {
     let cidr = format!("{address}/{prefix_len}");
-    config
-        .edit_plugin_configs(move |json| {
-            let rule = match port {
-                Some(p) => serde_json::json!({"cidr": cidr, "port": p}),
-                None => serde_json::json!({"cidr": cidr}),
-            };
-            match json["destination"]["allow"].as_array_mut() {
-                Some(allow) => allow.push(rule),
-                None => json["destination"]["allow"] = serde_json::json!([rule]),
-            }
-        })
-        .edit(|yaml| {
-            let ports = port.map_or(String::new(), |p| {
-                format!(", upstream_port_range: {{start: {p}, end: {p}}}")
-            });
-            let rule: Yaml = serde_yaml::from_str(&format!(
-                r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{RBAC_MATCHER}", upstream_ip: {{address_prefix: "{address}", prefix_len: {prefix_len}}}{ports}}}}}}}}}"#
-            ))
-            .unwrap();
-            destination_rules(yaml).push(rule);
-        })
+    config.edit_plugin_configs(move |json| {
+        let rule = match port {
+            Some(p) => serde_json::json!({"cidr": cidr, "port": p}),
+            None => serde_json::json!({"cidr": cidr}),
+        };
+        match json["destination"]["allow"].as_array_mut() {
+            Some(allow) => allow.push(rule),
+            None => json["destination"]["allow"] = serde_json::json!([rule]),
+        }
+    })
 }
 
 fn post(gw: &Gateway, url: &str) -> Reply {
@@ -213,52 +200,37 @@ fn the_documented_deny_table_is_the_default_deny_list() {
     assert_eq!(documented, listed, "docs/security.md's deny table");
 }
 
+/// Envoy's guard before connecting is the same plumbing in every shipped configuration: the
+/// built-in list (hookgate's `default_deny_list()`) and the conditions that read hookgate's
+/// per-webhook patterns; no exception or range is written into it.
 #[test]
-fn envoys_deny_list_is_hookgates_and_exceptions_match_the_plugin() {
-    let expected: BTreeSet<(IpAddr, u64)> = hookgate::destination::default_deny_list()
+fn envoys_guard_is_hookgates_deny_list_and_plumbing_only() {
+    let expected: BTreeSet<Exception> = hookgate::destination::default_deny_list()
         .map(|(c, _, _)| {
             let (a, l) = c.split_once('/').unwrap();
-            cidr(a, l.parse().unwrap())
+            (cidr(a, l.parse().unwrap()), None)
         })
         .collect();
+    let plumbing = serde_json::to_string(&hookgate::destination::guard_rules()).unwrap();
     for path in SHIPPED {
         let mut config = EnvoyConfig::load(path);
-        let plugin: serde_json::Value = serde_json::from_str(&config.plugin_config_text()).unwrap();
-        let rules = destination_rules(&mut config.yaml).clone();
-        let deny: BTreeSet<(IpAddr, u64)> = rules[0]["or_rules"]["rules"]
+        let rules = support::guard_rules_of(&mut config.yaml).clone();
+        let deny: BTreeSet<Exception> = rules["policies"]["public-destinations"]["permissions"][0]
+            ["not_rule"]["or_rules"]["rules"]
             .as_sequence()
             .unwrap()
             .iter()
-            .map(|r| {
-                let (net, ports) = matcher_cidr(r);
-                assert_eq!(ports, None, "{path}: a deny range names no port");
-                net
-            })
+            .map(matcher_cidr)
             .collect();
         assert_eq!(
             deny, expected,
             "{path}: Envoy's deny list differs from hookgate's default_deny_list()"
         );
-        // Exceptions: one `not_rule` per plugin `destination.allow` entry, the same port only
-        // (Envoy's port range is inclusive at both ends).
-        let exceptions: BTreeSet<Exception> = rules[1..]
-            .iter()
-            .map(|r| matcher_cidr(&r["not_rule"]))
-            .collect();
-        let allowed: BTreeSet<Exception> = plugin["destination"]["allow"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|a| {
-                let (address, length) = a["cidr"].as_str().unwrap().split_once('/').unwrap();
-                let port = a["port"].as_u64().map(|p| (p, p));
-                (cidr(address, length.parse().unwrap()), port)
-            })
-            .collect();
+        let json: serde_json::Value = serde_json::to_value(&rules).unwrap();
         assert_eq!(
-            exceptions, allowed,
-            "{path}: Envoy's exceptions differ from the plugin's"
+            serde_json::to_string(&json).unwrap(),
+            plumbing,
+            "{path}: the guard is not hookgate's plumbing"
         );
         // The check after DNS follows the guard, with the engine-facing filter's own plugin
         // configuration and VM.
@@ -635,13 +607,9 @@ fn redirects_are_not_followed() {
 #[test]
 fn a_refused_webhook_does_not_use_up_the_hourly_allowance() {
     isolated();
-    let gw = Gateway::start(
-        EnvoyConfig::load("envoy/envoy.yaml")
-            .plugin_config(
-                r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"limit":{"unverified_per_hour":1}}"#,
-            )
-            .allow_loopback_receivers(),
-    );
+    let gw = Gateway::start(EnvoyConfig::load("envoy/envoy.yaml").plugin_config(
+        r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},"limit":{"unverified_per_hour":1}}"#,
+    ));
     let blocked = Counter::start("127.0.0.3", 0);
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
     let name = unique_name("Refused");
@@ -716,8 +684,7 @@ fn the_caller_token_is_required_checked_and_never_forwarded_or_logged() {
         EnvoyConfig::load("envoy/envoy.yaml")
             .plugin_config(&format!(
                 r#"{{"destination":{{"allow":[{{"cidr":"127.0.0.1/32"}}]}},{HIGH_LIMIT},"caller_token":{{"header":"x-hookgate-token","token":"{secret}"}}}}"#
-            ))
-            .allow_loopback_receivers(),
+            )),
     );
     let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
     let body = event(&unique_name("Token"), &receiver.url("/"));

@@ -71,25 +71,33 @@ fn with_module(module: &Path, policy: &str) -> EnvoyConfig {
     })
 }
 
-/// What a request that skipped hookgate would look like: the route marker and the receiver as
-/// authority. Only an unchecked pass could deliver it.
-fn unchecked_request(receiver: &Receiver) -> Vec<u8> {
+/// What a request that skipped hookgate would look like: the route marker and the receiver
+/// (`address`, its port) as authority. Only an unchecked pass could deliver it.
+fn unchecked_request(address: &str, receiver: &Receiver) -> Vec<u8> {
     let body = r#"[{"raw":"not reshaped"}]"#;
     format!(
-        "POST /stolen HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nx-hookgate-route: http\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST /stolen HTTP/1.1\r\nhost: {address}:{}\r\nx-hookgate-route: http\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         receiver.port,
         body.len()
     )
     .into_bytes()
 }
 
+/// An address no deny list holds (on the test namespace's loopback): Envoy's guard before
+/// connecting lets it through without hookgate, so only hookgate stands before it.
+fn public_address() -> String {
+    std::net::Ipv4Addr::from(support::dns::PUBLIC).to_string()
+}
+
 #[test]
 fn a_crashed_filter_refuses_every_request_and_nothing_is_sent() {
+    support::isolated();
     let module = trap_module();
-    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let public = public_address();
+    let receiver = Receiver::start_on(&public, Behaviour::json(200, "{}"));
     let gw = Gateway::start(with_module(&module, "FAIL_CLOSED"));
     for attempt in 0..5 {
-        let reply = gw.raw(&unchecked_request(&receiver));
+        let reply = gw.raw(&unchecked_request(&public, &receiver));
         assert_eq!(reply.status, 503, "attempt {attempt}: {}", reply.text());
         assert_eq!(reply.header("x-hookgate-delivered"), Some("no"));
         assert_eq!(reply.json()[0]["code"], 21111011);
@@ -99,16 +107,21 @@ fn a_crashed_filter_refuses_every_request_and_nothing_is_sent() {
 }
 
 /// The control that shows the test above can fail: the same crash with FAIL_OPEN lets later
-/// unchecked requests through to the receiver. Never shipped.
+/// unchecked requests through to a receiver on a public address. Never shipped. (A receiver on
+/// an excepted loopback address stays refused even then: only hookgate hands Envoy's guard the
+/// exception, per webhook.)
 #[test]
 fn the_same_crash_with_fail_open_would_let_it_through() {
+    support::isolated();
     let module = trap_module();
-    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let public = public_address();
+    let receiver = Receiver::start_on(&public, Behaviour::json(200, "{}"));
+    let excepted = Receiver::start(Behaviour::json(200, "{}"));
     let gw = Gateway::start(with_module(&module, "FAIL_OPEN"));
     // The request during which the VM crashes fails (wasm_fail_stream); every later one passes
     // unchecked.
     let statuses: Vec<u16> = (0..3)
-        .map(|_| gw.raw(&unchecked_request(&receiver)).status)
+        .map(|_| gw.raw(&unchecked_request(&public, &receiver)).status)
         .collect();
     assert_eq!(statuses, [503, 200, 200]);
     assert_eq!(
@@ -116,6 +129,9 @@ fn the_same_crash_with_fail_open_would_let_it_through() {
         2,
         "FAIL_OPEN passed requests unchecked"
     );
+    let loopback = gw.raw(&unchecked_request("127.0.0.1", &excepted));
+    assert_eq!(loopback.status, 403, "{}", loopback.text());
+    assert_eq!(*excepted.connections.lock().unwrap(), 0);
 }
 
 #[test]

@@ -443,7 +443,6 @@ fn fleet_config(etcd: &Etcd, limit: &Value) -> EnvoyConfig {
             plugin["destination"] = json!({"allow": [{"cidr": "127.0.0.1/32"}]});
             plugin["limit"] = limit.clone();
         })
-        .allow_loopback_receivers()
         .edit(|yaml| {
             let cluster = etcd_cluster(yaml);
             let endpoints: Vec<Yaml> = etcd

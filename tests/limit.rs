@@ -32,9 +32,7 @@ fn config(limit: &Value) -> EnvoyConfig {
         "destination": serde_json::from_str::<Value>(ALLOW_LOOPBACK).unwrap(),
         "limit": limit,
     });
-    EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(&plugin.to_string())
-        .allow_loopback_receivers()
+    EnvoyConfig::load("envoy/envoy.yaml").plugin_config(&plugin.to_string())
 }
 
 /// Envoy with two workers, so that one limit must hold across threads.
@@ -508,16 +506,32 @@ fn filters_in_one_vm_id_share_state_by_namespace() {
     assert_eq!(receiver.received_on("/ns-key"), 5);
 }
 
-/// The listener served from a file (LDS), so that a test can reload it as an operator would.
+/// The two `yaml` blocks of docs/security.md's listener update: the bootstrap's lines and the
+/// listener file's head.
+fn documented_lds() -> (Yaml, Yaml) {
+    let page = std::fs::read_to_string(support::repo().join("docs/security.md")).unwrap();
+    let section = &page[page.find("**A listener update**").unwrap()..];
+    let mut blocks = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|block| serde_yaml::from_str(block.split("```").next().unwrap()).unwrap());
+    (blocks.next().unwrap(), blocks.next().unwrap())
+}
+
+/// The listener served from a file (LDS), so that a test can reload it as an operator would,
+/// with the bootstrap and listener file that docs/security.md shows.
 struct FileListener {
     path: PathBuf,
     listener: Yaml,
     port: u16,
+    /// The listener file's resource type, as documented.
+    kind: Yaml,
 }
 
 impl FileListener {
     /// Moves the first listener of `config` into a file watched by Envoy.
     fn split(mut config: EnvoyConfig, dir: &Path) -> (EnvoyConfig, FileListener) {
+        let (bootstrap, documented) = documented_lds();
         let mut listener = config.yaml["static_resources"]["listeners"][0].clone();
         config.yaml["static_resources"]
             .as_mapping_mut()
@@ -531,17 +545,18 @@ impl FileListener {
                 Yaml::String(wasm.display().to_string());
         }
         let path = dir.join("lds.yaml");
-        config.yaml["node"] =
-            serde_yaml::from_str("{id: hookgate-test, cluster: hookgate}").unwrap();
-        config.yaml["dynamic_resources"]["lds_config"] = serde_yaml::from_str(&format!(
-            "{{resource_api_version: V3, path_config_source: {{path: {:?}}}}}",
-            path.display().to_string()
-        ))
-        .unwrap();
+        config.yaml["node"] = bootstrap["node"].clone();
+        config.yaml["dynamic_resources"] = bootstrap["dynamic_resources"].clone();
+        let source = &mut config.yaml["dynamic_resources"]["lds_config"]["path_config_source"];
+        assert_eq!(source["path"], "/etc/hookgate/lds.yaml");
+        source["path"] = Yaml::String(path.display().to_string());
+        let resource = &documented["resources"][0];
+        assert_eq!(resource["name"], listener["name"]);
         let file = FileListener {
             path,
             listener,
             port,
+            kind: resource["@type"].clone(),
         };
         (config, file)
     }
@@ -550,8 +565,7 @@ impl FileListener {
     fn write(&mut self, plugin: &Value) {
         set_plugin_config(&mut self.listener, plugin);
         let mut resource = self.listener.clone();
-        resource["@type"] =
-            Yaml::String("type.googleapis.com/envoy.config.listener.v3.Listener".into());
+        resource["@type"] = self.kind.clone();
         let mut document = serde_yaml::Mapping::new();
         document.insert("resources".into(), Yaml::Sequence(vec![resource]));
         let staged = self.path.with_extension("staged");
@@ -685,6 +699,59 @@ fn a_policy_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
         "only the delivery before the update"
     );
     assert_eq!(kept.records().len(), 2);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The caller refusal's envelope for a peer at `source`.
+fn assert_caller_refused(reply: &Reply, source: &str) {
+    assert_answer(reply, 403, "no", 21111011, "Error during query execution");
+    assert_eq!(
+        reply.header("x-hookgate-detail"),
+        Some(format!("caller refused: source {source} is not in the configured callers").as_str())
+    );
+}
+
+/// Callers changed on a running gateway by a listener update (`callers` from 127.0.0.1 to
+/// 127.0.0.2): once the new filters serve, the network refused before is served and the one no
+/// longer named is refused, and the hour a webhook used before the update still counts (429).
+#[test]
+fn a_callers_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
+    let dir = support::scratch("lds-callers");
+    let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
+    let callers = |cidr: &str| plugin_with(&json!({}), &[("callers", json!([cidr]))]);
+    file.write(&callers("127.0.0.1/32"));
+    let gw = Gateway::start_with(bootstrap, 2, &[]);
+    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let receiver = Receiver::start(Behaviour::json(200, "{}"));
+    let fresh = || event(&unique_name("Callers"), &receiver.url("/"));
+    let limited = event(&unique_name("Callers"), &receiver.url("/"));
+    assert_delivered(&http::post_from("127.0.0.1", file.port, &limited), "{}");
+    let refused = http::post_from("127.0.0.2", file.port, &fresh());
+    assert_caller_refused(&refused, "127.0.0.2");
+
+    file.write(&callers("127.0.0.2/32"));
+    eventually("the listener update", || {
+        gw.stat("listener_manager.lds.update_success") == Some(2)
+    });
+    // New connections get the new filters; until they serve, the old ones refuse 127.0.0.2.
+    eventually("the new callers served", || {
+        let reply = http::post_from("127.0.0.2", file.port, &fresh());
+        if reply.status == 403 {
+            assert_caller_refused(&reply, "127.0.0.2");
+            return false;
+        }
+        assert_delivered(&reply, "{}");
+        true
+    });
+    let reply = http::post_from("127.0.0.1", file.port, &fresh());
+    assert_caller_refused(&reply, "127.0.0.1");
+    assert_over_limit(&http::post_from("127.0.0.2", file.port, &limited));
+    assert_eq!(
+        receiver.records().len(),
+        2,
+        "the limited webhook and one new"
+    );
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -116,12 +116,10 @@ fn counters_match_a_known_sequence() {
 /// window. A refused destination, a repeated send and a 429 add nothing.
 #[test]
 fn tracked_webhooks_gauge_counts_the_table() {
-    let config = support::EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(
-            r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},
+    let config = support::EnvoyConfig::load("envoy/envoy.yaml").plugin_config(
+        r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]},
                 "limit":{"default_key":"s3cret"}}"#,
-        )
-        .allow_loopback_receivers();
+    );
     let gw = Gateway::start_with(config, 2, &[]);
     let good = Receiver::start(Behaviour::json(200, "{}"));
     let keyed = Receiver::start(Behaviour::json(200, r#"{"key":"s3cret"}"#));

@@ -15,11 +15,9 @@ use support::{event, http, unique_name, Behaviour, EnvoyConfig, Gateway, Receive
 #[test]
 fn the_listener_chooses_the_plan() {
     let gw = Gateway::start_with(
-        EnvoyConfig::load("envoy/plans.yaml")
-            .edit_plugin_configs(|json| {
-                json["destination"] = serde_json::json!({"allow": [{"cidr": "127.0.0.1/32"}]});
-            })
-            .allow_loopback_receivers(),
+        EnvoyConfig::load("envoy/plans.yaml").edit_plugin_configs(|json| {
+            json["destination"] = serde_json::json!({"allow": [{"cidr": "127.0.0.1/32"}]});
+        }),
         2,
         &[],
     );

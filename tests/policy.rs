@@ -1,6 +1,6 @@
-//! Policy is configuration: each knob changed in the plugin configuration (and, for an exception,
-//! its mirror in Envoy's guard before connecting), checked by `hookgate check`, and enforced
-//! end to end. Run through scripts/test.sh (a loopback-only network namespace).
+//! Policy is configuration: each knob changed in the plugin configuration alone (Envoy's guard
+//! before connecting gets exceptions and deny CIDRs from hookgate), checked by `hookgate check`,
+//! and enforced end to end. Run through scripts/test.sh (a loopback-only network namespace).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,23 +10,15 @@
 
 mod support;
 
-use std::io::{BufReader, Write};
 use std::net::Ipv4Addr;
 use std::process::Command;
+use support::http::post_from;
 use support::{
-    assert_answer, event, isolated, unique_name, Behaviour, EnvoyConfig, Gateway, Receiver, Reply,
-    QUERY_ERROR,
+    assert_answer, event, eventually, isolated, unique_name, Behaviour, EnvoyConfig, Gateway,
+    Receiver, Reply, QUERY_ERROR,
 };
 
 const BLOCKED: &str = "Incorrect url ip";
-
-/// Posts an event from the given local address (the caller's network, as Envoy sees it).
-fn post_from(source: &str, gw: &Gateway, body: &str) -> Reply {
-    let mut stream = support::http::connect_from(source, gw.port);
-    let request = support::http::post_request("/", body.as_bytes(), &[]);
-    stream.write_all(&request).unwrap();
-    support::http::read_reply(&mut BufReader::new(stream)).unwrap()
-}
 
 /// `hookgate check` on a configuration: exit status and output lines.
 fn check(config: &EnvoyConfig) -> (i32, String) {
@@ -43,10 +35,10 @@ fn check(config: &EnvoyConfig) -> (i32, String) {
 }
 
 /// A deny CIDR added to the plugin configuration alone refuses a name that resolves into it,
-/// after DNS (hookgate's check on the picked host), with the range and its reason; the receiver
-/// gets no request. The same gateway without it delivers there (the address is reachable).
+/// after DNS, with the range and its reason; the receiver gets no connection (Envoy's guard
+/// refuses before connecting, fed by hookgate). The same gateway without it delivers there (the address is reachable).
 #[test]
-fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
+fn a_deny_cidr_in_the_plugin_alone_is_refused_before_connecting() {
     isolated();
     let public = Ipv4Addr::from(support::dns::PUBLIC).to_string();
     let receiver = Receiver::start_on(&public, Behaviour::json(200, r#"{"ok":1}"#));
@@ -61,6 +53,7 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         r#"{"ok":1}"#,
     );
     drop(before);
+    let connections = *receiver.connections.lock().unwrap();
     let edited = shipped.edit_plugin_configs(|json| {
         json["destination"]["deny_cidrs"] = serde_json::json!(["100.0.0.0/24"]);
     });
@@ -72,8 +65,7 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         reply.header("x-hookgate-detail"),
         Some(
             format!(
-                "destination blocked: \"public.dns.test:{}\" resolved: {public} is in 100.0.0.0/24 (configured deny_cidrs)",
-                receiver.port
+                "destination blocked: resolved address {public} is in 100.0.0.0/24 (configured deny_cidrs), refused by Envoy's destination policy"
             )
             .as_str()
         )
@@ -88,6 +80,8 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_after_dns() {
         1,
         "only the delivery before the edit"
     );
+    // Refused before connecting: Envoy's guard gets the deny CIDR from hookgate.
+    assert_eq!(*receiver.connections.lock().unwrap(), connections);
 }
 
 /// A caller network added to the plugin's `callers` alone: a caller from it is served, one from
@@ -103,7 +97,7 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
     let gw = Gateway::start(config);
     let body = event(&unique_name("Caller"), &receiver.url("/"));
     assert_answer(
-        &post_from("127.0.0.2", &gw, &body),
+        &post_from("127.0.0.2", gw.port, &body),
         200,
         "yes",
         1,
@@ -111,7 +105,7 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
     );
     let refused = post_from(
         "127.0.0.1",
-        &gw,
+        gw.port,
         &event(&unique_name("Caller"), &receiver.url("/")),
     );
     assert_answer(&refused, 403, "no", 21111011, QUERY_ERROR);
@@ -122,49 +116,104 @@ fn a_caller_network_in_the_plugin_alone_is_served_and_others_refused() {
     assert_eq!(receiver.records().len(), 1);
 }
 
-/// An exception added to the plugin configuration of envoy/run.yaml alone is flagged by
-/// `hookgate check` (Envoy's guard before connecting would still refuse the address), and
-/// refused; with its `not_rule` added as the check says, a second receiver is delivered to by
-/// literal and by a name resolving to it, and another port stays refused and is never reached.
+/// A caller network added to the plugin's `callers` alone, outside the networks the engine chain
+/// is chosen for (here the engine's own 127.0.0.1): hookgate in the listener's default chain
+/// serves its callers, under that chain's bounds (`hookgate check` warns so) and with the same
+/// limit state, and a caller from any other network gets the envelope, as the network did
+/// before the edit.
 #[test]
-fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
+fn a_caller_network_outside_the_engine_chain_is_served_by_editing_the_plugin_alone() {
+    isolated();
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":1}"#));
+    let deployed = support::loopback_config()
+        .edit(|yaml| {
+            let chain = &mut yaml["static_resources"]["listeners"][0]["filter_chains"][0];
+            chain["filter_chain_match"]["source_prefix_ranges"] =
+                serde_yaml::from_str(r#"[{address_prefix: "127.0.0.1", prefix_len: 32}]"#).unwrap();
+        })
+        .edit_plugin_configs(|json| json["callers"] = serde_json::json!(["127.0.0.1/32"]));
+    assert_eq!(check(&deployed), (0, "F: ok\n".to_string()));
+    let edited = deployed.clone().edit_plugin_configs(|json| {
+        json["callers"]
+            .as_array_mut()
+            .unwrap()
+            .push("127.0.0.16/28".into());
+    });
+    assert_eq!(
+        check(&edited),
+        (
+            0,
+            "F: warning: listener hookgate: callers has 127.0.0.16/28, which the engine chain's \
+             filter_chain_match.source_prefix_ranges does not cover: its callers are served by \
+             the default chain, under its tighter bounds (add the range to the engine chain for \
+             its bounds)\nF: ok\n"
+                .to_string()
+        )
+    );
+    let post = |gw: &Gateway, source: &str| {
+        post_from(
+            source,
+            gw.port,
+            &event(&unique_name("Caller"), &receiver.url("/")),
+        )
+    };
+    let assert_refused = |reply: &Reply, source: &str| {
+        assert_answer(reply, 403, "no", 21111011, QUERY_ERROR);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!("caller refused: source {source} is not in the configured callers")
+                    .as_str()
+            )
+        );
+    };
+    let before = Gateway::start(deployed);
+    assert_refused(&post(&before, "127.0.0.17"), "127.0.0.17");
+    drop(before);
+
+    let gw = Gateway::start(edited);
+    for source in ["127.0.0.17", "127.0.0.31", "127.0.0.1"] {
+        assert_answer(&post(&gw, source), 200, "yes", 1, r#"{"ok":1}"#);
+    }
+    for source in ["127.0.0.2", "127.0.0.32"] {
+        assert_refused(&post(&gw, source), source);
+    }
+    // Both chains keep one limit: a webhook's hour used through one is used through the other.
+    let once = event(&unique_name("Caller"), &receiver.url("/"));
+    assert_answer(
+        &post_from("127.0.0.17", gw.port, &once),
+        200,
+        "yes",
+        1,
+        r#"{"ok":1}"#,
+    );
+    support::assert_over_limit(&post_from("127.0.0.1", gw.port, &once));
+    // The new network's callers came through the default chain, the engine through its own.
+    eventually("the answers counted by chain", || {
+        gw.stat("http.other_networks.downstream_rq_2xx") == Some(3)
+            && gw.stat("http.other_networks.downstream_rq_4xx") == Some(2)
+            && gw.stat("http.hookgate.downstream_rq_2xx") == Some(1)
+            && gw.stat("http.hookgate.downstream_rq_4xx") == Some(1)
+    });
+    assert_eq!(receiver.records().len(), 4);
+}
+
+/// An exception added to the plugin configuration of envoy/run.yaml alone (the guard before
+/// connecting gets it from hookgate): a second receiver is delivered to by literal and by a name
+/// resolving to it; another port of the same address stays refused and never gets a connection.
+#[test]
+fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     isolated();
     let receiver = Receiver::start_on("127.0.0.2", Behaviour::json(200, r#"{"ok":2}"#));
     let p = receiver.port;
-    let plugin_only = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
         json["destination"]["allow"]
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({"cidr": "127.0.0.2/32", "port": p}));
     });
-    assert_eq!(
-        check(&plugin_only),
-        (
-            1,
-            format!(
-                "F: listener hookgate: destination.allow has 127.0.0.2/32 port {p} but the upstream RBAC (blocked-destinations) has no not_rule for it: names resolving there are refused before connecting\n"
-            )
-        )
-    );
-    let gw = Gateway::start(plugin_only.clone());
-    let refused = gw.post(&event(
-        &unique_name("Second"),
-        &format!("http://127.0.0.2:{p}/"),
-    ));
-    assert_answer(&refused, 403, "no", 11110114, BLOCKED);
-    drop(gw);
-
-    let guarded = plugin_only.edit(|yaml| {
-        let mut config = EnvoyConfig { yaml: yaml.clone() };
-        let rule: serde_yaml::Value = serde_yaml::from_str(&format!(
-            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}, upstream_port_range: {{start: {p}, end: {p}}}}}}}}}}}"#
-        ))
-        .unwrap();
-        support::destination_rules(&mut config.yaml).push(rule);
-        *yaml = config.yaml;
-    });
-    assert_eq!(check(&guarded), (0, "F: ok\n".to_string()));
-    let gw = Gateway::start(guarded);
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
     for url in [
         format!("http://127.0.0.2:{p}/literal"),
         format!("http://second.dns.test:{p}/name"),
@@ -175,6 +224,17 @@ fn an_exception_needs_its_guard_rule_and_then_reaches_exactly_its_receiver() {
             "yes",
             1,
             r#"{"ok":2}"#,
+        );
+    }
+    // What the receiver got carries none of hookgate's pseudo-headers for the guard.
+    for record in receiver.records() {
+        assert!(
+            record
+                .headers
+                .iter()
+                .all(|(k, _)| !k.contains("hookgate-guard")),
+            "{:?}",
+            record.headers
         );
     }
     let other = Receiver::start_on("127.0.0.2", Behaviour::json(200, "{}"));

@@ -324,46 +324,13 @@ fn generated_ids_carry_the_node_id_and_stay_distinct_across_envoys_and_restarts(
 // ---- Safe retries (the shipped route retry policy) ----
 
 /// The shipped configuration (its retry policy untouched) with receivers on 127.0.0.1 and
-/// 127.0.0.2 allowed in the plugin's policy and in Envoy's upstream RBAC alike.
+/// 127.0.0.2 allowed in the plugin's policy (which feeds Envoy's guard before connecting).
 fn retry_gateway() -> Gateway {
     support::dns::start();
-    let config = support::EnvoyConfig::load("envoy/envoy.yaml")
-        .plugin_config(
-            r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"},{"cidr":"127.0.0.2/32"}]}}"#,
-        )
-        .allow_loopback_receivers()
-        .edit(|yaml| {
-            let mut found = 0;
-            allow_second_loopback(yaml, &mut found);
-            assert!(found > 0, "no blocked-destinations policy");
-        });
+    let config = support::EnvoyConfig::load("envoy/envoy.yaml").plugin_config(
+        r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"},{"cidr":"127.0.0.2/32"}]}}"#,
+    );
     Gateway::start(config)
-}
-
-/// Adds 127.0.0.2 to the exceptions of every blocked-destinations policy.
-fn allow_second_loopback(value: &mut serde_yaml::Value, found: &mut usize) {
-    if let Some(policy) = value.get_mut("blocked-destinations") {
-        let rule: serde_yaml::Value = serde_yaml::from_str(&format!(
-            r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.2", prefix_len: 32}}}}}}}}}}"#,
-            "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
-        ))
-        .unwrap();
-        policy["permissions"][0]["and_rules"]["rules"]
-            .as_sequence_mut()
-            .expect("blocked-destinations: and_rules.rules")
-            .push(rule);
-        *found += 1;
-        return;
-    }
-    match value {
-        serde_yaml::Value::Mapping(map) => map
-            .values_mut()
-            .for_each(|v| allow_second_loopback(v, found)),
-        serde_yaml::Value::Sequence(seq) => {
-            seq.iter_mut().for_each(|v| allow_second_loopback(v, found))
-        }
-        _ => {}
-    }
 }
 
 /// The sum of one counter over every cluster (sub-clusters are named by host:port).

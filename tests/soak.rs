@@ -130,7 +130,6 @@ fn rig() -> Rig {
     let gw = Gateway::start_with(
         EnvoyConfig::load("envoy/envoy.yaml")
             .plugin_config(&plugin.to_string())
-            .allow_loopback_receivers()
             .route_timeout("1s"),
         2,
         &[],

@@ -1,5 +1,6 @@
 //! `hookgate check FILE...` and `hookgate explain --config FILE URL [--resolved ADDR...]`
-//! (docs/operators.md). Exit status: 0 fine (or sent), 1 problems found (or refused), 2 usage.
+//! (docs/operators.md). Exit status: 0 fine (or sent; warnings allowed), 1 problems found (or
+//! refused), 2 usage.
 
 use hookgate::config::Settings;
 use hookgate::operator;
@@ -29,10 +30,13 @@ fn read(path: &str) -> Result<String, String> {
 fn check(paths: &[String]) -> ExitCode {
     let mut failed = false;
     for path in paths {
-        let problems = match read(path) {
-            Ok(text) => operator::check(&text),
-            Err(why) => vec![why],
+        let (problems, warnings) = match read(path) {
+            Ok(text) => (operator::check(&text), operator::warnings(&text)),
+            Err(why) => (vec![why], Vec::new()),
         };
+        for warning in &warnings {
+            println!("{path}: warning: {warning}");
+        }
         for problem in &problems {
             println!("{path}: {problem}");
         }

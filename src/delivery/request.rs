@@ -142,6 +142,14 @@ impl Delivery {
             (headers::ROUTE_MARKER, scheme),
             ("x-forwarded-proto", scheme),
         ]);
+        // What of the plugin's destination policy Envoy's guard before connecting needs for
+        // this webhook (pseudo-headers: never written to the receiver).
+        headers.extend(
+            destination
+                .guard
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
         let rewritten = host
             .set_request_headers(&headers)
             .and_then(|()| host.set_request_body(body_size, &event.payload));

@@ -6,8 +6,9 @@
 //!
 //! Measured (docs/security.md): Envoy has already started the connection to the picked host
 //! when this filter runs (and, for https, sent the TLS ClientHello), so the upstream RBAC before
-//! it stays the guard that refuses before any connection; this filter applies the whole plugin
-//! policy (configured deny_cidrs included) before any byte of the request is sent.
+//! it stays the guard that refuses before any connection (fed by the engine-facing filter with
+//! what of the plugin policy applies, `crate::destination` guard.rs); this filter applies the
+//! whole plugin policy again, IPv6 deny_cidrs included, before any byte of the request is sent.
 
 use super::host;
 use crate::config::Settings;

@@ -56,6 +56,16 @@ pub fn connect_from(source: &str, port: u16) -> TcpStream {
     stream
 }
 
+/// Posts an event to the gateway on `port` from the given local address (the caller's network,
+/// as Envoy sees it).
+pub fn post_from(source: &str, port: u16, body: &str) -> Reply {
+    let mut stream = connect_from(source, port);
+    stream
+        .write_all(&post_request("/", body.as_bytes(), &[]))
+        .unwrap();
+    read_reply(&mut BufReader::new(stream)).unwrap()
+}
+
 pub fn raw(port: u16, request: &[u8]) -> io::Result<Reply> {
     let mut stream = connect(port)?;
     stream.write_all(request)?;

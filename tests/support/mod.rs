@@ -170,28 +170,6 @@ impl EnvoyConfig {
         self
     }
 
-    /// Carves loopback (127.0.0.1, any port) out of the destination RBAC (the router's upstream
-    /// RBAC), as a test rig's exception; the plugin configuration must allow it as well. The
-    /// generated policy is `and(or(deny list), not(exception)...)`: this appends one `not_rule`.
-    pub fn allow_loopback_receivers(self) -> Self {
-        self.edit(|yaml| {
-            let mut policies = Vec::new();
-            collect(yaml, &mut |v| v.get("blocked-destinations").is_some(), &mut policies);
-            assert!(!policies.is_empty(), "no blocked-destinations policy");
-            for policies in policies {
-                let loopback: Yaml = serde_yaml::from_str(&format!(
-                    r#"{{not_rule: {{matcher: {{name: envoy.rbac.matchers.upstream_ip_port, typed_config: {{"@type": "{}", upstream_ip: {{address_prefix: "127.0.0.1", prefix_len: 32}}}}}}}}}}"#,
-                    "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
-                ))
-                .unwrap();
-                let rules = policies["blocked-destinations"]["permissions"][0]["and_rules"]["rules"]
-                    .as_sequence_mut()
-                    .expect("blocked-destinations: and_rules.rules");
-                rules.push(loopback);
-            }
-        })
-    }
-
     /// Writes the configuration into `dir` as Envoy will run it: the shipped module path
     /// made this checkout's module, admin and listeners on free ports. (path, admin, listeners).
     pub fn materialise(mut self, dir: &Path) -> (PathBuf, u16, Vec<u16>) {
@@ -442,7 +420,6 @@ impl Drop for Gateway {
 pub fn loopback_config() -> EnvoyConfig {
     EnvoyConfig::load("envoy/envoy.yaml")
         .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
-        .allow_loopback_receivers()
 }
 
 pub const FAILED: &str = "The request failed";
@@ -629,15 +606,11 @@ pub fn upstream_filters(yaml: &mut Yaml) -> &mut Vec<Yaml> {
         .expect("router upstream_http_filters")
 }
 
-/// The upstream RBAC's `blocked-destinations` policy rules: `[or(deny list), not_rule...]`.
-pub fn destination_rules(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+/// The upstream RBAC's rules (the guard before connecting; plumbing, see `guard_rules`).
+pub fn guard_rules_of(yaml: &mut Yaml) -> &mut Yaml {
     let rbac = upstream_filters(yaml)
         .iter_mut()
         .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
         .expect("an upstream RBAC filter");
-    assert_eq!(rbac["typed_config"]["rules"]["action"], "DENY");
-    rbac["typed_config"]["rules"]["policies"]["blocked-destinations"]["permissions"][0]["and_rules"]
-        ["rules"]
-        .as_sequence_mut()
-        .expect("blocked-destinations: and_rules.rules")
+    &mut rbac["typed_config"]["rules"]
 }

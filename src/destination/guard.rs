@@ -1,0 +1,327 @@
+//! Envoy's guard before connecting, fed from the plugin policy.
+//!
+//! Envoy starts the connection to the host its load balancer picked before any wasm filter sees
+//! that host, so the refusal before connecting is Envoy's upstream RBAC (envoy/*.yaml). Its
+//! configuration is fixed plumbing: the built-in deny list, and two conditions (CEL) that read the
+//! picked address (`upstream.address`, `ip:port`) and two request pseudo-headers hookgate sets
+//! here, per webhook:
+//!
+//! * [`GUARD_ALLOW_HEADER`]: the exceptions that apply to this webhook (those for its port, or
+//!   for every port), as one RE2 pattern over `ip:port`; for an IP literal, the literal itself
+//!   when an exception covers it. The guard lets through an address it matches.
+//! * [`GUARD_DENY_HEADER`]: the configured `deny_cidrs`, for webhooks to a name (a literal was
+//!   judged by hookgate already). The guard refuses an address it matches unless excepted.
+//!
+//! Without them (the default policy) the guard refuses the built-in list alone. A pattern that
+//! Envoy cannot use (too large, malformed) makes its condition fail, and the guard then refuses:
+//! the conditions are written so that every error means "not allowed". Envoy's CEL accepts a
+//! pattern only up to 100 RE2 instructions ([`PROGRAM_BUDGET`]); a policy whose pattern could
+//! exceed it is refused when the configuration loads. IPv6 addresses are written by Envoy in a
+//! compressed form a CIDR pattern cannot follow exactly, so exceptions are IPv4 only (refused
+//! otherwise), and configured IPv6 `deny_cidrs` are enforced by the check after DNS alone.
+//! Pseudo-headers: no caller can send one, and Envoy's HTTP/1 codec never writes one to the
+//! receiver.
+
+use crate::cidr::Net;
+use std::net::IpAddr;
+
+/// The exceptions that apply to a webhook (RE2 over Envoy's `ip:port`).
+pub const GUARD_ALLOW_HEADER: &str = ":hookgate-guard-allow";
+/// The configured deny CIDRs (RE2 over Envoy's `ip:port`).
+pub const GUARD_DENY_HEADER: &str = ":hookgate-guard-deny";
+/// Envoy's limit on a pattern in CEL (`regex_max_program_size`, in RE2 instructions).
+const PROGRAM_BUDGET: usize = 100;
+/// What anchors, the port and RE2's own instructions add to a pattern, counted generously.
+const PATTERN_OVERHEAD: usize = 20;
+
+/// One spelling of decimal numbers: a digit range per position.
+type Digits = Vec<(u8, u8)>;
+
+/// The decimal spellings (no leading zero) of every number in `lo..=hi`, as few as this simple
+/// split gives: per digit count, a common prefix, then whole ranges.
+fn number_spellings(lo: u8, hi: u8) -> Vec<Digits> {
+    let mut out = Vec::new();
+    for (min, max) in [(0_u16, 9_u16), (10, 99), (100, 255)] {
+        let (a, b) = (u16::from(lo).max(min), u16::from(hi).min(max));
+        if a <= b {
+            same_length(&decimal(a), &decimal(b), &mut Vec::new(), &mut out);
+        }
+    }
+    out
+}
+
+fn decimal(n: u16) -> Vec<u8> {
+    n.to_string().bytes().map(|b| b - b'0').collect()
+}
+
+/// Spellings of every number from `a` to `b`, both of the same length, after `prefix`.
+fn same_length(a: &[u8], b: &[u8], prefix: &mut Digits, out: &mut Vec<Digits>) {
+    let (Some((&a0, a_rest)), Some((&b0, b_rest))) = (a.split_first(), b.split_first()) else {
+        out.push(prefix.clone());
+        return;
+    };
+    let mark = prefix.len();
+    if a0 == b0 {
+        prefix.push((a0, a0));
+        same_length(a_rest, b_rest, prefix, out);
+        prefix.truncate(mark);
+        return;
+    }
+    let nines = vec![9; a_rest.len()];
+    let zeros = vec![0; a_rest.len()];
+    let low_whole = a_rest == zeros.as_slice();
+    let high_whole = b_rest == nines.as_slice();
+    if !low_whole {
+        prefix.push((a0, a0));
+        same_length(a_rest, &nines, prefix, out);
+        prefix.truncate(mark);
+    }
+    let (mid_lo, mid_hi) = (
+        if low_whole { a0 } else { a0 + 1 },
+        if high_whole { b0 } else { b0 - 1 },
+    );
+    if mid_lo <= mid_hi {
+        prefix.push((mid_lo, mid_hi));
+        prefix.extend(std::iter::repeat_n((0, 9), a_rest.len()));
+        out.push(prefix.clone());
+        prefix.truncate(mark);
+    }
+    if !high_whole {
+        prefix.push((b0, b0));
+        same_length(&zeros, b_rest, prefix, out);
+        prefix.truncate(mark);
+    }
+}
+
+/// A pattern fragment and an upper bound of the RE2 instructions it compiles to (a literal
+/// byte, a class: 1; `\d+`: 2; an alternation: 1 per alternative more).
+#[derive(Clone, Debug, PartialEq)]
+struct Piece {
+    text: String,
+    cost: usize,
+}
+
+fn alternation(pieces: &[Piece]) -> Piece {
+    let texts: Vec<&str> = pieces.iter().map(|p| p.text.as_str()).collect();
+    Piece {
+        text: match texts.as_slice() {
+            [one] => (*one).to_string(),
+            many => format!("(?:{})", many.join("|")),
+        },
+        cost: pieces.iter().map(|p| p.cost + 1).sum(),
+    }
+}
+
+fn spelling_piece(digits: &Digits) -> Piece {
+    let text = digits
+        .iter()
+        .map(|&(lo, hi)| match (lo, hi) {
+            (lo, hi) if lo == hi => char::from(b'0' + lo).to_string(),
+            (0, 9) => r"\d".to_string(),
+            (lo, hi) => format!("[{lo}-{hi}]"),
+        })
+        .collect();
+    Piece {
+        text,
+        cost: digits.len(),
+    }
+}
+
+/// The addresses of an IPv4 network as Envoy writes them (dotted decimal, no leading zeros).
+fn ipv4_piece(addr: u32, len: u32) -> Piece {
+    let mut parts = Vec::with_capacity(4);
+    for (i, octet) in addr.to_be_bytes().into_iter().enumerate() {
+        let start = 8 * u32::try_from(i).unwrap_or(3);
+        let part = if len >= start + 8 {
+            Piece {
+                text: octet.to_string(),
+                cost: octet.to_string().len(),
+            }
+        } else if len <= start {
+            Piece {
+                text: r"\d+".into(),
+                cost: 2,
+            }
+        } else {
+            let host_bits = 8 - (len - start);
+            let hi = octet | u8::try_from((1_u32 << host_bits) - 1).unwrap_or(u8::MAX);
+            let spellings: Vec<Piece> = number_spellings(octet, hi)
+                .iter()
+                .map(spelling_piece)
+                .collect();
+            alternation(&spellings)
+        };
+        parts.push(part);
+    }
+    Piece {
+        text: parts
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect::<Vec<_>>()
+            .join(r"\."),
+        cost: parts.iter().map(|p| p.cost + 1).sum(),
+    }
+}
+
+/// The whole pattern over `ip:port` for these networks; `port` None: any port.
+fn pattern(pieces: &[Piece], port: Option<u16>) -> String {
+    let port = port.map_or(r"\d+".to_string(), |p| p.to_string());
+    format!("^{}:{port}$", alternation(pieces).text)
+}
+
+fn fits(pieces: &[Piece]) -> bool {
+    alternation(pieces).cost + PATTERN_OVERHEAD <= PROGRAM_BUDGET
+}
+
+/// The guard's material, prepared when the configuration loads.
+#[derive(Clone, Debug)]
+pub(super) struct Guard {
+    /// (network, port) of each exception, and its pattern fragment.
+    allow: Vec<(Net, Option<u16>, Piece)>,
+    /// The configured IPv4 deny CIDRs as one pattern, if any.
+    deny: Option<String>,
+}
+
+impl Guard {
+    /// `allow`: each exception (network, port); `deny`: the configured deny CIDRs. Err names
+    /// the key: an IPv6 exception, or more CIDRs than one pattern of Envoy's can hold.
+    pub(super) fn new(allow: &[(Net, Option<u16>)], deny: &[Net]) -> Result<Guard, String> {
+        let mut rules = Vec::with_capacity(allow.len());
+        for (i, &(net, port)) in allow.iter().enumerate() {
+            let Net::V4 { addr, len } = net else {
+                return Err(format!(
+                    "destination.allow[{i}].cidr: IPv6 exceptions are not supported: Envoy's \
+                     guard before connecting matches IPv4 exceptions only"
+                ));
+            };
+            rules.push((net, port, ipv4_piece(addr, len)));
+        }
+        for (_, port, _) in &rules {
+            let applying: Vec<Piece> = rules
+                .iter()
+                .filter(|(_, p, _)| p.is_none() || p == port)
+                .map(|(_, _, piece)| piece.clone())
+                .collect();
+            if !fits(&applying) {
+                let which = port.map_or("every port".to_string(), |p| format!("port {p}"));
+                return Err(format!(
+                    "destination.allow: too many exceptions apply to {which} for Envoy's guard \
+                     before connecting ({} CIDRs, one pattern of at most {PROGRAM_BUDGET} \
+                     instructions): merge them into fewer, wider CIDRs",
+                    applying.len()
+                ));
+            }
+        }
+        let deny: Vec<Piece> = deny
+            .iter()
+            .filter_map(|net| match *net {
+                Net::V4 { addr, len } => Some(ipv4_piece(addr, len)),
+                Net::V6 { .. } => None,
+            })
+            .collect();
+        if !deny.is_empty() && !fits(&deny) {
+            return Err(format!(
+                "destination.deny_cidrs: too many IPv4 CIDRs for Envoy's guard before connecting \
+                 ({}, one pattern of at most {PROGRAM_BUDGET} instructions): merge them into \
+                 fewer, wider CIDRs",
+                deny.len()
+            ));
+        }
+        Ok(Guard {
+            allow: rules,
+            deny: (!deny.is_empty()).then(|| pattern(&deny, None)),
+        })
+    }
+
+    /// The pseudo-headers for a webhook to `port`, whose host is the IP literal `literal` or a
+    /// name (None). Empty when nothing of the plugin's policy applies: the guard's built-in list
+    /// alone then decides.
+    pub(super) fn headers(
+        &self,
+        literal: Option<IpAddr>,
+        port: u16,
+    ) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let applying = self
+            .allow
+            .iter()
+            .filter(|(_, p, _)| p.is_none() || *p == Some(port));
+        let allow: Vec<Piece> = match literal {
+            Some(IpAddr::V4(ip)) => applying
+                .filter(|(net, _, _)| net.contains(IpAddr::V4(ip)))
+                .take(1)
+                .map(|_| ipv4_piece(u32::from(ip), 32))
+                .collect(),
+            Some(IpAddr::V6(_)) => Vec::new(),
+            None => applying.map(|(_, _, piece)| piece.clone()).collect(),
+        };
+        if !allow.is_empty() {
+            out.push((GUARD_ALLOW_HEADER, pattern(&allow, Some(port))));
+        }
+        if let (None, Some(deny)) = (literal, &self.deny) {
+            out.push((GUARD_DENY_HEADER, deny.clone()));
+        }
+        out
+    }
+}
+
+/// The upstream RBAC's `rules`, as every shipped configuration writes them (plumbing no operator
+/// edits; `hookgate check` compares): allowed when outside the built-in list and outside the
+/// configured deny CIDRs, or when an exception names the address.
+pub fn guard_rules() -> serde_json::Value {
+    use serde_json::json;
+    let deny_list: Vec<serde_json::Value> = super::DEFAULT_RANGES
+        .iter()
+        .filter_map(|r| r.cidr.split_once('/'))
+        .map(|(address, len)| {
+            json!({"matcher": {
+                "name": "envoy.rbac.matchers.upstream_ip_port",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher",
+                    "upstream_ip": {"address_prefix": address, "prefix_len": len.parse::<u32>().unwrap_or(0)}
+                }
+            }})
+        })
+        .collect();
+    // CEL, as Envoy takes it (a parsed expression): `"h" in request.headers`, and
+    // `upstream.address.matches(request.headers["h"])`.
+    let select = |operand: &str, field: &str| json!({"select_expr": {"operand": {"ident_expr": {"name": operand}}, "field": field}});
+    let call = |function: &str, args: Vec<serde_json::Value>| json!({"call_expr": {"function": function, "args": args}});
+    let present = |h: &str| {
+        call(
+            "@in",
+            vec![
+                json!({"const_expr": {"string_value": h}}),
+                select("request", "headers"),
+            ],
+        )
+    };
+    let matches = |h: &str| {
+        json!({"call_expr": {
+            "target": select("upstream", "address"),
+            "function": "matches",
+            "args": [call("_[_]", vec![select("request", "headers"), json!({"const_expr": {"string_value": h}})])]
+        }})
+    };
+    json!({
+        "action": "ALLOW",
+        "policies": {
+            "public-destinations": {
+                "principals": [{"any": true}],
+                "permissions": [{"not_rule": {"or_rules": {"rules": deny_list}}}],
+                "condition": call("_||_", vec![
+                    call("!_", vec![present(GUARD_DENY_HEADER)]),
+                    call("!_", vec![matches(GUARD_DENY_HEADER)]),
+                ]),
+            },
+            "excepted-destinations": {
+                "principals": [{"any": true}],
+                "permissions": [{"any": true}],
+                "condition": call("_&&_", vec![present(GUARD_ALLOW_HEADER), matches(GUARD_ALLOW_HEADER)]),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

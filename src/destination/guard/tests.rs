@@ -1,0 +1,245 @@
+use super::*;
+use crate::cidr::parse_cidr;
+use std::net::Ipv4Addr;
+
+/// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\d`, `\d+`, `[a-b]`,
+/// `(?:a|b)`, `^`, `$`), so that the patterns are checked against every address here; the end
+/// to end tests show RE2 in Envoy agrees.
+fn matches(pattern: &str, text: &str) -> bool {
+    let p = pattern
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap();
+    ends(p.as_bytes(), text.as_bytes()).contains(&text.len())
+}
+
+/// Every end position in `text` after matching the whole of `pattern` from position 0.
+fn ends(pattern: &[u8], text: &[u8]) -> Vec<usize> {
+    let mut positions = vec![0];
+    let mut rest = pattern;
+    while !rest.is_empty() {
+        let (atom, after) = split_atom(rest);
+        let mut next = Vec::new();
+        for &at in &positions {
+            for end in atom_ends(atom, &text[at..]) {
+                next.push(at + end);
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        positions = next;
+        rest = after;
+    }
+    positions
+}
+
+fn split_atom(p: &[u8]) -> (&[u8], &[u8]) {
+    let len = match p[0] {
+        b'\\' if p.get(2) == Some(&b'+') => 3,
+        b'\\' => 2,
+        b'[' => 5,
+        b'(' => {
+            let mut depth = 0;
+            p.iter()
+                .position(|&c| {
+                    depth += i32::from(c == b'(') - i32::from(c == b')');
+                    depth == 0
+                })
+                .unwrap()
+                + 1
+        }
+        _ => 1,
+    };
+    p.split_at(len)
+}
+
+fn atom_ends(atom: &[u8], text: &[u8]) -> Vec<usize> {
+    let digit = |i: usize| text.get(i).is_some_and(u8::is_ascii_digit);
+    match atom {
+        br"\d+" => (1..=text.len()).take_while(|&n| digit(n - 1)).collect(),
+        br"\d" => {
+            if digit(0) {
+                vec![1]
+            } else {
+                vec![]
+            }
+        }
+        br"\." => {
+            if text.first() == Some(&b'.') {
+                vec![1]
+            } else {
+                vec![]
+            }
+        }
+        [b'[', lo, b'-', hi, b']'] => match text.first() {
+            Some(c) if lo <= c && c <= hi => vec![1],
+            _ => vec![],
+        },
+        [b'(', b'?', b':', inner @ .., b')'] => {
+            let mut out = Vec::new();
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, &c) in inner.iter().enumerate() {
+                depth += i32::from(c == b'(') - i32::from(c == b')');
+                if c == b'|' && depth == 0 {
+                    out.extend(ends(&inner[start..i], text));
+                    start = i + 1;
+                }
+            }
+            out.extend(ends(&inner[start..], text));
+            out
+        }
+        [c] => {
+            if text.first() == Some(c) {
+                vec![1]
+            } else {
+                vec![]
+            }
+        }
+        other => panic!("unexpected atom {:?}", String::from_utf8_lossy(other)),
+    }
+}
+
+fn net(text: &str) -> Net {
+    parse_cidr(text).unwrap()
+}
+
+#[test]
+fn every_octet_range_is_spelled_exactly() {
+    for len in 0..=8_u32 {
+        for base in (0..=255_u32).step_by(1 << (8 - len)) {
+            let hi = base | ((1 << (8 - len)) - 1);
+            let piece = alternation(
+                &number_spellings(base as u8, hi as u8)
+                    .iter()
+                    .map(spelling_piece)
+                    .collect::<Vec<_>>(),
+            );
+            let pattern = format!("^{}$", piece.text);
+            for n in 0..=999_u32 {
+                assert_eq!(
+                    matches(&pattern, &n.to_string()),
+                    (base..=hi).contains(&n),
+                    "{pattern} on {n}"
+                );
+            }
+            assert!(!matches(&pattern, "07"), "{pattern}: leading zero");
+        }
+    }
+}
+
+#[test]
+fn a_network_pattern_matches_exactly_its_addresses_and_port() {
+    let cases = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.4.0/22",
+        "127.0.0.1/32",
+        "0.0.0.0/0",
+        "100.64.0.0/10",
+        "203.0.113.128/25",
+        "8.8.4.4/31",
+        "1.2.3.0/27",
+    ];
+    for text in cases {
+        let n = net(text);
+        let Net::V4 { addr, len } = n else { panic!() };
+        let pattern = pattern(&[ipv4_piece(addr, len)], Some(8443));
+        let probe = |ip: u32| Ipv4Addr::from(ip);
+        let span = 1_u64 << (32 - len);
+        // The network's edges and some inside, and the addresses just outside.
+        let mut inside = vec![addr, (u64::from(addr) + span - 1) as u32];
+        inside.extend((0..64).map(|i| addr.wrapping_add((span / 64 * i) as u32)));
+        for ip in inside {
+            assert!(
+                matches(&pattern, &format!("{}:8443", probe(ip))),
+                "{text}: {pattern}"
+            );
+            assert!(
+                !matches(&pattern, &format!("{}:8444", probe(ip))),
+                "{text}: port"
+            );
+            assert!(
+                !matches(&pattern, &format!("[::ffff:{}]:8443", probe(ip))),
+                "{text}"
+            );
+        }
+        for ip in [addr.wrapping_sub(1), (u64::from(addr) + span) as u32] {
+            let outside = !n.contains(IpAddr::V4(probe(ip)));
+            assert_eq!(
+                matches(&pattern, &format!("{}:8443", probe(ip))),
+                !outside,
+                "{text}: {} {pattern}",
+                probe(ip)
+            );
+        }
+    }
+    assert_eq!(
+        pattern(&[ipv4_piece(0xac10_0000, 12)], Some(443)),
+        r"^172\.(?:1[6-9]|2\d|3[0-1])\.\d+\.\d+:443$"
+    );
+}
+
+fn guard(allow: &[(&str, Option<u16>)], deny: &[&str]) -> Result<Guard, String> {
+    let allow: Vec<(Net, Option<u16>)> = allow.iter().map(|&(c, p)| (net(c), p)).collect();
+    let deny: Vec<Net> = deny.iter().map(|c| net(c)).collect();
+    Guard::new(&allow, &deny)
+}
+
+#[test]
+fn a_webhook_carries_what_applies_to_it_and_nothing_by_default() {
+    let none = guard(&[], &[]).unwrap();
+    assert_eq!(none.headers(None, 443), vec![]);
+    let g = guard(
+        &[("127.0.0.2/32", Some(18090)), ("10.1.0.0/16", None)],
+        &["100.0.0.0/24", "fd00::/8"],
+    )
+    .unwrap();
+    assert_eq!(
+        g.headers(None, 18090),
+        vec![
+            (
+                GUARD_ALLOW_HEADER,
+                r"^(?:127\.0\.0\.2|10\.1\.\d+\.\d+):18090$".to_string()
+            ),
+            (GUARD_DENY_HEADER, r"^100\.0\.0\.\d+:\d+$".to_string()),
+        ]
+    );
+    assert_eq!(
+        g.headers(None, 443),
+        vec![
+            (GUARD_ALLOW_HEADER, r"^10\.1\.\d+\.\d+:443$".to_string()),
+            (GUARD_DENY_HEADER, r"^100\.0\.0\.\d+:\d+$".to_string()),
+        ]
+    );
+    // A literal carries itself when excepted, and no deny pattern (hookgate judged it).
+    let literal = |ip: &str, port| g.headers(Some(ip.parse().unwrap()), port);
+    assert_eq!(
+        literal("10.1.2.3", 443),
+        vec![(GUARD_ALLOW_HEADER, r"^10\.1\.2\.3:443$".to_string())]
+    );
+    assert_eq!(literal("127.0.0.2", 18091), vec![]);
+    assert_eq!(literal("93.184.216.34", 443), vec![]);
+}
+
+#[test]
+fn what_envoys_guard_cannot_hold_is_refused_with_its_key() {
+    assert_eq!(
+        guard(&[("127.0.0.1/32", None), ("fd00::/8", Some(1))], &[]).unwrap_err(),
+        "destination.allow[1].cidr: IPv6 exceptions are not supported: Envoy's guard before \
+         connecting matches IPv4 exceptions only"
+    );
+    let many: Vec<String> = (0..8).map(|i| format!("10.{i}.16.0/20")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let per_port: Vec<(&str, Option<u16>)> = many.iter().map(|c| (*c, Some(443))).collect();
+    assert!(guard(&per_port, &[])
+        .unwrap_err()
+        .starts_with("destination.allow: too many exceptions apply to port 443"));
+    assert!(guard(&[], &many)
+        .unwrap_err()
+        .starts_with("destination.deny_cidrs: too many IPv4 CIDRs"));
+    // The same exceptions spread over ports each fit.
+    let spread: Vec<(&str, Option<u16>)> =
+        many.iter().zip(1..).map(|(c, p)| (*c, Some(p))).collect();
+    assert!(guard(&spread, &[]).is_ok());
+}
