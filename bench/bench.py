@@ -5,8 +5,9 @@ alike in everything but the wasm filter, measured in alternating wrk rounds on l
 Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and
 then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 8), BENCH_OUT (the
 markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory), BENCH_FLEET=1
-(only the fleet case: hookgate with its state in etcd against the local state, about 2 minutes;
-the full run does it too, after the other sections; ETCD_BIN overrides the etcd binary).
+(only the fleet case, bench/fleet.py: three etcd members over mTLS, two Envoys sharing them, one
+send at a time against the local state and a bare etcd transaction, about a minute; the full run
+does it too, after the other sections; ETCD_BIN overrides the etcd binary).
 Every Envoy config is generated now from the current envoy/envoy.yaml: listener and admin ports
 replaced (loopback only) and only the wasm filter changed. hookgate (B) excepts the bench receiver
 in its plugin configuration alone (it feeds Envoy's guard before connecting); plain Envoy (A) and
