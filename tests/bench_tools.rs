@@ -50,7 +50,7 @@ fn wasm_profile_runs_a_delivery_through_the_built_filter() {
 
 #[test]
 fn bench_scripts_parse() {
-    for script in ["bench/bench.py", "bench/fleet.py"] {
+    for script in ["bench/bench.py", "bench/fleet.py", "bench/compare.py"] {
         run(
             "python3",
             &[
