@@ -249,6 +249,74 @@ fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     assert_eq!(*other.connections.lock().unwrap(), 0);
 }
 
+/// Twelve exceptions on one port, each a wide CIDR whose pattern is among the costliest (more
+/// than Envoy's 100-instruction limit holds in one pattern: hookgate spreads them over the
+/// guard's pattern slots): names resolving into the first, a middle and the last are delivered;
+/// addresses just outside them, on the same port, are refused and never get a connection.
+#[test]
+fn a_dozen_exceptions_on_one_port_all_reach_their_receivers() {
+    isolated();
+    let cidrs: Vec<String> = (10..22).map(|b| format!("127.{b}.128.0/17")).collect();
+    let first = Receiver::start_on("127.10.128.1", Behaviour::json(200, r#"{"ok":"first"}"#));
+    let p = first.port;
+    let middle = Receiver::start_at(
+        "127.16.200.9",
+        p,
+        Behaviour::json(200, r#"{"ok":"middle"}"#),
+    );
+    let last = Receiver::start_at(
+        "127.21.255.254",
+        p,
+        Behaviour::json(200, r#"{"ok":"last"}"#),
+    );
+    let below = Receiver::start_at("127.10.127.255", p, Behaviour::json(200, "{}"));
+    let beyond = Receiver::start_at("127.22.128.1", p, Behaviour::json(200, "{}"));
+    let exceptions: Vec<serde_json::Value> = cidrs
+        .iter()
+        .map(|c| serde_json::json!({"cidr": c, "port": p}))
+        .collect();
+    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+        json["destination"]["allow"]
+            .as_array_mut()
+            .unwrap()
+            .extend(exceptions.clone());
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
+    let url = |ip: &str| format!("http://{}.ip.dns.test:{p}/hook", ip.replace('.', "-"));
+    for (ip, receiver, body) in [
+        ("127.10.128.1", &first, r#"{"ok":"first"}"#),
+        ("127.16.200.9", &middle, r#"{"ok":"middle"}"#),
+        ("127.21.255.254", &last, r#"{"ok":"last"}"#),
+    ] {
+        assert_answer(
+            &gw.post(&event(&unique_name("Dozen"), &url(ip))),
+            200,
+            "yes",
+            1,
+            body,
+        );
+        assert_eq!(receiver.records().len(), 1, "{ip}");
+    }
+    for ip in ["127.10.127.255", "127.22.128.1"] {
+        let reply = gw.post(&event(&unique_name("Dozen"), &url(ip)));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!(
+                    "destination blocked: resolved address {ip} is in 127.0.0.0/8 (loopback), \
+                     refused by Envoy's destination policy"
+                )
+                .as_str()
+            )
+        );
+    }
+    // Refused before connecting: Envoy's guard, not the check after DNS.
+    assert_eq!(*below.connections.lock().unwrap(), 0);
+    assert_eq!(*beyond.connections.lock().unwrap(), 0);
+}
+
 /// `hookgate explain`: before DNS and after DNS, with the range and reason, and its exit status.
 #[test]
 fn hookgate_explain_tells_why() {
