@@ -84,6 +84,46 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_before_connecting() {
     assert_eq!(*receiver.connections.lock().unwrap(), connections);
 }
 
+/// Sixteen deny CIDRs, fifteen of the costliest and 100.0.0.0/24 last (the guard's eighth
+/// pattern): names resolving into the first and into the last are refused by Envoy's guard
+/// (the detail says so, not the check after DNS), and the reachable receiver gets no connection.
+#[test]
+fn deny_cidrs_over_every_guard_slot_are_refused_before_connecting() {
+    isolated();
+    let public = Ipv4Addr::from(support::dns::PUBLIC).to_string();
+    let receiver = Receiver::start_on(&public, Behaviour::json(200, "{}"));
+    let mut cidrs: Vec<String> = (100..115).map(|b| format!("200.{b}.128.0/17")).collect();
+    cidrs.push("100.0.0.0/24".into());
+    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+        json["destination"]["deny_cidrs"] = serde_json::json!(cidrs.clone());
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
+    for (name, ip, range) in [
+        ("public.dns.test", public.as_str(), "100.0.0.0/24"),
+        (
+            "200-100-200-1.ip.dns.test",
+            "200.100.200.1",
+            "200.100.128.0/17",
+        ),
+    ] {
+        let url = format!("http://{name}:{}/", receiver.port);
+        let reply = gw.post(&event(&unique_name("Denied"), &url));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!(
+                    "destination blocked: resolved address {ip} is in {range} (configured \
+                     deny_cidrs), refused by Envoy's destination policy"
+                )
+                .as_str()
+            )
+        );
+    }
+    assert_eq!(*receiver.connections.lock().unwrap(), 0);
+}
+
 /// A caller network added to the plugin's `callers` alone: a caller from it is served, one from
 /// another network gets the 21111011 envelope and nothing is sent.
 #[test]
