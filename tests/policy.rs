@@ -357,6 +357,49 @@ fn a_dozen_exceptions_on_one_port_all_reach_their_receivers() {
     assert_eq!(*beyond.connections.lock().unwrap(), 0);
 }
 
+/// An IPv6 exception (one address) added to the plugin configuration alone, with IPv6 looked up
+/// (`ALL`): the guard matches Envoy's text of it; a name resolving to it and its literal are
+/// delivered, while another port of the same address is refused and never gets a connection.
+#[test]
+fn an_ipv6_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
+    isolated();
+    let receiver = Receiver::start_on("::1", Behaviour::json(200, r#"{"ok":6}"#));
+    let p = receiver.port;
+    let config = EnvoyConfig::load("envoy/run.yaml")
+        .dual_stack()
+        .edit_plugin_configs(move |json| {
+            json["destination"]["allow"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"cidr": "::1/128", "port": p}));
+        });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
+    for url in [
+        format!("http://[::1]:{p}/literal"),
+        format!("http://[0:0::1]:{p}/spelled"),
+        format!("http://v6loopback.dns.test:{p}/name"),
+    ] {
+        assert_answer(
+            &gw.post(&event(&unique_name("Six"), &url)),
+            200,
+            "yes",
+            1,
+            r#"{"ok":6}"#,
+        );
+    }
+    assert_eq!(receiver.records().len(), 3);
+    let other = Receiver::start_on("::1", Behaviour::json(200, "{}"));
+    for url in [
+        format!("http://[::1]:{}/", other.port),
+        format!("http://v6loopback.dns.test:{}/", other.port),
+    ] {
+        let reply = gw.post(&event(&unique_name("Six"), &url));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+    }
+    assert_eq!(*other.connections.lock().unwrap(), 0);
+}
+
 /// `hookgate explain`: before DNS and after DNS, with the range and reason, and its exit status.
 #[test]
 fn hookgate_explain_tells_why() {

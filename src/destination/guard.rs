@@ -19,13 +19,16 @@
 //! changes it), so the CIDRs are packed into several patterns, each within that budget
 //! ([`PROGRAM_BUDGET`]); a policy that needs more than [`GUARD_SLOTS`] patterns is refused when the
 //! configuration loads. IPv6 addresses are written by Envoy in a compressed form a CIDR pattern
-//! cannot follow exactly, so exceptions are IPv4 only (refused otherwise), and configured IPv6
-//! `deny_cidrs` are enforced by the check after DNS alone.
+//! cannot follow exactly, so an IPv6 exception must be one address (its exact text; wider ones
+//! are refused), and configured IPv6 `deny_cidrs` are enforced by the check after DNS alone.
 //! Pseudo-headers: no caller can send one, and Envoy's HTTP/1 codec never writes one to the
 //! receiver.
 
 use crate::cidr::Net;
-use std::net::IpAddr;
+use envoy_text::ipv6_text;
+use std::net::{IpAddr, Ipv6Addr};
+
+mod envoy_text;
 
 /// How many patterns of each kind the shipped guard reads (its conditions name each slot).
 pub const GUARD_SLOTS: usize = 8;
@@ -186,6 +189,23 @@ fn ipv4_piece(addr: u32, len: u32) -> Piece {
     }
 }
 
+/// One IPv6 address as Envoy writes it, in brackets.
+fn ipv6_piece(addr: Ipv6Addr) -> Piece {
+    let text = ipv6_text(addr);
+    Piece {
+        cost: text.len() + 2,
+        text: format!(r"\[{}\]", text.replace('.', r"\.")),
+    }
+}
+
+/// The pattern fragment of one address.
+fn address_piece(ip: IpAddr) -> Piece {
+    match ip {
+        IpAddr::V4(ip) => ipv4_piece(u32::from(ip), 32),
+        IpAddr::V6(ip) => ipv6_piece(ip),
+    }
+}
+
 /// The whole pattern over `ip:port` for these networks; `port` None: any port.
 fn pattern(pieces: &[Piece], port: Option<u16>) -> String {
     let port = port.map_or(r"\d+".to_string(), |p| p.to_string());
@@ -239,13 +259,18 @@ impl Guard {
     pub(super) fn new(allow: &[(Net, Option<u16>)], deny: &[Net]) -> Result<Guard, String> {
         let mut rules = Vec::with_capacity(allow.len());
         for (i, &(net, port)) in allow.iter().enumerate() {
-            let Net::V4 { addr, len } = net else {
-                return Err(format!(
-                    "destination.allow[{i}].cidr: IPv6 exceptions are not supported: Envoy's \
-                     guard before connecting matches IPv4 exceptions only"
-                ));
+            let piece = match net {
+                Net::V4 { addr, len } => ipv4_piece(addr, len),
+                Net::V6 { addr, len: 128 } => ipv6_piece(Ipv6Addr::from(addr)),
+                Net::V6 { .. } => {
+                    return Err(format!(
+                        "destination.allow[{i}].cidr: an IPv6 exception must be one address \
+                         (/128): Envoy's guard before connecting matches IPv6 addresses by \
+                         their exact text"
+                    ))
+                }
             };
-            rules.push((net, port, ipv4_piece(addr, len)));
+            rules.push((net, port, piece));
         }
         let guard = Guard {
             allow: rules,
@@ -301,16 +326,13 @@ impl Guard {
         port: u16,
     ) -> Vec<(&'static str, String)> {
         let allow: Vec<String> = match literal {
-            Some(IpAddr::V4(ip)) => self
+            Some(ip) => self
                 .allow
                 .iter()
-                .filter(|(net, p, _)| {
-                    (p.is_none() || *p == Some(port)) && net.contains(IpAddr::V4(ip))
-                })
+                .filter(|(net, p, _)| (p.is_none() || *p == Some(port)) && net.contains(ip))
                 .take(1)
-                .map(|_| pattern(&[ipv4_piece(u32::from(ip), 32)], Some(port)))
+                .map(|_| pattern(&[address_piece(ip)], Some(port)))
                 .collect(),
-            Some(IpAddr::V6(_)) => Vec::new(),
             // Within the slots: Guard::new packed this very set for some exception's port.
             None => packed(&self.applying(Some(port)), Some(port)).unwrap_or_default(),
         };

@@ -20,6 +20,7 @@ fn zone(name: &str) -> Option<Vec<IpAddr>> {
         // A public address that scripts/test.sh puts on the namespace's loopback interface.
         "public.dns.test" => v4(&[PUBLIC]),
         "second.dns.test" => v4(&[[127, 0, 0, 2]]),
+        "v6loopback.dns.test" => one("::1"),
         // An allowed address first, a blocked one after it: the logical-host trap.
         "mixed.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
         "mixedrev.dns.test" => v4(&[[127, 0, 0, 1], [127, 0, 0, 2]]),

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 mod cel;
 
-/// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\d`, `\d+`, `[a-b]`,
+/// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\[`, `\]`, `\d`, `\d+`, `[a-b]`,
 /// `(?:a|b)`, `^`, `$`), so that the patterns are checked against every address here; the end
 /// to end tests show RE2 in Envoy agrees.
 fn matches(pattern: &str, text: &str) -> bool {
@@ -91,7 +91,7 @@ fn atom_ends(atom: &[u8], text: &[u8]) -> Vec<usize> {
             out.extend(ends(&inner[start..], text));
             out
         }
-        [c] => {
+        [c] | [b'\\', c] => {
             if text.first() == Some(c) {
                 vec![1]
             } else {
@@ -246,6 +246,54 @@ fn any_matches(headers: &[(&str, String)], names: &[&str], text: &str) -> bool {
 }
 
 #[test]
+fn an_ipv6_exception_is_its_address_exactly_as_envoy_writes_it() {
+    let g = guard(
+        &[
+            ("::1/128", Some(8443)),
+            ("fd00::7:0:0:1/128", None),
+            ("::ffff:127.0.0.1/128", None),
+        ],
+        &[],
+    )
+    .unwrap();
+    let allow0 = GUARD_ALLOW_HEADERS[0];
+    let by_name = g.headers(None, 8443);
+    assert_eq!(
+        by_name,
+        vec![(
+            allow0,
+            r"^(?:\[::1\]|\[fd00::7:0:0:1\]|\[::ffff:127\.0\.0\.1\]):8443$".to_string()
+        )]
+    );
+    let pattern = &by_name[0].1;
+    for (text, expected) in [
+        ("[::1]:8443", true),
+        ("[fd00::7:0:0:1]:8443", true),
+        ("[::ffff:127.0.0.1]:8443", true),
+        ("[::1]:8444", false),
+        ("[::1%2]:8443", false),
+        ("[::2]:8443", false),
+        ("[::11]:8443", false),
+        ("[fd00::7:0:0:10]:8443", false),
+        ("127.0.0.1:8443", false),
+        ("[::ffff:127.0.0.10]:8443", false),
+    ] {
+        assert_eq!(matches(pattern, text), expected, "{text}");
+    }
+    // A literal carries itself, in Envoy's spelling, whatever spelling the URL used.
+    assert_eq!(
+        g.headers(Some("fd00:0:0:0:7::1".parse().unwrap()), 1),
+        vec![(allow0, r"^\[fd00::7:0:0:1\]:1$".to_string())]
+    );
+    assert_eq!(g.headers(Some("::1".parse().unwrap()), 8444), vec![]);
+    assert_eq!(
+        guard(&[("fd00::/64", Some(1))], &[]).unwrap_err(),
+        "destination.allow[0].cidr: an IPv6 exception must be one address (/128): Envoy's \
+         guard before connecting matches IPv6 addresses by their exact text"
+    );
+}
+
+#[test]
 fn a_dozen_exceptions_on_one_port_are_packed_into_slots_each_within_envoys_budget() {
     // Twelve single receivers and twelve of the costliest CIDRs, all on port 443.
     let singles: Vec<String> = (1..=12)
@@ -312,8 +360,8 @@ fn many_deny_cidrs_are_packed_and_each_is_refused() {
 fn what_envoys_guard_cannot_hold_is_refused_with_its_key() {
     assert_eq!(
         guard(&[("127.0.0.1/32", None), ("fd00::/8", Some(1))], &[]).unwrap_err(),
-        "destination.allow[1].cidr: IPv6 exceptions are not supported: Envoy's guard before \
-         connecting matches IPv4 exceptions only"
+        "destination.allow[1].cidr: an IPv6 exception must be one address (/128): Envoy's \
+         guard before connecting matches IPv6 addresses by their exact text"
     );
     // The cap: 2 of the costliest CIDRs a pattern, so 16 in the 8 slots; the 17th is refused.
     let cap = 2 * GUARD_SLOTS;
