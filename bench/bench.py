@@ -5,8 +5,9 @@ alike in everything but the wasm filter, measured in alternating wrk rounds on l
 Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and
 then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 8), BENCH_OUT (the
 markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory), BENCH_FLEET=1
-(only the fleet case: hookgate with its state in etcd against the local state, about 2 minutes;
-the full run does it too, after the other sections; ETCD_BIN overrides the etcd binary).
+(only the fleet case, bench/fleet.py: three etcd members over mTLS, two Envoys sharing them, one
+send at a time against the local state and a bare etcd transaction, about a minute; the full run
+does it too, after the other sections; ETCD_BIN overrides the etcd binary).
 Every Envoy config is generated now from the current envoy/envoy.yaml: listener and admin ports
 replaced (loopback only) and only the wasm filter changed. hookgate (B) excepts the bench receiver
 in its plugin configuration alone (it feeds Envoy's guard before connecting); plain Envoy (A) and
@@ -49,8 +50,6 @@ KEY = "benchkey"
 RBAC_MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
 
 FLEET = os.environ.get("BENCH_FLEET") == "1"
-FLEET_ROUNDS = 4  # alternating B-local / B-etcd rounds per fleet case
-FLEET_ROUND = 4  # seconds per fleet round
 
 WORK = tempfile.mkdtemp(prefix="hookgate-bench-")
 
@@ -398,18 +397,13 @@ def ms(us):
 
 
 def main():
-    if FLEET:
-        return fleet_main()
     t0 = time.monotonic()
     say(f"scratch directory: {WORK}")
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             fail(f"{tool} missing (bench/run.sh installs it)")
     shutil.copy(os.path.join(REPO, "hookgate.wasm"), os.path.join(WORK, "hookgate.wasm"))
-    floor_src = os.environ.get("BENCH_FLOOR_WASM") or fail("BENCH_FLOOR_WASM not set (bench/run.sh sets it)")
-    shutil.copy(floor_src, os.path.join(WORK, "floor.wasm"))
     wasm_size = os.path.getsize(os.path.join(WORK, "hookgate.wasm"))
-    floor_size = os.path.getsize(os.path.join(WORK, "floor.wasm"))
     envoy_version = subprocess.run(envoy_command() + ["--version"], capture_output=True, text=True).stdout.strip()
     envoy_version = envoy_version.split("version:")[-1].strip() if "version:" in envoy_version else envoy_version
 
@@ -425,6 +419,11 @@ def main():
         p["limit"] = {**p.get("limit", {}), **limit}
         return p
 
+    if FLEET:
+        return fleet.run(receiver, url, plugin, envoy_version, wasm_size, t0)
+    floor_src = os.environ.get("BENCH_FLOOR_WASM") or fail("BENCH_FLOOR_WASM not set (bench/run.sh sets it)")
+    shutil.copy(floor_src, os.path.join(WORK, "floor.wasm"))
+    floor_size = os.path.getsize(os.path.join(WORK, "floor.wasm"))
     production = plugin({"verified": [{"name": BENCH_NAME, "url": url}]})
     say(f"B plugin configuration: {json.dumps(production)}")
 
@@ -623,7 +622,7 @@ def main():
     if not QUICK:
         envoys["F"].stop()
         envoys["B"].stop()
-        write_fleet_report(fleet_case(receiver, url, plugin), envoy_version, wasm_size)
+        fleet.run(receiver, url, plugin, envoy_version, wasm_size, time.monotonic())
 
 
 def write_section(name, lines, heading):
@@ -799,225 +798,6 @@ def write_report(v):
     write_section("latest", L, "")
 
 
-# ---------------------------------------------------------------- fleet (etcd)
-
-def proc_cpu_s(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def b64(text):
-    import base64
-    return base64.b64encode(text.encode()).decode()
-
-
-def start_etcd():
-    """One etcd member on loopback (plain HTTP), data in the scratch directory, default settings
-    (fsync on every write, as in production)."""
-    port, peer = free_port(), free_port()
-    d = os.path.join(WORK, "etcd")
-    os.makedirs(d)
-    client, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
-    p = subprocess.Popen(pinned([os.environ.get("ETCD_BIN", "etcd"), "--name", "bench", "--data-dir", os.path.join(d, "data"),
-                                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                                 "--initial-cluster", f"bench={peer_url}"], LOAD_CPUS),
-                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "etcd.log"), "w"))
-    PROCS.append(p)
-    for _ in range(300):
-        try:
-            if b'"health":"true"' in http(port, "/health", timeout=1)[1]:
-                return p, port
-        except OSError:
-            pass
-        time.sleep(0.1)
-    fail(f"etcd not healthy in 30 s (see {d}/etcd.log)")
-
-
-def etcd_count(port, prefix):
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    body = json.dumps({"key": b64(prefix), "range_end": b64(end), "count_only": True}).encode()
-    status, answer, _ = http(port, "/v3/kv/range", body, {"content-type": "application/json"})
-    if status != 200:
-        fail(f"etcd range answered {status}: {answer[:200]!r}")
-    return int(json.loads(answer).get("count", 0))
-
-
-def fleet_parts(etcd_port):
-    """envoy/fleet.yaml's `state` and its `etcd` cluster, the cluster pointed at the loopback etcd
-    without TLS (the bench's etcd is plain HTTP); everything else stays as in envoy/envoy.yaml."""
-    with open(os.path.join(REPO, "envoy", "fleet.yaml")) as f:
-        fleet = yaml.safe_load(f)
-    state = hookgate_plugin_json(fleet).get("state")
-    if not state or state.get("backend") != "etcd":
-        fail("envoy/fleet.yaml: no etcd state (layout changed?)")
-    clusters = [c for c in fleet["static_resources"]["clusters"] if c.get("name") == state["cluster"]]
-    if len(clusters) != 1:
-        fail(f"envoy/fleet.yaml: no cluster {state['cluster']!r}")
-    cluster = clusters[0]
-    cluster.pop("transport_socket", None)
-    cluster["type"] = "STATIC"
-    cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": etcd_port}}}}]}]
-    return state, cluster
-
-
-def fleet_case(receiver, url, plugin):
-    """B-local (the default state in shared data) against B-etcd (envoy/fleet.yaml's state and
-    etcd cluster, one etcd on loopback), alike otherwise, in alternating rounds, on three paths:
-    a first send (unverified, allowed: etcd range + lease grant + txn), a send over the limit
-    (refused: one range), and a webhook verified by key (cached in shared data: no call)."""
-    etcd_proc, etcd_port = start_etcd()
-    state, cluster = fleet_parts(etcd_port)
-    verified_name = "BenchFleetKey"
-    # a table large enough for every first send of the rounds (B-local keeps them all; B-etcd's
-    # table caches only verified webhooks)
-    local_plugin = plugin({"keys": {verified_name: KEY}, "max_tracked": MAX_TRACKED})
-    etcd_plugin = {**copy.deepcopy(local_plugin), "state": state}
-    say(f"\n== fleet: B-local and B-etcd alternating, {FLEET_ROUNDS} x {FLEET_ROUND} s per case; "
-        f"etcd on :{etcd_port}, B-etcd state {json.dumps(state)}")
-
-    def add_cluster(cfg):
-        cfg["static_resources"]["clusters"].append(copy.deepcopy(cluster))
-
-    envoys = {"local": Envoy("B-local", "B", plugin=local_plugin),
-              "etcd": Envoy("B-etcd", "B", plugin=etcd_plugin, edit=add_cluster)}
-    verify_url = f"http://{receiver}/verify"
-    limited = body_file("fleet-limited.json", event("BenchFleetLimited", url, 10))
-    verified = body_file("fleet-verified.json", event(verified_name, verify_url, 10))
-    for label, e in envoys.items():
-        s, b, _ = http(e.port, "/", open(limited, "rb").read(), {"content-type": "application/json"})
-        s2, b2, _ = http(e.port, "/", open(limited, "rb").read(), {"content-type": "application/json"})
-        if s != 200 or s2 != 429:
-            fail(f"B-{label}: BenchFleetLimited answered {s}, then {s2} (want 200, 429): {b[:200]!r} {b2[:200]!r}")
-        s, b, _ = http(e.port, "/", open(verified, "rb").read(), {"content-type": "application/json"})
-        s2, b2, _ = http(e.port, "/", open(verified, "rb").read(),
-                         {"content-type": "application/json", "x-hookgate-test": "true"})
-        if s != 200 or s2 != 200 or not (json.loads(b2).get("limit") or {}).get("verified"):
-            fail(f"B-{label}: {verified_name} not verified by key: {s} {b[:200]!r} / {s2} {b2[:300]!r}")
-    if etcd_count(etcd_port, f"{state['prefix']}/") != 2:
-        fail("etcd does not hold exactly the two webhooks B-etcd sent")
-
-    cases = {
-        "first send (allowed)": dict(expect_ok=True),
-        "over limit (429)": dict(body=limited, expect_ok=False),
-        "verified, cached": dict(body=verified, expect_ok=True),
-    }
-    rows = {case: [] for case in cases}
-    first_sends = 0
-    for case, spec in cases.items():
-        for i in range(FLEET_ROUNDS + 1):  # round 0: warm-up, not reported
-            row = {}
-            for label, e in envoys.items():
-                prefill, body = None, spec.get("body")
-                if body is None:  # a new webhook name with every request
-                    body = body_file(f"fleet-first-{label}-{i}.json", event(f"Fl{label}R{i}x%d", url, 10))
-                    prefill = 10 ** 9
-                cpu0 = proc_cpu_s(etcd_proc.pid)
-                r = run(e, FLEET_ROUND if i else 1, body, expect_ok=spec["expect_ok"], prefill=prefill)
-                r["etcd_cpu_us"] = (proc_cpu_s(etcd_proc.pid) - cpu0) * 1e6 / max(r["requests"], 1)
-                if label == "etcd" and prefill:
-                    first_sends += r["requests"]  # warm-up round included: its keys are in etcd too
-                row[label] = r
-            if i:
-                rows[case].append(row)
-                say(f"{case} round {i}: " + "  ".join(
-                    f"B-{k} {fmt_rps(v['rps'])} req/s (p50 {ms(v['p50_us'])} ms, p99 {ms(v['p99_us'])} ms, "
-                    f"CPU us/req Envoy {v['cpu_us']:.0f}" + (f" etcd {v['etcd_cpu_us']:.0f}" if k == "etcd" else "") + ")"
-                    for k, v in row.items()))
-    # every first send through B-etcd is one key in etcd (wrk stops mid-request at the end of a
-    # round: a request it cut may still have been decided, so allow that many more)
-    keys = etcd_count(etcd_port, f"{state['prefix']}/") - 2
-    if not first_sends <= keys <= first_sends + CONNECTIONS * (FLEET_ROUNDS + 1):
-        fail(f"etcd holds {keys} first-send keys, wrk counted {first_sends} first sends")
-    say(f"etcd holds {keys} first-send keys for {first_sends} first sends counted by wrk")
-    stats = http(envoys["etcd"].admin, "/stats?filter=^cluster\\.etcd\\.upstream_(cx|rq)_total$")[1].decode()
-    say(f"B-etcd's etcd cluster: {' '.join(stats.split())}")
-    for e in envoys.values():
-        e.stop()
-    etcd_proc.terminate()
-    etcd_proc.wait(10)
-    return dict(rows=rows, state=state, keys=keys, first_sends=first_sends)
-
-
-def fleet_main():
-    t0 = time.monotonic()
-    say(f"scratch directory: {WORK}")
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool):
-            fail(f"{tool} missing (bench/run.sh installs it)")
-    shutil.copy(os.path.join(REPO, "hookgate.wasm"), os.path.join(WORK, "hookgate.wasm"))
-    wasm_size = os.path.getsize(os.path.join(WORK, "hookgate.wasm"))
-    envoy_version = subprocess.run(envoy_command() + ["--version"], capture_output=True, text=True).stdout.strip()
-    envoy_version = envoy_version.split("version:")[-1].strip() if "version:" in envoy_version else envoy_version
-    rport = start_receiver()
-    receiver = f"127.0.0.1:{rport}"
-    url = f"http://{receiver}/hook"
-    base_plugin = hookgate_plugin_json(base_config())
-
-    def plugin(limit):
-        p = copy.deepcopy(base_plugin)
-        p.setdefault("destination", {}).update({"allow": [{"cidr": "127.0.0.1/32"}]})
-        p["limit"] = {**p.get("limit", {}), **limit}
-        return p
-
-    result = fleet_case(receiver, url, plugin)
-    say(f"\nfleet bench took {time.monotonic() - t0:.0f} s")
-    write_fleet_report(result, envoy_version, wasm_size)
-
-
-def write_fleet_report(result, envoy_version, wasm_size):
-    rows = result["rows"]
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    etcd_version = subprocess.run([os.environ.get("ETCD_BIN", "etcd"), "--version"], capture_output=True,
-                                  text=True).stdout.splitlines()[0:1]
-    load = os.getloadavg()
-    L = []
-    w = L.append
-    w("### Latest fleet run\n")
-    w(f"- Command: `{'BENCH_FLEET=1 make bench' if FLEET else 'make bench'}`; "
-      f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
-    w(f"- Machine: {os.cpu_count()} cores ({cpu}); load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
-      f"(etcd, both Envoys, nginx and wrk share the cores: ratios of alternating rounds count)")
-    w(f"- Envoy {envoy_version}, `--concurrency 1`; {etcd_version[0] if etcd_version else 'etcd'}, one member on "
-      f"loopback, plain HTTP, default settings (fsync on every write); wrk -t1 -c{CONNECTIONS}; "
-      f"{FLEET_ROUNDS} rounds of {FLEET_ROUND} s per case after a 1 s warm-up round; `hookgate.wasm` "
-      f"{fmt_rps(wasm_size)} bytes")
-    w(f"- B-etcd: `state` {json.dumps(result['state'])} and the `etcd` cluster of `envoy/fleet.yaml` (TLS removed, "
-      f"one loopback endpoint); B-local: the same without `state`. Both: `limit.keys` for the verified case and "
-      f"`limit.max_tracked` {MAX_TRACKED} (room for every first send of the rounds).")
-    w("")
-    w("| path | B-local req/s | B-local p50 / p99 ms | B-etcd req/s | B-etcd p50 / p99 ms | etcd/local req/s | added p50 ms | "
-      "CPU µs/req Envoy local / etcd | CPU µs/req etcd |")
-    w("|---|---|---|---|---|---|---|---|---|")
-    for case, rs in rows.items():
-        m = {k: {x: med([r[k][x] for r in rs]) for x in ("rps", "p50_us", "p99_us", "cpu_us", "etcd_cpu_us")}
-             for k in ("local", "etcd")}
-        ratio = med([r["etcd"]["rps"] / r["local"]["rps"] for r in rs])
-        w(f"| {case} | {fmt_rps(m['local']['rps'])} | {ms(m['local']['p50_us'])} / {ms(m['local']['p99_us'])} | "
-          f"{fmt_rps(m['etcd']['rps'])} | {ms(m['etcd']['p50_us'])} / {ms(m['etcd']['p99_us'])} | {ratio:.3f} | "
-          f"{ms(m['etcd']['p50_us'] - m['local']['p50_us'])} | {m['local']['cpu_us']:.0f} / {m['etcd']['cpu_us']:.0f} | "
-          f"{m['etcd']['etcd_cpu_us']:.0f} |")
-    w("")
-    w("Per round (req/s B-local / B-etcd): " + "; ".join(
-        f"{case}: " + ", ".join(f"{fmt_rps(r['local']['rps'])} / {fmt_rps(r['etcd']['rps'])}" for r in rs)
-        for case, rs in rows.items()) + ".\n")
-    w(f"Medians of the rounds. Every answer was the expected one (first sends and verified sends all 200, wrk's "
-      f"non-2xx and socket errors 0; over-limit all non-2xx). etcd held {result['keys']} first-send keys for the "
-      f"{result['first_sends']} first sends wrk counted through B-etcd (a request wrk cut at the end of a round may "
-      f"have been decided).\n")
-    write_section("fleet", L, "## Fleet (etcd)\n\n")
-
-
 def cleanup():
     for p in reversed(PROCS):
         if p.poll() is None:
@@ -1031,6 +811,8 @@ def cleanup():
 
 
 if __name__ == "__main__":
+    sys.modules["bench"] = sys.modules["__main__"]  # bench/fleet.py imports this module as `bench`
+    import fleet
     ok = False
     try:
         main()

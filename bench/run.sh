@@ -35,6 +35,7 @@ make --no-print-directory wasm
 scripts/envoy.sh >/dev/null
 if [ "${BENCH_FLEET:-}" = 1 ] || [ "${BENCH_QUICK:-}" != 1 ]; then
   [ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client
+  scripts/ensure-tool.sh openssl openssl
 fi
 if [ "${BENCH_FLEET:-}" = 1 ]; then
   exec "$python" bench/bench.py

@@ -10,6 +10,7 @@ mod upstream;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::limit::etcd::{Call, Reply};
 use crate::limit::SharedStore;
 use crate::support::{is_support_config, SupportConfig};
 use metrics::Metrics;
@@ -79,7 +80,35 @@ fn publish_gateway(settings: &Rc<Settings>) {
     });
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// etcd's answer to the lease grant asked for ahead on the tick.
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, body_size: usize, _: usize) {
+        let (status, body) = host::http_call_reply(headers, body_size);
+        let reply = Reply {
+            status,
+            body: &body,
+        };
+        if let Some(etcd) = self.settings.as_ref().and_then(|s| s.etcd.as_ref()) {
+            if let Err(why) = etcd.on_lease_ahead(reply) {
+                log::warn!("hookgate: etcd lease asked for ahead not granted: {why}");
+            }
+        }
+    }
+}
+
+/// One call to etcd through the engine filter's `state.cluster`.
+fn dispatch_etcd(settings: &Settings, call: &Call) -> Result<(), String> {
+    let timeout = std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
+    let cluster = &settings.config.state.cluster;
+    host::dispatch_http_call(cluster, call.path, call.body.as_bytes(), timeout)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "etcd: call through cluster {cluster:?} failed (host status {})",
+                e.0
+            )
+        })
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -142,7 +171,8 @@ impl RootContext for Root {
     }
 
     /// Ticks come to the main thread's root context and to every worker's. Each first hands
-    /// its worker's counters to Envoy; then whichever claims the scan period first (one CAS in
+    /// its worker's counters to Envoy, and with etcd asks for the worker's next lease when it is
+    /// due (`limit::etcd::lease`); then whichever claims the scan period first (one CAS in
     /// shared data) scans the table and sets the gauge, which every context of the Envoy
     /// shares: one scan per period, not one per context.
     fn on_tick(&mut self) {
@@ -151,6 +181,15 @@ impl RootContext for Root {
         let Some(settings) = &self.settings else {
             return;
         };
+        if let Some(call) = settings
+            .etcd
+            .as_ref()
+            .and_then(|e| e.lease_ahead(HostClock.now()))
+        {
+            if let Err(why) = dispatch_etcd(settings, &call) {
+                log::warn!("hookgate: cannot ask for an etcd lease ahead: {why}");
+            }
+        }
         let limiter = &settings.limiter;
         if !limiter.claim_scan(&HostStore, HostClock.now(), SCAN_SECONDS) {
             return;

@@ -50,14 +50,16 @@ fn wasm_profile_runs_a_delivery_through_the_built_filter() {
 
 #[test]
 fn bench_scripts_parse() {
-    run(
-        "python3",
-        &[
-            "-c",
-            "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
-            "bench/bench.py",
-        ],
-    );
+    for script in ["bench/bench.py", "bench/fleet.py"] {
+        run(
+            "python3",
+            &[
+                "-c",
+                "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+                script,
+            ],
+        );
+    }
     for script in ["bench/run.sh", "bench/limit-table.sh", "fuzz/run.sh"] {
         run("bash", &["-n", script]);
     }

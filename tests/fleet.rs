@@ -751,6 +751,48 @@ fn first_sends_share_their_workers_lease_and_a_revoked_lease_is_replaced() {
     assert_eq!(receiver.received_on("/lease"), 12);
 }
 
+/// A worker that writes asks for its next lease on the tick, before the kept one stops carrying
+/// writes: its first sends stay one call each (the write), with the new lease.
+#[test]
+fn a_writing_worker_gets_its_next_lease_on_the_tick_and_first_sends_stay_one_call() {
+    let etcd = Etcd::start(1);
+    // One worker: every send meets the same kept lease.
+    let gw = Gateway::start_with(fleet_config(&etcd, &json!({})), 1, &[]);
+    let receiver = Receiver::start(Behaviour::json(200, r#"{"ok":true}"#));
+    let calls = || gw.stat("cluster.etcd.upstream_rq_total").unwrap_or(0);
+    let first = unique_name("FleetAhead");
+    assert_delivered(
+        &gw.post(&event(&first, &receiver.url("/ahead"))),
+        r#"{"ok":true}"#,
+    );
+    assert_eq!(
+        calls(),
+        3,
+        "a worker without a lease: read, lease grant, write"
+    );
+    // The tick asks 15 s before the minute of the first lease ends: a call no send made.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while calls() == 3 {
+        assert!(Instant::now() < deadline, "no lease asked for ahead");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(calls(), 4);
+    let second = unique_name("FleetAhead");
+    assert_delivered(
+        &gw.post(&event(&second, &receiver.url("/ahead"))),
+        r#"{"ok":true}"#,
+    );
+    assert_eq!(calls(), 5, "a first send is one transaction");
+    let (old, new) = (etcd.lease_of(0, &first), etcd.lease_of(0, &second));
+    assert_ne!(
+        old, new,
+        "the second send carries the lease asked for ahead"
+    );
+    let ttl = etcd.call(0, "/v3/lease/timetolive", &json!({"ID": new}));
+    assert_eq!(ttl["grantedTTL"], "3960", "{ttl}");
+    assert_eq!(receiver.received_on("/ahead"), 2);
+}
+
 #[test]
 fn sends_that_never_arrived_give_the_slot_back_on_every_envoy() {
     let etcd = Etcd::start(1);

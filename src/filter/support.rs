@@ -161,16 +161,7 @@ fn unavailable(why: String) -> SupportError {
 
 /// One call to etcd through the engine filter's `state.cluster`.
 fn dispatch(settings: &Settings, call: &Call) -> Result<(), SupportError> {
-    let timeout = std::time::Duration::from_millis(u64::from(settings.config.state.timeout_ms));
-    let cluster = &settings.config.state.cluster;
-    host::dispatch_http_call(cluster, call.path, call.body.as_bytes(), timeout)
-        .map(|_| ())
-        .map_err(|e| {
-            unavailable(format!(
-                "etcd: call through cluster {cluster:?} failed (host status {})",
-                e.0
-            ))
-        })
+    super::dispatch_etcd(settings, call).map_err(unavailable)
 }
 
 fn respond(status: u32, headers: &[(&str, &str)], body: &[u8]) {

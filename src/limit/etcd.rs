@@ -22,6 +22,10 @@
 //! a read and a write, and once a minute (or every 1000 writes) per worker a lease grant more
 //! (`lease.rs`).
 //!
+//! A webhook whose key the worker has not seen within the hour (`seen.rs`) starts at the write
+//! instead, decided on an absent record: a first send is then that one transaction, and for a key
+//! that does exist its failure branch is the read, decided on as above.
+//!
 //! # Expiry and which clock decides
 //! The hour is decided by the clock of the Envoy that decides, against the send times stored in
 //! the value (written by whichever Envoy sent): the same rolling window and the same rules as the
@@ -47,6 +51,7 @@
 
 pub mod lease;
 mod lift;
+pub mod seen;
 mod update;
 mod wire;
 
@@ -54,6 +59,7 @@ pub use lift::Support;
 pub use update::Update;
 
 use lease::{KeptLease, Lease, LeaseUse};
+use seen::{Seen, Sighting};
 use wire::{
     decode_record, encode_record, lease_grant, ok_body, parse_lease, parse_range, parse_txn, range,
     txn_put, Kv, Txn,
@@ -100,6 +106,8 @@ pub struct Etcd {
     prefix: String,
     /// This worker's lease (each worker has its own configuration, hence its own `Etcd`).
     kept: KeptLease,
+    /// The keys this worker saw existing lately (which call an acquire starts with).
+    seen: Seen,
 }
 
 impl Etcd {
@@ -107,12 +115,29 @@ impl Etcd {
         Etcd {
             prefix: config.prefix.clone(),
             kept: KeptLease::default(),
+            seen: Seen::default(),
         }
     }
 
-    /// What a finished acquire did with leases (the filter calls this with `Decided::lease`).
-    pub fn note_lease(&self, used: LeaseUse) {
-        self.kept.note(used);
+    /// What a finished acquire did with leases and learnt about its key, for the worker's next.
+    pub fn note(&self, decided: &Decided) {
+        self.kept.note(decided.lease);
+        if let Some(sighting) = decided.sighting {
+            self.seen.note(sighting);
+        }
+    }
+
+    /// On the tick: the lease grant this worker asks for ahead of need (`lease.rs`), or None.
+    pub fn lease_ahead(&self, now: u64) -> Option<Call> {
+        self.kept.ask_ahead(now).then(lease_grant)
+    }
+
+    /// etcd's answer to the call of [`Etcd::lease_ahead`]; on a failure the tick asks again later
+    /// (and a send that needs a lease meanwhile asks for its own).
+    pub fn on_lease_ahead(&self, reply: Reply) -> Result<(), String> {
+        let id = ok_body(reply).and_then(parse_lease)?;
+        self.kept.granted_ahead(id);
+        Ok(())
     }
 
     /// The key of a webhook (name and normalised URL) in this limit namespace.
@@ -152,12 +177,13 @@ impl Admitted {
 }
 
 /// The end of an acquire: the decision, the state it saw (for the test report), and what it did
-/// with leases (for [`Etcd::note_lease`]).
+/// with leases and learnt about its key (for [`Etcd::note`]).
 #[derive(Debug)]
 pub struct Decided {
     pub result: Result<Admitted, Failure>,
     pub state: Option<LimitState>,
     pub lease: LeaseUse,
+    pub sighting: Option<Sighting>,
 }
 
 enum AcquireState {
@@ -180,17 +206,27 @@ pub struct Acquire {
     /// The lease of this acquire's write (0: none yet): the kept one, or `granted`.
     lease: i64,
     granted: Option<Lease>,
+    /// Whether the key exists, by the last answer (None: no answer read yet).
+    exists: Option<bool>,
     last: Call,
     state: AcquireState,
 }
 
 impl Acquire {
-    /// The worker's kept lease (`lease.rs`) is attached to the write while it is fresh.
-    pub fn start(etcd: &Etcd, limiter: &Limiter, id: &WebhookId) -> (Acquire, Call) {
+    /// The worker's kept lease (`lease.rs`) is attached to the write while it is fresh. An
+    /// unverified webhook whose key the worker has not seen lately starts at the write, when the
+    /// kept lease can carry it (else with the read; the grant then comes once the read said
+    /// "absent", as a refusal needs no lease).
+    pub fn start(
+        etcd: &Etcd,
+        limiter: &Limiter,
+        id: &WebhookId,
+        clock: &dyn Clock,
+    ) -> (Acquire, Call) {
         let ident = Ident::new(id);
         let key = etcd.key(limiter, &ident.name, &ident.url);
         let call = range(&key);
-        let op = Acquire {
+        let mut op = Acquire {
             pre: limiter.is_pre_verified(&ident),
             key,
             ident,
@@ -200,9 +236,21 @@ impl Acquire {
             kept: etcd.kept.get(),
             lease: 0,
             granted: None,
+            exists: None,
             last: call.clone(),
             state: AcquireState::Reading,
         };
+        let now = clock.now();
+        let fresh_lease = op.kept.is_some_and(|kept| kept.reusable_at(now));
+        if !op.pre && fresh_lease && !etcd.seen.knows(op.ident.hash(), now) {
+            // Unverified and absent: the decision is a counted send, the write with the kept lease.
+            if let Ok(Next::Call(write)) = op.decide(limiter, None, clock) {
+                op.last = write.clone();
+                return (op, write);
+            }
+            op.lease = 0;
+            op.state = AcquireState::Reading;
+        }
         (op, call)
     }
 
@@ -231,9 +279,10 @@ impl Acquire {
         };
         let state = std::mem::replace(&mut self.state, AcquireState::Reading);
         let step = match state {
-            AcquireState::Reading => {
-                parse_range(body).and_then(|kv| self.decide(limiter, kv, clock))
-            }
+            AcquireState::Reading => parse_range(body).and_then(|kv| {
+                self.exists = Some(kv.is_some());
+                self.decide(limiter, kv, clock)
+            }),
             AcquireState::Granting { record, kv } => parse_lease(body).map(|id| {
                 self.lease = id;
                 self.granted = Some(Lease {
@@ -243,17 +292,22 @@ impl Acquire {
                 self.write(record, kv)
             }),
             AcquireState::Writing { record, at } => match parse_txn(body) {
-                Ok(Txn::Succeeded { revision }) => Ok(Next::Done(Decided {
-                    state: Some(limiter.record_state(&record, self.pre, self.now)),
-                    result: Ok(Admitted {
-                        ticket: self.ticket(Some(at), record.verified),
-                        revision,
-                        lease: if record.verified { 0 } else { self.lease },
-                        record,
-                    }),
-                    lease: self.lease_use(true),
-                })),
+                Ok(Txn::Succeeded { revision }) => {
+                    self.exists = Some(true);
+                    Ok(Next::Done(Decided {
+                        state: Some(limiter.record_state(&record, self.pre, self.now)),
+                        result: Ok(Admitted {
+                            ticket: self.ticket(Some(at), record.verified),
+                            revision,
+                            lease: if record.verified { 0 } else { self.lease },
+                            record,
+                        }),
+                        lease: self.lease_use(true),
+                        sighting: self.sighting(),
+                    }))
+                }
                 Ok(Txn::Failed { kv }) => {
+                    self.exists = Some(kv.is_some());
                     self.attempts += 1;
                     if self.attempts >= MAX_ATTEMPTS {
                         return refused(Failure::LimitUnavailable(format!(
@@ -312,11 +366,13 @@ impl Acquire {
                 }),
                 state,
                 lease: self.lease_use(false),
+                sighting: self.sighting(),
             }),
             Admission::Refused(retry) => Next::Done(Decided {
                 result: Err(Failure::OverLimit(retry)),
                 state,
                 lease: self.lease_use(false),
+                sighting: self.sighting(),
             }),
             Admission::Counted(_) if !record.verified && self.lease == 0 => {
                 match self.kept.filter(|kept| kept.reusable_at(self.now)) {
@@ -347,6 +403,15 @@ impl Acquire {
             at: self.now,
         };
         Next::Call(call)
+    }
+
+    /// What this acquire learnt about its key, once decided.
+    fn sighting(&self) -> Option<Sighting> {
+        self.exists.map(|exists| Sighting {
+            hash: self.ident.hash(),
+            exists,
+            at: self.now,
+        })
     }
 
     /// Whether the write carries the worker's kept lease (the not-found path forgets it).
@@ -397,6 +462,7 @@ fn refused(failure: Failure) -> Next<Decided> {
         result: Err(failure),
         state: None,
         lease: LeaseUse::Nothing,
+        sighting: None,
     })
 }
 

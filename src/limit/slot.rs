@@ -68,7 +68,7 @@ impl Slot {
             self.grant = Some(Grant::Local(ticket));
             return Ok(Step::Done(()));
         }
-        let (op, call) = Acquire::start(etcd, limiter, id);
+        let (op, call) = Acquire::start(etcd, limiter, id, clock);
         Ok(self.wait(Pending::Take(op), call))
     }
 
@@ -152,7 +152,7 @@ impl Slot {
                 Next::Call(call) => self.wait(Pending::Take(op), call),
                 Next::Done(decided) => {
                     if let Some(etcd) = etcd {
-                        etcd.note_lease(decided.lease);
+                        etcd.note(&decided);
                     }
                     self.etcd_state = decided.state;
                     let taken = decided.result.map(|admitted| {

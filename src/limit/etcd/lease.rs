@@ -7,6 +7,12 @@
 //! minute of reuse, so a key written with a kept lease still outlives its hour by the full margin
 //! for clock skew. A lease etcd no longer knows (a restored or replaced cluster, a revoked lease)
 //! fails the write; the acquire then reads again and asks for a new one.
+//!
+//! A worker that writes asks for its next lease on the tick, [`RENEW_AHEAD_SECS`] before the kept
+//! one stops carrying writes (or when it is nearly full), so that a send rarely waits for a grant:
+//! one asked for on a send's way cost that send a read and a grant more than its one transaction.
+//! It keeps doing so while it wrote with one of its last [`KEEP_WARM_LEASES`] leases (about ten
+//! minutes); an idle worker, and the main thread, which never writes, ask for nothing.
 
 use super::super::WINDOW_SECS;
 use std::cell::Cell;
@@ -19,6 +25,14 @@ pub const MAX_WRITES: u32 = 1000;
 pub const SKEW_MARGIN_SECS: u64 = 300;
 /// TTL asked for every lease.
 pub const TTL_SECS: u64 = WINDOW_SECS + SKEW_MARGIN_SECS + REUSE_SECS;
+/// How long before the kept lease stops carrying writes the tick asks for the next one.
+pub const RENEW_AHEAD_SECS: u64 = 15;
+/// Writes before [`MAX_WRITES`] at which the tick asks for the next lease.
+pub const RENEW_AHEAD_WRITES: u32 = MAX_WRITES / 10;
+/// Leases in a row asked for ahead and carrying no write, after which the worker stops asking.
+pub const KEEP_WARM_LEASES: u32 = 10;
+/// After asking ahead, the next try waits this long (no answer yet, or a failure).
+pub const ASK_AGAIN_SECS: u64 = 10;
 
 /// A lease etcd granted, and the worker's clock just before it asked (so the lease ends no
 /// sooner than `asked_at + TTL_SECS` by that clock).
@@ -47,14 +61,19 @@ pub enum LeaseUse {
     Granted(Lease),
 }
 
-/// The lease one worker attaches to its writes, and how many writes carried it.
+/// The lease one worker attaches to its writes and how many writes carried it; how many leases
+/// asked for ahead in a row carried none; when the tick last asked ahead (None: answered).
 #[derive(Debug, Default)]
-pub struct KeptLease(Cell<Option<(Lease, u32)>>);
+pub struct KeptLease {
+    kept: Cell<Option<(Lease, u32)>>,
+    idle: Cell<u32>,
+    asked: Cell<Option<u64>>,
+}
 
 impl KeptLease {
     /// The kept lease while it may carry another write (its age is judged at the write).
     pub fn get(&self) -> Option<Lease> {
-        self.0
+        self.kept
             .get()
             .filter(|(_, writes)| *writes < MAX_WRITES)
             .map(|(lease, _)| lease)
@@ -64,12 +83,48 @@ impl KeptLease {
         match used {
             LeaseUse::Nothing => {}
             LeaseUse::Kept => {
-                if let Some((lease, writes)) = self.0.get() {
-                    self.0.set(Some((lease, writes.saturating_add(1))));
+                if let Some((lease, writes)) = self.kept.get() {
+                    self.kept.set(Some((lease, writes.saturating_add(1))));
                 }
             }
-            LeaseUse::Granted(lease) => self.0.set(Some((lease, 1))),
+            LeaseUse::Granted(lease) => {
+                self.kept.set(Some((lease, 1)));
+                self.idle.set(0);
+            }
         }
+    }
+
+    /// On the tick: whether to ask for the next lease now; if so, notes that it asked at `now`.
+    pub fn ask_ahead(&self, now: u64) -> bool {
+        let Some((lease, writes)) = self.kept.get() else {
+            return false;
+        };
+        let waiting = self
+            .asked
+            .get()
+            .is_some_and(|asked| asked <= now && now - asked < ASK_AGAIN_SECS);
+        let idle = writes == 0 && self.idle.get() >= KEEP_WARM_LEASES;
+        let due = !lease.reusable_at(now.saturating_add(RENEW_AHEAD_SECS))
+            || writes >= MAX_WRITES - RENEW_AHEAD_WRITES;
+        let ask = due && !waiting && !idle;
+        if ask {
+            self.asked.set(Some(now));
+        }
+        ask
+    }
+
+    /// The lease asked for ahead was granted: it replaces the kept one.
+    pub fn granted_ahead(&self, id: i64) {
+        let Some(asked_at) = self.asked.take() else {
+            return;
+        };
+        let carried = self.kept.get().map_or(0, |(_, writes)| writes);
+        self.idle.set(if carried == 0 {
+            self.idle.get().saturating_add(1)
+        } else {
+            0
+        });
+        self.kept.set(Some((Lease { id, asked_at }, 0)));
     }
 }
 
@@ -115,6 +170,67 @@ mod tests {
         let next = Lease { id: 8, ..LEASE };
         kept.note(LeaseUse::Granted(next));
         assert_eq!(kept.get(), Some(next));
+    }
+
+    #[test]
+    fn a_writing_worker_asks_ahead_once_before_its_lease_goes_stale_or_full() {
+        let kept = KeptLease::default();
+        assert!(
+            !kept.ask_ahead(1000),
+            "nothing kept: the main thread, or no write yet"
+        );
+        kept.note(LeaseUse::Granted(LEASE));
+        let due = 1000 + REUSE_SECS - RENEW_AHEAD_SECS;
+        assert!(!kept.ask_ahead(due - 1));
+        assert!(kept.ask_ahead(due));
+        assert!(!kept.ask_ahead(due + 1), "asked: waits for the answer");
+        kept.granted_ahead(8);
+        assert_eq!(
+            kept.get(),
+            Some(Lease {
+                id: 8,
+                asked_at: due
+            })
+        );
+        assert!(!kept.ask_ahead(due + 1));
+        // Unanswered (or failed): asked again after ASK_AGAIN_SECS.
+        let next = due + REUSE_SECS - RENEW_AHEAD_SECS;
+        assert!(kept.ask_ahead(next));
+        assert!(!kept.ask_ahead(next + ASK_AGAIN_SECS - 1));
+        assert!(kept.ask_ahead(next + ASK_AGAIN_SECS));
+        // Nearly full: asked ahead at once.
+        kept.note(LeaseUse::Granted(Lease {
+            id: 9,
+            asked_at: next,
+        }));
+        for _ in 1..MAX_WRITES - RENEW_AHEAD_WRITES {
+            kept.note(LeaseUse::Kept);
+        }
+        assert!(kept.ask_ahead(next + 1));
+    }
+
+    #[test]
+    fn an_idle_worker_stops_asking_after_keep_warm_leases() {
+        let kept = KeptLease::default();
+        kept.note(LeaseUse::Granted(LEASE));
+        let mut now = 1000;
+        for round in 0..=KEEP_WARM_LEASES {
+            now += REUSE_SECS;
+            assert!(kept.ask_ahead(now), "round {round}");
+            kept.granted_ahead(100 + i64::from(round));
+        }
+        now += REUSE_SECS;
+        assert!(!kept.ask_ahead(now), "idle for {KEEP_WARM_LEASES} leases");
+        // A send's own grant (a write) makes it warm again.
+        kept.note(LeaseUse::Granted(Lease {
+            id: 200,
+            asked_at: now,
+        }));
+        assert!(kept.ask_ahead(now + REUSE_SECS));
+        // The answer replaces the kept lease; a second answer to the same ask changes nothing.
+        kept.granted_ahead(300);
+        kept.granted_ahead(301);
+        assert_eq!(kept.get().map(|l| l.id), Some(300));
     }
 
     #[test]

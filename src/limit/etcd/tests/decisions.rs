@@ -36,7 +36,7 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
         // 8 Envoys read "absent" together, then each moves one step at a time, round robin.
         let mut ops: Vec<(Acquire, Option<Call>, u64)> = (0..8)
             .map(|i| {
-                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+                let (op, call) = Acquire::start(&etcd(), &limiter, &HOOK, &(T + i / 4));
                 (op, Some(call), T + i / 4)
             })
             .collect();
@@ -76,7 +76,7 @@ fn a_refusal_that_lost_a_race_to_a_later_second_says_at_most_an_hour() {
     let limiter = limiter(|c| c.unverified_per_hour = 1);
     let mut fake = Fake::new();
     // X's request arrives at T and its read goes out; before etcd answers it, Y sends at T + 1.
-    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK);
+    let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK, &T);
     drop(admitted(acquire(&mut fake, &limiter, &HOOK, T + 1)));
     let (status, body) = fake.answer(&call);
     let reply = Reply {

@@ -78,7 +78,7 @@ fn undecodable_values_are_never_overwritten() {
 fn endless_contention_gives_up_with_limit_unavailable() {
     let limiter = limiter(|c| c.unverified_per_hour = 1000);
     let mut fake = Fake::new();
-    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK);
+    let (mut op, mut call) = Acquire::start(&etcd(), &limiter, &HOOK, &T);
     let mut rounds = 0;
     let result = loop {
         rounds += 1;

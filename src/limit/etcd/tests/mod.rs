@@ -70,7 +70,7 @@ fn acquire_on(
     id: &WebhookId,
     now: u64,
 ) -> Decided {
-    let (mut op, mut call) = Acquire::start(etcd, limiter, id);
+    let (mut op, mut call) = Acquire::start(etcd, limiter, id, &now);
     for _ in 0..50 {
         let (status, body) = fake.answer(&call);
         match op.on_reply(
@@ -83,7 +83,7 @@ fn acquire_on(
         ) {
             Next::Call(next) => call = next,
             Next::Done(decided) => {
-                etcd.note_lease(decided.lease);
+                etcd.note(&decided);
                 return decided;
             }
         }
@@ -152,6 +152,7 @@ fn key_is_prefix_namespace_escaped_name_and_normalised_url() {
             url: "HTTP://Example.com:80/a/../b#f",
             normalised: false,
         },
+        &T,
     );
     assert_eq!(call.path, "/v3/kv/range");
     let body: Json = serde_json::from_str(&call.body).unwrap();
@@ -200,5 +201,6 @@ fn recorded_answers_parse() {
 
 mod decisions;
 mod failures;
+mod first_call;
 mod leases;
 mod lifts;
