@@ -34,6 +34,19 @@ fn check(config: &EnvoyConfig) -> (i32, String) {
     (out.status.code().unwrap(), text)
 }
 
+/// `config` with these exceptions added to its plugin configurations' `destination.allow`, and
+/// `hookgate check` passing it.
+fn with_exceptions(config: EnvoyConfig, exceptions: Vec<serde_json::Value>) -> EnvoyConfig {
+    let config = config.edit_plugin_configs(move |json| {
+        json["destination"]["allow"]
+            .as_array_mut()
+            .unwrap()
+            .extend(exceptions.clone());
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    config
+}
+
 /// A deny CIDR added to the plugin configuration alone refuses a name that resolves into it,
 /// after DNS, with the range and its reason; the receiver gets no connection (Envoy's guard
 /// refuses before connecting, fed by hookgate). The same gateway without it delivers there (the address is reachable).
@@ -246,13 +259,10 @@ fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     isolated();
     let receiver = Receiver::start_on("127.0.0.2", Behaviour::json(200, r#"{"ok":2}"#));
     let p = receiver.port;
-    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
-        json["destination"]["allow"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"cidr": "127.0.0.2/32", "port": p}));
-    });
-    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let config = with_exceptions(
+        EnvoyConfig::load("envoy/run.yaml"),
+        vec![serde_json::json!({"cidr": "127.0.0.2/32", "port": p})],
+    );
     let gw = Gateway::start(config);
     for url in [
         format!("http://127.0.0.2:{p}/literal"),
@@ -315,13 +325,7 @@ fn a_dozen_exceptions_on_one_port_all_reach_their_receivers() {
         .iter()
         .map(|c| serde_json::json!({"cidr": c, "port": p}))
         .collect();
-    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
-        json["destination"]["allow"]
-            .as_array_mut()
-            .unwrap()
-            .extend(exceptions.clone());
-    });
-    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let config = with_exceptions(EnvoyConfig::load("envoy/run.yaml"), exceptions);
     let gw = Gateway::start(config);
     let url = |ip: &str| format!("http://{}.ip.dns.test:{p}/hook", ip.replace('.', "-"));
     for (ip, receiver, body) in [
@@ -365,15 +369,10 @@ fn an_ipv6_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     isolated();
     let receiver = Receiver::start_on("::1", Behaviour::json(200, r#"{"ok":6}"#));
     let p = receiver.port;
-    let config = EnvoyConfig::load("envoy/run.yaml")
-        .dual_stack()
-        .edit_plugin_configs(move |json| {
-            json["destination"]["allow"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"cidr": "::1/128", "port": p}));
-        });
-    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let config = with_exceptions(
+        EnvoyConfig::load("envoy/run.yaml").dual_stack(),
+        vec![serde_json::json!({"cidr": "::1/128", "port": p})],
+    );
     let gw = Gateway::start(config);
     for url in [
         format!("http://[::1]:{p}/literal"),
