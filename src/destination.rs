@@ -37,8 +37,9 @@
 //!   extended to IPv6 forms embedding that address (`[::ffff:127.0.0.1]`, `[::127.0.0.1]`,
 //!   `[64:ff9b::127.0.0.1]`, `[2002:7f00:1::]`): those stay refused, because Envoy's RBAC refuses
 //!   the embedding ranges as a whole and cannot look inside;
-//! * exceptions are IPv4 only: Envoy's guard before connecting takes them as patterns over the
-//!   dotted decimal it writes (`guard.rs`), which IPv6's compressed form cannot follow exactly.
+//! * an IPv6 exception is one address: Envoy's guard before connecting takes exceptions as
+//!   patterns over the text it writes (`guard.rs`), dotted decimal for IPv4, which a pattern
+//!   follows for any CIDR, and IPv6's compressed form, which it follows for one address only.
 //!
 //! Decisions on edge cases:
 //!
@@ -555,7 +556,7 @@ mod recent;
 mod resolved;
 mod spelling;
 use guard::Guard;
-pub use guard::{guard_rules, GUARD_ALLOW_HEADER, GUARD_DENY_HEADER};
+pub use guard::{guard_rules, GUARD_ALLOW_HEADERS, GUARD_DENY_HEADERS, GUARD_SLOTS};
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};

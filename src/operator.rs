@@ -433,13 +433,13 @@ static_resources:
         assert_eq!(check(&second), Vec::<String>::new());
         let ipv6 = envoy().replace(
             r#"{"cidr": "127.0.0.1/32", "port": 18080}"#,
-            r#"{"cidr": "fd00::1"}"#,
+            r#"{"cidr": "fd00::/64"}"#,
         );
         assert_eq!(
             check(&ipv6),
             [
-                "listener engine, filter hookgate: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
-                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: IPv6 exceptions are not supported: Envoy's guard before connecting matches IPv4 exceptions only",
+                "listener engine, filter hookgate: destination.allow[0].cidr: an IPv6 exception must be one address (/128): Envoy's guard before connecting matches IPv6 addresses by their exact text",
+                "listener engine, filter hookgate-after-dns: destination.allow[0].cidr: an IPv6 exception must be one address (/128): Envoy's guard before connecting matches IPv6 addresses by their exact text",
             ]
         );
         let typo = check(r#"{"destination": {"alow": []}}"#);

@@ -31,17 +31,7 @@ fn shipped() -> EnvoyConfig {
 
 /// The same with IPv6 looked up too (`dns_lookup_family: ALL`, as docs/security.md describes).
 fn dual_stack() -> EnvoyConfig {
-    shipped().edit(|yaml| {
-        let clusters = yaml["static_resources"]["clusters"]
-            .as_sequence_mut()
-            .unwrap();
-        let webhooks = clusters
-            .iter_mut()
-            .find(|c| c["name"] == "webhooks")
-            .unwrap();
-        assert_eq!(webhooks["dns_lookup_family"], "V4_ONLY");
-        webhooks["dns_lookup_family"] = "ALL".into();
-    })
+    shipped().dual_stack()
 }
 
 fn post(gw: &Gateway, url: &str) -> Reply {

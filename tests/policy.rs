@@ -34,6 +34,19 @@ fn check(config: &EnvoyConfig) -> (i32, String) {
     (out.status.code().unwrap(), text)
 }
 
+/// `config` with these exceptions added to its plugin configurations' `destination.allow`, and
+/// `hookgate check` passing it.
+fn with_exceptions(config: EnvoyConfig, exceptions: Vec<serde_json::Value>) -> EnvoyConfig {
+    let config = config.edit_plugin_configs(move |json| {
+        json["destination"]["allow"]
+            .as_array_mut()
+            .unwrap()
+            .extend(exceptions.clone());
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    config
+}
+
 /// A deny CIDR added to the plugin configuration alone refuses a name that resolves into it,
 /// after DNS, with the range and its reason; the receiver gets no connection (Envoy's guard
 /// refuses before connecting, fed by hookgate). The same gateway without it delivers there (the address is reachable).
@@ -82,6 +95,46 @@ fn a_deny_cidr_in_the_plugin_alone_is_refused_before_connecting() {
     );
     // Refused before connecting: Envoy's guard gets the deny CIDR from hookgate.
     assert_eq!(*receiver.connections.lock().unwrap(), connections);
+}
+
+/// Sixteen deny CIDRs, fifteen of the costliest and 100.0.0.0/24 last (the guard's eighth
+/// pattern): names resolving into the first and into the last are refused by Envoy's guard
+/// (the detail says so, not the check after DNS), and the reachable receiver gets no connection.
+#[test]
+fn deny_cidrs_over_every_guard_slot_are_refused_before_connecting() {
+    isolated();
+    let public = Ipv4Addr::from(support::dns::PUBLIC).to_string();
+    let receiver = Receiver::start_on(&public, Behaviour::json(200, "{}"));
+    let mut cidrs: Vec<String> = (100..115).map(|b| format!("200.{b}.128.0/17")).collect();
+    cidrs.push("100.0.0.0/24".into());
+    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
+        json["destination"]["deny_cidrs"] = serde_json::json!(cidrs.clone());
+    });
+    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let gw = Gateway::start(config);
+    for (name, ip, range) in [
+        ("public.dns.test", public.as_str(), "100.0.0.0/24"),
+        (
+            "200-100-200-1.ip.dns.test",
+            "200.100.200.1",
+            "200.100.128.0/17",
+        ),
+    ] {
+        let url = format!("http://{name}:{}/", receiver.port);
+        let reply = gw.post(&event(&unique_name("Denied"), &url));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!(
+                    "destination blocked: resolved address {ip} is in {range} (configured \
+                     deny_cidrs), refused by Envoy's destination policy"
+                )
+                .as_str()
+            )
+        );
+    }
+    assert_eq!(*receiver.connections.lock().unwrap(), 0);
 }
 
 /// A caller network added to the plugin's `callers` alone: a caller from it is served, one from
@@ -206,13 +259,10 @@ fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
     isolated();
     let receiver = Receiver::start_on("127.0.0.2", Behaviour::json(200, r#"{"ok":2}"#));
     let p = receiver.port;
-    let config = EnvoyConfig::load("envoy/run.yaml").edit_plugin_configs(move |json| {
-        json["destination"]["allow"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"cidr": "127.0.0.2/32", "port": p}));
-    });
-    assert_eq!(check(&config), (0, "F: ok\n".to_string()));
+    let config = with_exceptions(
+        EnvoyConfig::load("envoy/run.yaml"),
+        vec![serde_json::json!({"cidr": "127.0.0.2/32", "port": p})],
+    );
     let gw = Gateway::start(config);
     for url in [
         format!("http://127.0.0.2:{p}/literal"),
@@ -246,6 +296,106 @@ fn an_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
         assert_answer(&reply, 403, "no", 11110114, BLOCKED);
     }
     assert_eq!(receiver.records().len(), 2);
+    assert_eq!(*other.connections.lock().unwrap(), 0);
+}
+
+/// Twelve exceptions on one port, each a wide CIDR whose pattern is among the costliest (more
+/// than Envoy's 100-instruction limit holds in one pattern: hookgate spreads them over the
+/// guard's pattern slots): names resolving into the first, a middle and the last are delivered;
+/// addresses just outside them, on the same port, are refused and never get a connection.
+#[test]
+fn a_dozen_exceptions_on_one_port_all_reach_their_receivers() {
+    isolated();
+    let cidrs: Vec<String> = (10..22).map(|b| format!("127.{b}.128.0/17")).collect();
+    let first = Receiver::start_on("127.10.128.1", Behaviour::json(200, r#"{"ok":"first"}"#));
+    let p = first.port;
+    let middle = Receiver::start_at(
+        "127.16.200.9",
+        p,
+        Behaviour::json(200, r#"{"ok":"middle"}"#),
+    );
+    let last = Receiver::start_at(
+        "127.21.255.254",
+        p,
+        Behaviour::json(200, r#"{"ok":"last"}"#),
+    );
+    let below = Receiver::start_at("127.10.127.255", p, Behaviour::json(200, "{}"));
+    let beyond = Receiver::start_at("127.22.128.1", p, Behaviour::json(200, "{}"));
+    let exceptions: Vec<serde_json::Value> = cidrs
+        .iter()
+        .map(|c| serde_json::json!({"cidr": c, "port": p}))
+        .collect();
+    let config = with_exceptions(EnvoyConfig::load("envoy/run.yaml"), exceptions);
+    let gw = Gateway::start(config);
+    let url = |ip: &str| format!("http://{}.ip.dns.test:{p}/hook", ip.replace('.', "-"));
+    for (ip, receiver, body) in [
+        ("127.10.128.1", &first, r#"{"ok":"first"}"#),
+        ("127.16.200.9", &middle, r#"{"ok":"middle"}"#),
+        ("127.21.255.254", &last, r#"{"ok":"last"}"#),
+    ] {
+        assert_answer(
+            &gw.post(&event(&unique_name("Dozen"), &url(ip))),
+            200,
+            "yes",
+            1,
+            body,
+        );
+        assert_eq!(receiver.records().len(), 1, "{ip}");
+    }
+    for ip in ["127.10.127.255", "127.22.128.1"] {
+        let reply = gw.post(&event(&unique_name("Dozen"), &url(ip)));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+        assert_eq!(
+            reply.header("x-hookgate-detail"),
+            Some(
+                format!(
+                    "destination blocked: resolved address {ip} is in 127.0.0.0/8 (loopback), \
+                     refused by Envoy's destination policy"
+                )
+                .as_str()
+            )
+        );
+    }
+    // Refused before connecting: Envoy's guard, not the check after DNS.
+    assert_eq!(*below.connections.lock().unwrap(), 0);
+    assert_eq!(*beyond.connections.lock().unwrap(), 0);
+}
+
+/// An IPv6 exception (one address) added to the plugin configuration alone, with IPv6 looked up
+/// (`ALL`): the guard matches Envoy's text of it; a name resolving to it and its literal are
+/// delivered, while another port of the same address is refused and never gets a connection.
+#[test]
+fn an_ipv6_exception_in_the_plugin_alone_reaches_exactly_its_receiver() {
+    isolated();
+    let receiver = Receiver::start_on("::1", Behaviour::json(200, r#"{"ok":6}"#));
+    let p = receiver.port;
+    let config = with_exceptions(
+        EnvoyConfig::load("envoy/run.yaml").dual_stack(),
+        vec![serde_json::json!({"cidr": "::1/128", "port": p})],
+    );
+    let gw = Gateway::start(config);
+    for url in [
+        format!("http://[::1]:{p}/literal"),
+        format!("http://[0:0::1]:{p}/spelled"),
+        format!("http://v6loopback.dns.test:{p}/name"),
+    ] {
+        assert_answer(
+            &gw.post(&event(&unique_name("Six"), &url)),
+            200,
+            "yes",
+            1,
+            r#"{"ok":6}"#,
+        );
+    }
+    assert_eq!(receiver.records().len(), 3);
+    let other = Receiver::start_on("::1", Behaviour::json(200, "{}"));
+    for url in [
+        format!("http://[::1]:{}/", other.port),
+        format!("http://v6loopback.dns.test:{}/", other.port),
+    ] {
+        let reply = gw.post(&event(&unique_name("Six"), &url));
+        assert_answer(&reply, 403, "no", 11110114, BLOCKED);
+    }
     assert_eq!(*other.connections.lock().unwrap(), 0);
 }
 

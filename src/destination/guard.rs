@@ -2,34 +2,60 @@
 //!
 //! Envoy starts the connection to the host its load balancer picked before any wasm filter sees
 //! that host, so the refusal before connecting is Envoy's upstream RBAC (envoy/*.yaml). Its
-//! configuration is fixed plumbing: the built-in deny list, and two conditions (CEL) that read the
-//! picked address (`upstream.address`, `ip:port`) and two request pseudo-headers hookgate sets
-//! here, per webhook:
+//! configuration is fixed plumbing: the built-in deny list, and conditions (CEL) that read the
+//! picked address (`upstream.address`, `ip:port`) and request pseudo-headers hookgate sets here,
+//! per webhook, in [`GUARD_SLOTS`] slots each:
 //!
-//! * [`GUARD_ALLOW_HEADER`]: the exceptions that apply to this webhook (those for its port, or
-//!   for every port), as one RE2 pattern over `ip:port`; for an IP literal, the literal itself
-//!   when an exception covers it. The guard lets through an address it matches.
-//! * [`GUARD_DENY_HEADER`]: the configured `deny_cidrs`, for webhooks to a name (a literal was
-//!   judged by hookgate already). The guard refuses an address it matches unless excepted.
+//! * [`GUARD_ALLOW_HEADERS`]: the exceptions that apply to this webhook (those for its port, or
+//!   for every port), as RE2 patterns over `ip:port`; for an IP literal, the literal itself when
+//!   an exception covers it. The guard lets through an address one of them matches.
+//! * [`GUARD_DENY_HEADERS`]: the configured `deny_cidrs`, for webhooks to a name (a literal was
+//!   judged by hookgate already). The guard refuses an address one of them matches.
 //!
 //! Without them (the default policy) the guard refuses the built-in list alone. A pattern that
 //! Envoy cannot use (too large, malformed) makes its condition fail, and the guard then refuses:
 //! the conditions are written so that every error means "not allowed". Envoy's CEL accepts a
-//! pattern only up to 100 RE2 instructions ([`PROGRAM_BUDGET`]); a policy whose pattern could
-//! exceed it is refused when the configuration loads. IPv6 addresses are written by Envoy in a
-//! compressed form a CIDR pattern cannot follow exactly, so exceptions are IPv4 only (refused
-//! otherwise), and configured IPv6 `deny_cidrs` are enforced by the check after DNS alone.
+//! pattern only up to 100 RE2 instructions, fixed in Envoy's code (no runtime key or API field
+//! changes it), so the CIDRs are packed into several patterns, each within that budget
+//! ([`PROGRAM_BUDGET`]); a policy that needs more than [`GUARD_SLOTS`] patterns is refused when the
+//! configuration loads. IPv6 addresses are written by Envoy in a compressed form a CIDR pattern
+//! cannot follow exactly, so an IPv6 exception must be one address (its exact text; wider ones
+//! are refused), and configured IPv6 `deny_cidrs` are enforced by the check after DNS alone.
 //! Pseudo-headers: no caller can send one, and Envoy's HTTP/1 codec never writes one to the
 //! receiver.
 
 use crate::cidr::Net;
-use std::net::IpAddr;
+use envoy_text::ipv6_text;
+use std::net::{IpAddr, Ipv6Addr};
 
-/// The exceptions that apply to a webhook (RE2 over Envoy's `ip:port`).
-pub const GUARD_ALLOW_HEADER: &str = ":hookgate-guard-allow";
-/// The configured deny CIDRs (RE2 over Envoy's `ip:port`).
-pub const GUARD_DENY_HEADER: &str = ":hookgate-guard-deny";
-/// Envoy's limit on a pattern in CEL (`regex_max_program_size`, in RE2 instructions).
+mod envoy_text;
+
+/// How many patterns of each kind the shipped guard reads (its conditions name each slot).
+pub const GUARD_SLOTS: usize = 8;
+/// The exceptions that apply to a webhook (RE2 over Envoy's `ip:port`), one slot per pattern.
+pub const GUARD_ALLOW_HEADERS: [&str; GUARD_SLOTS] = [
+    ":hookgate-guard-allow-0",
+    ":hookgate-guard-allow-1",
+    ":hookgate-guard-allow-2",
+    ":hookgate-guard-allow-3",
+    ":hookgate-guard-allow-4",
+    ":hookgate-guard-allow-5",
+    ":hookgate-guard-allow-6",
+    ":hookgate-guard-allow-7",
+];
+/// The configured deny CIDRs (RE2 over Envoy's `ip:port`), one slot per pattern.
+pub const GUARD_DENY_HEADERS: [&str; GUARD_SLOTS] = [
+    ":hookgate-guard-deny-0",
+    ":hookgate-guard-deny-1",
+    ":hookgate-guard-deny-2",
+    ":hookgate-guard-deny-3",
+    ":hookgate-guard-deny-4",
+    ":hookgate-guard-deny-5",
+    ":hookgate-guard-deny-6",
+    ":hookgate-guard-deny-7",
+];
+/// Envoy's limit on a pattern in CEL (`regex_max_program_size`, in RE2 instructions; a constant
+/// in Envoy's CEL evaluator).
 const PROGRAM_BUDGET: usize = 100;
 /// What anchors, the port and RE2's own instructions add to a pattern, counted generously.
 const PATTERN_OVERHEAD: usize = 20;
@@ -163,6 +189,23 @@ fn ipv4_piece(addr: u32, len: u32) -> Piece {
     }
 }
 
+/// One IPv6 address as Envoy writes it, in brackets.
+fn ipv6_piece(addr: Ipv6Addr) -> Piece {
+    let text = ipv6_text(addr);
+    Piece {
+        cost: text.len() + 2,
+        text: format!(r"\[{}\]", text.replace('.', r"\.")),
+    }
+}
+
+/// The pattern fragment of one address.
+fn address_piece(ip: IpAddr) -> Piece {
+    match ip {
+        IpAddr::V4(ip) => ipv4_piece(u32::from(ip), 32),
+        IpAddr::V6(ip) => ipv6_piece(ip),
+    }
+}
+
 /// The whole pattern over `ip:port` for these networks; `port` None: any port.
 fn pattern(pieces: &[Piece], port: Option<u16>) -> String {
     let port = port.map_or(r"\d+".to_string(), |p| p.to_string());
@@ -173,41 +216,76 @@ fn fits(pieces: &[Piece]) -> bool {
     alternation(pieces).cost + PATTERN_OVERHEAD <= PROGRAM_BUDGET
 }
 
+/// The networks as patterns each within Envoy's budget, in order (each pattern takes networks
+/// while they fit); None when they need more than [`GUARD_SLOTS`] patterns.
+fn packed(pieces: &[Piece], port: Option<u16>) -> Option<Vec<String>> {
+    let mut groups: Vec<Vec<Piece>> = Vec::new();
+    for piece in pieces {
+        match groups.last_mut() {
+            Some(group) if fits(&[group.as_slice(), std::slice::from_ref(piece)].concat()) => {
+                group.push(piece.clone());
+            }
+            _ if fits(std::slice::from_ref(piece)) => groups.push(vec![piece.clone()]),
+            _ => return None,
+        }
+    }
+    (groups.len() <= GUARD_SLOTS).then(|| groups.iter().map(|g| pattern(g, port)).collect())
+}
+
+/// The slots' pseudo-headers for these patterns.
+fn slotted(
+    names: &[&'static str; GUARD_SLOTS],
+    patterns: &[String],
+) -> Vec<(&'static str, String)> {
+    names
+        .iter()
+        .copied()
+        .zip(patterns.iter().cloned())
+        .collect()
+}
+
 /// The guard's material, prepared when the configuration loads.
 #[derive(Clone, Debug)]
 pub(super) struct Guard {
     /// (network, port) of each exception, and its pattern fragment.
     allow: Vec<(Net, Option<u16>, Piece)>,
-    /// The configured IPv4 deny CIDRs as one pattern, if any.
-    deny: Option<String>,
+    /// The configured IPv4 deny CIDRs as patterns, one per slot.
+    deny: Vec<String>,
 }
 
 impl Guard {
     /// `allow`: each exception (network, port); `deny`: the configured deny CIDRs. Err names
-    /// the key: an IPv6 exception, or more CIDRs than one pattern of Envoy's can hold.
+    /// the key: an IPv6 exception, or more CIDRs than the guard's patterns can hold.
     pub(super) fn new(allow: &[(Net, Option<u16>)], deny: &[Net]) -> Result<Guard, String> {
         let mut rules = Vec::with_capacity(allow.len());
         for (i, &(net, port)) in allow.iter().enumerate() {
-            let Net::V4 { addr, len } = net else {
-                return Err(format!(
-                    "destination.allow[{i}].cidr: IPv6 exceptions are not supported: Envoy's \
-                     guard before connecting matches IPv4 exceptions only"
-                ));
+            let piece = match net {
+                Net::V4 { addr, len } => ipv4_piece(addr, len),
+                Net::V6 { addr, len: 128 } => ipv6_piece(Ipv6Addr::from(addr)),
+                Net::V6 { .. } => {
+                    return Err(format!(
+                        "destination.allow[{i}].cidr: an IPv6 exception must be one address \
+                         (/128): Envoy's guard before connecting matches IPv6 addresses by \
+                         their exact text"
+                    ))
+                }
             };
-            rules.push((net, port, ipv4_piece(addr, len)));
+            rules.push((net, port, piece));
         }
-        for (_, port, _) in &rules {
-            let applying: Vec<Piece> = rules
-                .iter()
-                .filter(|(_, p, _)| p.is_none() || p == port)
-                .map(|(_, _, piece)| piece.clone())
-                .collect();
-            if !fits(&applying) {
+        let guard = Guard {
+            allow: rules,
+            deny: Vec::new(),
+        };
+        // Every set of exceptions a webhook can carry is the set of some exception's port.
+        for (_, port, _) in &guard.allow {
+            let applying = guard.applying(*port);
+            if packed(&applying, *port).is_none() {
                 let which = port.map_or("every port".to_string(), |p| format!("port {p}"));
                 return Err(format!(
                     "destination.allow: too many exceptions apply to {which} for Envoy's guard \
-                     before connecting ({} CIDRs, one pattern of at most {PROGRAM_BUDGET} \
-                     instructions): merge them into fewer, wider CIDRs",
+                     before connecting ({} CIDRs; at most {GUARD_SLOTS} patterns of \
+                     {PROGRAM_BUDGET} RE2 instructions, 2 to 8 CIDRs each): merge them into \
+                     fewer, wider CIDRs, or spread them over ports",
                     applying.len()
                 ));
             }
@@ -219,18 +297,24 @@ impl Guard {
                 Net::V6 { .. } => None,
             })
             .collect();
-        if !deny.is_empty() && !fits(&deny) {
+        let Some(deny) = packed(&deny, None) else {
             return Err(format!(
                 "destination.deny_cidrs: too many IPv4 CIDRs for Envoy's guard before connecting \
-                 ({}, one pattern of at most {PROGRAM_BUDGET} instructions): merge them into \
-                 fewer, wider CIDRs",
+                 ({}; at most {GUARD_SLOTS} patterns of {PROGRAM_BUDGET} RE2 instructions, 2 to 8 \
+                 CIDRs each): merge them into fewer, wider CIDRs",
                 deny.len()
             ));
-        }
-        Ok(Guard {
-            allow: rules,
-            deny: (!deny.is_empty()).then(|| pattern(&deny, None)),
-        })
+        };
+        Ok(Guard { deny, ..guard })
+    }
+
+    /// The pattern fragments of the exceptions for `port` (its own, and those for every port).
+    fn applying(&self, port: Option<u16>) -> Vec<Piece> {
+        self.allow
+            .iter()
+            .filter(|(_, p, _)| p.is_none() || *p == port)
+            .map(|(_, _, piece)| piece.clone())
+            .collect()
     }
 
     /// The pseudo-headers for a webhook to `port`, whose host is the IP literal `literal` or a
@@ -241,25 +325,20 @@ impl Guard {
         literal: Option<IpAddr>,
         port: u16,
     ) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        let applying = self
-            .allow
-            .iter()
-            .filter(|(_, p, _)| p.is_none() || *p == Some(port));
-        let allow: Vec<Piece> = match literal {
-            Some(IpAddr::V4(ip)) => applying
-                .filter(|(net, _, _)| net.contains(IpAddr::V4(ip)))
+        let allow: Vec<String> = match literal {
+            Some(ip) => self
+                .allow
+                .iter()
+                .filter(|(net, p, _)| (p.is_none() || *p == Some(port)) && net.contains(ip))
                 .take(1)
-                .map(|_| ipv4_piece(u32::from(ip), 32))
+                .map(|_| pattern(&[address_piece(ip)], Some(port)))
                 .collect(),
-            Some(IpAddr::V6(_)) => Vec::new(),
-            None => applying.map(|(_, _, piece)| piece.clone()).collect(),
+            // Within the slots: Guard::new packed this very set for some exception's port.
+            None => packed(&self.applying(Some(port)), Some(port)).unwrap_or_default(),
         };
-        if !allow.is_empty() {
-            out.push((GUARD_ALLOW_HEADER, pattern(&allow, Some(port))));
-        }
-        if let (None, Some(deny)) = (literal, &self.deny) {
-            out.push((GUARD_DENY_HEADER, deny.clone()));
+        let mut out = slotted(&GUARD_ALLOW_HEADERS, &allow);
+        if literal.is_none() {
+            out.extend(slotted(&GUARD_DENY_HEADERS, &self.deny));
         }
         out
     }
@@ -303,21 +382,36 @@ pub fn guard_rules() -> serde_json::Value {
             "args": [call("_[_]", vec![select("request", "headers"), json!({"const_expr": {"string_value": h}})])]
         }})
     };
+    // Each slot: outside when absent, inside when present and matched. CEL's `||` is true when
+    // either side is, even if the other failed; its `&&` false when either side is: so a failed
+    // pattern never lets an address through.
+    let unmatched = |h: &str| {
+        call(
+            "_||_",
+            vec![call("!_", vec![present(h)]), call("!_", vec![matches(h)])],
+        )
+    };
+    let matched = |h: &str| call("_&&_", vec![present(h), matches(h)]);
+    // `c0 op (c1 op (... op c7))`, as the shipped YAML nests it.
+    let chain = |function: &str, clauses: Vec<serde_json::Value>| {
+        clauses
+            .into_iter()
+            .rev()
+            .reduce(|rest, clause| call(function, vec![clause, rest]))
+            .unwrap_or(serde_json::Value::Null)
+    };
     json!({
         "action": "ALLOW",
         "policies": {
             "public-destinations": {
                 "principals": [{"any": true}],
                 "permissions": [{"not_rule": {"or_rules": {"rules": deny_list}}}],
-                "condition": call("_||_", vec![
-                    call("!_", vec![present(GUARD_DENY_HEADER)]),
-                    call("!_", vec![matches(GUARD_DENY_HEADER)]),
-                ]),
+                "condition": chain("_&&_", GUARD_DENY_HEADERS.iter().map(|h| unmatched(h)).collect()),
             },
             "excepted-destinations": {
                 "principals": [{"any": true}],
                 "permissions": [{"any": true}],
-                "condition": call("_&&_", vec![present(GUARD_ALLOW_HEADER), matches(GUARD_ALLOW_HEADER)]),
+                "condition": chain("_||_", GUARD_ALLOW_HEADERS.iter().map(|h| matched(h)).collect()),
             }
         }
     })

@@ -20,6 +20,7 @@ fn zone(name: &str) -> Option<Vec<IpAddr>> {
         // A public address that scripts/test.sh puts on the namespace's loopback interface.
         "public.dns.test" => v4(&[PUBLIC]),
         "second.dns.test" => v4(&[[127, 0, 0, 2]]),
+        "v6loopback.dns.test" => one("::1"),
         // An allowed address first, a blocked one after it: the logical-host trap.
         "mixed.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
         "mixedrev.dns.test" => v4(&[[127, 0, 0, 1], [127, 0, 0, 2]]),
@@ -33,7 +34,11 @@ fn zone(name: &str) -> Option<Vec<IpAddr>> {
         "nat64.dns.test" => one("64:ff9b::7f00:1"),
         "siit.dns.test" => one("::ffff:0:7f00:1"),
         "teredo.dns.test" => one("2001:0:4136:e378:8000:63bf:80ff:fffe"),
-        _ => None,
+        // `a-b-c-d.ip.dns.test`: the IPv4 address a.b.c.d.
+        _ => name
+            .strip_suffix(".ip.dns.test")
+            .and_then(|ip| ip.replace('-', ".").parse().ok())
+            .map(|ip| vec![ip]),
     }
 }
 

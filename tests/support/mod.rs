@@ -127,6 +127,22 @@ impl EnvoyConfig {
     }
 
     /// Edits the plugin configuration (JSON) of every hookgate filter.
+    /// The same with IPv6 looked up too (`dns_lookup_family: ALL` on the webhooks cluster, as
+    /// docs/security.md describes).
+    pub fn dual_stack(self) -> Self {
+        self.edit(|yaml| {
+            let clusters = yaml["static_resources"]["clusters"]
+                .as_sequence_mut()
+                .unwrap();
+            let webhooks = clusters
+                .iter_mut()
+                .find(|c| c["name"] == "webhooks")
+                .unwrap();
+            assert_eq!(webhooks["dns_lookup_family"], "V4_ONLY");
+            webhooks["dns_lookup_family"] = "ALL".into();
+        })
+    }
+
     pub fn edit_plugin_configs(mut self, edit: impl Fn(&mut serde_json::Value)) -> Self {
         for filter in self.hookgate_filters() {
             let value = &mut filter["typed_config"]["config"]["configuration"]["value"];

@@ -122,7 +122,12 @@ impl Receiver {
     }
 
     pub fn start_on(address: &str, behaviour: Behaviour) -> Receiver {
-        let listener = TcpListener::bind((address, 0)).unwrap();
+        Self::start_at(address, 0, behaviour)
+    }
+
+    /// Listens on `address:port` (0: a free port).
+    pub fn start_at(address: &str, port: u16, behaviour: Behaviour) -> Receiver {
+        let listener = TcpListener::bind((address, port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let receiver = Receiver {
             port,

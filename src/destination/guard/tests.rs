@@ -2,7 +2,9 @@ use super::*;
 use crate::cidr::parse_cidr;
 use std::net::Ipv4Addr;
 
-/// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\d`, `\d+`, `[a-b]`,
+mod cel;
+
+/// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\[`, `\]`, `\d`, `\d+`, `[a-b]`,
 /// `(?:a|b)`, `^`, `$`), so that the patterns are checked against every address here; the end
 /// to end tests show RE2 in Envoy agrees.
 fn matches(pattern: &str, text: &str) -> bool {
@@ -89,7 +91,7 @@ fn atom_ends(atom: &[u8], text: &[u8]) -> Vec<usize> {
             out.extend(ends(&inner[start..], text));
             out
         }
-        [c] => {
+        [c] | [b'\\', c] => {
             if text.first() == Some(c) {
                 vec![1]
             } else {
@@ -195,51 +197,214 @@ fn a_webhook_carries_what_applies_to_it_and_nothing_by_default() {
         &["100.0.0.0/24", "fd00::/8"],
     )
     .unwrap();
+    let (allow0, deny0) = (GUARD_ALLOW_HEADERS[0], GUARD_DENY_HEADERS[0]);
     assert_eq!(
         g.headers(None, 18090),
         vec![
             (
-                GUARD_ALLOW_HEADER,
+                allow0,
                 r"^(?:127\.0\.0\.2|10\.1\.\d+\.\d+):18090$".to_string()
             ),
-            (GUARD_DENY_HEADER, r"^100\.0\.0\.\d+:\d+$".to_string()),
+            (deny0, r"^100\.0\.0\.\d+:\d+$".to_string()),
         ]
     );
     assert_eq!(
         g.headers(None, 443),
         vec![
-            (GUARD_ALLOW_HEADER, r"^10\.1\.\d+\.\d+:443$".to_string()),
-            (GUARD_DENY_HEADER, r"^100\.0\.0\.\d+:\d+$".to_string()),
+            (allow0, r"^10\.1\.\d+\.\d+:443$".to_string()),
+            (deny0, r"^100\.0\.0\.\d+:\d+$".to_string()),
         ]
     );
     // A literal carries itself when excepted, and no deny pattern (hookgate judged it).
     let literal = |ip: &str, port| g.headers(Some(ip.parse().unwrap()), port);
     assert_eq!(
         literal("10.1.2.3", 443),
-        vec![(GUARD_ALLOW_HEADER, r"^10\.1\.2\.3:443$".to_string())]
+        vec![(allow0, r"^10\.1\.2\.3:443$".to_string())]
     );
     assert_eq!(literal("127.0.0.2", 18091), vec![]);
     assert_eq!(literal("93.184.216.34", 443), vec![]);
+}
+
+/// CIDRs whose patterns cost the most: a /17 at the top of the range spells its third octet
+/// 128-255 with four alternatives, and every fixed octet has three digits.
+fn widest(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{}.{}.128.0/17", 200 + i / 50, 100 + i % 50))
+        .collect()
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Whether some pattern of `headers` named by `names` matches `ip:port`.
+fn any_matches(headers: &[(&str, String)], names: &[&str], text: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(h, _)| names.contains(h))
+        .any(|(_, p)| matches(p, text))
+}
+
+#[test]
+fn an_ipv6_exception_is_its_address_exactly_as_envoy_writes_it() {
+    let g = guard(
+        &[
+            ("::1/128", Some(8443)),
+            ("fd00::7:0:0:1/128", None),
+            ("::ffff:127.0.0.1/128", None),
+        ],
+        &[],
+    )
+    .unwrap();
+    let allow0 = GUARD_ALLOW_HEADERS[0];
+    let by_name = g.headers(None, 8443);
+    assert_eq!(
+        by_name,
+        vec![(
+            allow0,
+            r"^(?:\[::1\]|\[fd00::7:0:0:1\]|\[::ffff:127\.0\.0\.1\]):8443$".to_string()
+        )]
+    );
+    let pattern = &by_name[0].1;
+    for (text, expected) in [
+        ("[::1]:8443", true),
+        ("[fd00::7:0:0:1]:8443", true),
+        ("[::ffff:127.0.0.1]:8443", true),
+        ("[::1]:8444", false),
+        ("[::1%2]:8443", false),
+        ("[::2]:8443", false),
+        ("[::11]:8443", false),
+        ("[fd00::7:0:0:10]:8443", false),
+        ("127.0.0.1:8443", false),
+        ("[::ffff:127.0.0.10]:8443", false),
+    ] {
+        assert_eq!(matches(pattern, text), expected, "{text}");
+    }
+    // A literal carries itself, in Envoy's spelling, whatever spelling the URL used.
+    assert_eq!(
+        g.headers(Some("fd00:0:0:0:7::1".parse().unwrap()), 1),
+        vec![(allow0, r"^\[fd00::7:0:0:1\]:1$".to_string())]
+    );
+    assert_eq!(g.headers(Some("::1".parse().unwrap()), 8444), vec![]);
+    assert_eq!(
+        guard(&[("fd00::/64", Some(1))], &[]).unwrap_err(),
+        "destination.allow[0].cidr: an IPv6 exception must be one address (/128): Envoy's \
+         guard before connecting matches IPv6 addresses by their exact text"
+    );
+}
+
+#[test]
+fn a_dozen_exceptions_on_one_port_are_packed_into_slots_each_within_envoys_budget() {
+    // Twelve single receivers and twelve of the costliest CIDRs, all on port 443.
+    let singles: Vec<String> = (1..=12)
+        .map(|i| format!("203.0.{i}.{}/32", 200 + i))
+        .collect();
+    for cidrs in [singles, widest(12)] {
+        let allow: Vec<(&str, Option<u16>)> =
+            cidrs.iter().map(|c| (c.as_str(), Some(443))).collect();
+        let g = guard(&allow, &[]).unwrap();
+        let headers = g.headers(None, 443);
+        assert!(
+            headers.len() > 1 && headers.len() <= GUARD_SLOTS,
+            "{headers:?}"
+        );
+        let names: Vec<&str> = headers.iter().map(|(h, _)| *h).collect();
+        assert_eq!(names, GUARD_ALLOW_HEADERS[..headers.len()]);
+        for cidr in &cidrs {
+            let Net::V4 { addr, len } = net(cidr) else {
+                panic!()
+            };
+            let last = addr | ((1_u64 << (32 - len)) - 1) as u32;
+            for ip in [addr, last, addr.wrapping_sub(1), last.wrapping_add(1)] {
+                let ip = Ipv4Addr::from(ip);
+                let inside = cidrs.iter().any(|c| net(c).contains(IpAddr::V4(ip)));
+                assert_eq!(
+                    any_matches(&headers, &GUARD_ALLOW_HEADERS, &format!("{ip}:443")),
+                    inside,
+                    "{ip} {headers:?}"
+                );
+                assert!(!any_matches(
+                    &headers,
+                    &GUARD_ALLOW_HEADERS,
+                    &format!("{ip}:444")
+                ));
+            }
+        }
+    }
+}
+
+#[test]
+fn many_deny_cidrs_are_packed_and_each_is_refused() {
+    let cidrs = widest(2 * GUARD_SLOTS);
+    let g = guard(&[], &as_strs(&cidrs)).unwrap();
+    let headers = g.headers(None, 443);
+    assert!(headers.iter().all(|(h, _)| GUARD_DENY_HEADERS.contains(h)));
+    for cidr in &cidrs {
+        let Net::V4 { addr, .. } = net(cidr) else {
+            panic!()
+        };
+        let ip = Ipv4Addr::from(addr + 7);
+        assert!(
+            any_matches(&headers, &GUARD_DENY_HEADERS, &format!("{ip}:8443")),
+            "{ip}"
+        );
+    }
+    assert!(!any_matches(
+        &headers,
+        &GUARD_DENY_HEADERS,
+        "200.100.127.255:8443"
+    ));
 }
 
 #[test]
 fn what_envoys_guard_cannot_hold_is_refused_with_its_key() {
     assert_eq!(
         guard(&[("127.0.0.1/32", None), ("fd00::/8", Some(1))], &[]).unwrap_err(),
-        "destination.allow[1].cidr: IPv6 exceptions are not supported: Envoy's guard before \
-         connecting matches IPv4 exceptions only"
+        "destination.allow[1].cidr: an IPv6 exception must be one address (/128): Envoy's \
+         guard before connecting matches IPv6 addresses by their exact text"
     );
-    let many: Vec<String> = (0..8).map(|i| format!("10.{i}.16.0/20")).collect();
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    let per_port: Vec<(&str, Option<u16>)> = many.iter().map(|c| (*c, Some(443))).collect();
-    assert!(guard(&per_port, &[])
+    // The cap: 2 of the costliest CIDRs a pattern, so 16 in the 8 slots; the 17th is refused.
+    let cap = 2 * GUARD_SLOTS;
+    let many = widest(cap + 1);
+    let per_port = |n: usize| -> Vec<(&str, Option<u16>)> {
+        many.iter()
+            .take(n)
+            .map(|c| (c.as_str(), Some(443)))
+            .collect()
+    };
+    assert!(guard(&per_port(cap), &[]).is_ok());
+    assert_eq!(
+        guard(&per_port(cap + 1), &[]).unwrap_err(),
+        "destination.allow: too many exceptions apply to port 443 for Envoy's guard before \
+         connecting (17 CIDRs; at most 8 patterns of 100 RE2 instructions, 2 to 8 CIDRs each): \
+         merge them into fewer, wider CIDRs, or spread them over ports"
+    );
+    // Every-port exceptions count towards each port.
+    let mut mixed = per_port(cap);
+    mixed.push((many[cap].as_str(), None));
+    assert!(guard(&mixed, &[])
         .unwrap_err()
         .starts_with("destination.allow: too many exceptions apply to port 443"));
-    assert!(guard(&[], &many)
-        .unwrap_err()
-        .starts_with("destination.deny_cidrs: too many IPv4 CIDRs"));
+    assert!(guard(&[], &as_strs(&many[..cap])).is_ok());
+    assert!(guard(&[], &as_strs(&many)).unwrap_err().starts_with(
+        "destination.deny_cidrs: too many IPv4 CIDRs for Envoy's guard before connecting (17;"
+    ));
+    // Single addresses like 10.0.0.10: 7 a pattern, so 56.
+    let singles: Vec<String> = (10..=66).map(|i| format!("10.0.0.{i}/32")).collect();
+    let allow = |n: usize| -> Vec<(&str, Option<u16>)> {
+        singles
+            .iter()
+            .take(n)
+            .map(|c| (c.as_str(), Some(443)))
+            .collect()
+    };
+    assert!(guard(&allow(56), &[]).is_ok());
+    assert!(guard(&allow(57), &[]).is_err());
     // The same exceptions spread over ports each fit.
-    let spread: Vec<(&str, Option<u16>)> =
-        many.iter().zip(1..).map(|(c, p)| (*c, Some(p))).collect();
+    let spread: Vec<(&str, Option<u16>)> = many
+        .iter()
+        .zip(1..)
+        .map(|(c, p)| (c.as_str(), Some(p)))
+        .collect();
     assert!(guard(&spread, &[]).is_ok());
 }

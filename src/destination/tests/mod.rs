@@ -246,12 +246,13 @@ fn exceptions_name_exactly_what_they_allow() {
             ("http://8.8.8.8/", P),
         ],
     );
-    // IPv6 exceptions are refused: Envoy's guard before connecting could not follow them.
+    // IPv6 exceptions wider than one address are refused: Envoy's guard before connecting could
+    // not follow them.
     let ipv6: DestinationConfig =
         serde_json::from_value(serde_json::json!({"allow": [{"cidr": "fd12:3456::/32"}]})).unwrap();
     assert!(DestinationPolicy::new(&ipv6)
         .unwrap_err()
-        .starts_with("destination.allow[0].cidr: IPv6 exceptions are not supported"));
+        .starts_with("destination.allow[0].cidr: an IPv6 exception must be one address (/128)"));
     assert_eq!(
         policy.check("http://127.0.0.1:8080/"),
         Err(Failure::BlockedDestination(
