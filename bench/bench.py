@@ -9,9 +9,11 @@ markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory)
 send at a time against the local state and a bare etcd transaction, about a minute; the full run
 does it too, after the other sections; ETCD_BIN overrides the etcd binary).
 Every Envoy config is generated now from the current envoy/envoy.yaml: listener and admin ports
-replaced (loopback only) and only the wasm filter changed. hookgate (B) excepts the bench receiver
-in its plugin configuration alone (it feeds Envoy's guard before connecting); plain Envoy (A) and
-the floor filter (F), which cannot feed the guard, get one more guard policy allowing the receiver.
+replaced (loopback only) and only the wasm filter changed; the guard before connecting as shipped.
+It runs only inside bench/netns.sh's network namespace (loopback only, a public address on it for
+the receiver and a name resolving to it): the receiver is then reached the way production
+webhooks reach theirs, with no exception in hookgate's plugin configuration, and nothing can leave
+the machine.
 """
 
 import copy
@@ -40,6 +42,7 @@ MAIN_ROUNDS = 2 if QUICK else 5
 GROWTH_ROUNDS = 1 if QUICK else 2
 TRACKED_ROUNDS = 2 if QUICK else 4  # each round: F, then every B_N
 WARMUP = 1 if QUICK else 2
+SHAPE_ROUNDS = 2 if QUICK else 4  # each round: every webhook shape once
 VARIABLES = [1, 10, 100, 1000]
 TRACKED = [1, 1000, 100000]
 MAX_TRACKED = 1000000  # the same table for every count, only its fill changes; at 200000, 100000
@@ -47,7 +50,9 @@ MAX_TRACKED = 1000000  # the same table for every count, only its fill changes; 
 CONNECTIONS = 16
 BENCH_NAME = "BenchHook"
 KEY = "benchkey"
-RBAC_MATCHER = "type.googleapis.com/envoy.extensions.rbac.matchers.upstream_ip_port.v3.UpstreamIpPortMatcher"
+# The receiver's public address and a name for it, on the namespace's loopback (bench/netns.sh).
+RECEIVER_IP = os.environ.get("BENCH_RECEIVER_IP", "")
+RECEIVER_NAME = os.environ.get("BENCH_RECEIVER_NAME", "")
 
 FLEET = os.environ.get("BENCH_FLEET") == "1"
 
@@ -78,14 +83,31 @@ def fail(text):
     raise SystemExit(1)
 
 
-def free_port():
+def require_namespace():
+    """Refuses to run anywhere but in bench/netns.sh's namespace: the receiver is a public address,
+    so outside it every Envoy and load would be aimed off the machine."""
+    names = sorted(name for _, name in socket.if_nameindex())
+    if names != ["lo"] or not RECEIVER_IP or not RECEIVER_NAME:
+        fail(f"not inside the bench's network namespace (interfaces {names}): run it through bench/run.sh "
+             "(`make bench`) or bench/netns.sh, which give it one with only loopback")
+    try:
+        with socket.socket() as s:
+            s.bind((RECEIVER_IP, 0))
+        resolved = {a[4][0] for a in socket.getaddrinfo(RECEIVER_NAME, 80, socket.AF_INET)}
+    except OSError as e:
+        fail(f"{RECEIVER_IP} not on this namespace's loopback, or {RECEIVER_NAME} not resolving: {e}")
+    if resolved != {RECEIVER_IP}:
+        fail(f"{RECEIVER_NAME} resolves to {sorted(resolved)}, not {RECEIVER_IP}")
+
+
+def free_port(address="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
-def http(port, path, body=None, headers=None, timeout=5):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {},
+def http(port, path, body=None, headers=None, timeout=5, address="127.0.0.1"):
+    req = urllib.request.Request(f"http://{address}:{port}{path}", data=body, headers=headers or {},
                                  method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -97,7 +119,8 @@ def http(port, path, body=None, headers=None, timeout=5):
 # ---------------------------------------------------------------- receiver
 
 def start_receiver():
-    port = free_port()
+    """nginx on the receiver's public address; returns its port."""
+    port = free_port(RECEIVER_IP)
     d = os.path.join(WORK, "nginx")
     os.makedirs(d)
     conf = os.path.join(d, "nginx.conf")
@@ -112,7 +135,7 @@ http {{
   keepalive_timeout 300s;
   client_body_temp_path {d};
   server {{
-    listen 127.0.0.1:{port};
+    listen {RECEIVER_IP}:{port};
     default_type application/json;
     location /verify {{ return 200 '{{"ok":true,"key":"{KEY}"}}'; }}
     location / {{ return 200 '{{"ok":true}}'; }}
@@ -124,12 +147,12 @@ http {{
     PROCS.append(p)
     for _ in range(100):
         try:
-            if http(port, "/hook", b"{}")[0] == 200:
+            if http(port, "/hook", b"{}", address=RECEIVER_IP)[0] == 200:
                 return port
         except OSError:
             pass
         time.sleep(0.05)
-    fail(f"nginx did not answer on 127.0.0.1:{port} (see {d})")
+    fail(f"nginx did not answer on {RECEIVER_IP}:{port} (see {d})")
 
 
 # ---------------------------------------------------------------- Envoy configs
@@ -175,15 +198,6 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
         fail("envoy/envoy.yaml: expected one listener")
     listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
     if kind in ("A", "F"):
-        # Without hookgate nothing feeds the guard's exceptions: allow the bench receiver there.
-        guards = find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") == "envoy.filters.http.upstream_rbac", [])
-        if not guards:
-            fail("envoy/envoy.yaml: no upstream RBAC (layout changed?)")
-        for g in guards:
-            g["typed_config"]["rules"]["policies"]["bench-receiver"] = {
-                "principals": [{"any": True}],
-                "permissions": [{"matcher": {"name": "envoy.rbac.matchers.upstream_ip_port", "typed_config": {
-                    "@type": RBAC_MATCHER, "upstream_ip": {"address_prefix": "127.0.0.1", "prefix_len": 32}}}}]}
         # Plain Envoy and the floor filter run without hookgate's check after DNS.
         for chain in find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
             chain["upstream_http_filters"] = [
@@ -398,6 +412,7 @@ def ms(us):
 
 def main():
     t0 = time.monotonic()
+    require_namespace()
     say(f"scratch directory: {WORK}")
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -408,14 +423,16 @@ def main():
     envoy_version = envoy_version.split("version:")[-1].strip() if "version:" in envoy_version else envoy_version
 
     rport = start_receiver()
-    receiver = f"127.0.0.1:{rport}"
-    url = f"http://{receiver}/hook"
+    # Webhooks go to a name, as production's mostly do; the IP literal is measured beside it.
+    receiver, receiver_ip = f"{RECEIVER_NAME}:{rport}", f"{RECEIVER_IP}:{rport}"
+    url, url_ip = f"http://{receiver}/hook", f"http://{receiver_ip}/hook"
     base_plugin = hookgate_plugin_json(base_config())
-    allow = {"allow": [{"cidr": "127.0.0.1/32"}]}
 
-    def plugin(limit):
+    def plugin(limit, exception=False):
+        """The shipped plugin configuration with these limit settings; no exception unless asked."""
         p = copy.deepcopy(base_plugin)
-        p.setdefault("destination", {}).update(allow)
+        if exception:
+            p.setdefault("destination", {})["allow"] = [{"cidr": f"{RECEIVER_IP}/32"}]
         p["limit"] = {**p.get("limit", {}), **limit}
         return p
 
@@ -424,13 +441,18 @@ def main():
     floor_src = os.environ.get("BENCH_FLOOR_WASM") or fail("BENCH_FLOOR_WASM not set (bench/run.sh sets it)")
     shutil.copy(floor_src, os.path.join(WORK, "floor.wasm"))
     floor_size = os.path.getsize(os.path.join(WORK, "floor.wasm"))
-    production = plugin({"verified": [{"name": BENCH_NAME, "url": url}]})
+    verified = {"verified": [{"name": BENCH_NAME, "url": url}, {"name": BENCH_NAME, "url": url_ip}]}
+    production = plugin(verified)
     say(f"B plugin configuration: {json.dumps(production)}")
 
     envoys = {
         "A": Envoy("A", "A"),
         "F": Envoy("F", "F", floor_target=f"{receiver} /hook"),
         "B": Envoy("B", "B", plugin=production),
+        # The webhook shapes beside the main one: the floor to the IP literal, and hookgate with
+        # an exception covering the receiver (the guard then compiles its pattern per request).
+        "F-ip": Envoy("F-ip", "F", floor_target=f"{receiver_ip} /hook"),
+        "B-exc": Envoy("B-exc", "B", plugin=plugin(verified, exception=True)),
     }
     for e in envoys.values():
         say(f"Envoy {e.label}: listener :{e.port}, admin :{e.admin}, ready in {e.ready_s:.2f} s, RSS {e.rss_mb():.1f} MB")
@@ -438,15 +460,19 @@ def main():
     bodies = {n: (body_file(f"event{n}.json", event(BENCH_NAME, url, n)), body_file(f"payload{n}.json", payload(n)))
               for n in VARIABLES}
     ev10, pl10 = bodies[10]
+    ev10_ip = body_file("event10-ip.json", event(BENCH_NAME, url_ip, 10))
     say(f"10-variable event {os.path.getsize(ev10)} bytes, its webhook payload {os.path.getsize(pl10)} bytes")
 
     # what B really sends must be what A and F forward
-    status, rep, _ = http(envoys["B"].port, "/", open(ev10, "rb").read(),
-                          {"content-type": "application/json", "x-hookgate-test": "true"})
-    report = json.loads(rep)
-    if status != 200 or report.get("request", {}).get("body") != json.loads(open(pl10, "rb").read()):
-        fail(f"B's webhook body differs from the A/F payload: {status} {rep[:300]!r}")
-    for label, body_path, host, route in (("A", pl10, receiver, "http"), ("F", pl10, "", ""), ("B", ev10, "", "")):
+    for ev in (ev10, ev10_ip):
+        status, rep, _ = http(envoys["B"].port, "/", open(ev, "rb").read(),
+                              {"content-type": "application/json", "x-hookgate-test": "true"})
+        report = json.loads(rep)
+        if status != 200 or report.get("request", {}).get("body") != json.loads(open(pl10, "rb").read()):
+            fail(f"B's webhook body differs from the A/F payload: {status} {rep[:300]!r}")
+    for label, body_path, host, route in (("A", pl10, receiver, "http"), ("F", pl10, "", ""), ("B", ev10, "", ""),
+                                          ("F-ip", pl10, "", ""), ("B", ev10_ip, "", ""), ("B-exc", ev10, "", ""),
+                                          ("B-exc", ev10_ip, "", "")):
         s, b, _ = http(envoys[label].port, "/hook", open(body_path, "rb").read(),
                        {"content-type": "application/json", **({"host": host, "x-hookgate-route": route} if host else {})})
         if s != 200:
@@ -456,12 +482,14 @@ def main():
         ev, pl = bodies[n]
         if label == "A":
             return (pl, receiver, "http")
-        if label == "F":
+        if label.startswith("F"):
             return (pl, "", "")
         return (ev, "", "")
 
     for label, e in envoys.items():  # warm-up: V8 tiers, connection pools
         run(e, WARMUP, *target(label))
+    for label in ("B", "B-exc"):  # and the IP literal's sub-cluster
+        run(envoys[label], WARMUP, ev10_ip)
 
     # ---- main: alternating rounds of A, F and B
     say(f"\n== main: {MAIN_ROUNDS} rounds of {ROUND} s, wrk -t1 -c{CONNECTIONS}, 10 variables")
@@ -492,6 +520,21 @@ def main():
             + f"  B/A {row['B']['rps'] / row['A']['rps']:.3f}  B/F {row['B']['rps'] / row['F']['rps']:.3f}"
             + "  CPU us/req " + " ".join(f"{k} {v['cpu_us']:.0f}" for k, v in row.items()))
     rss_after = {k: e.rss_mb() for k, e in envoys.items()}
+
+    # ---- webhook shapes: to the name (the main rounds' shape) and to the IP literal, each also
+    # with an exception covering the receiver; the floor beside each target
+    shapes = {"F": ("F", pl10), "B": ("B", ev10), "F-ip": ("F-ip", pl10), "B-ip": ("B", ev10_ip),
+              "B-exc": ("B-exc", ev10), "B-exc-ip": ("B-exc", ev10_ip)}
+    say(f"\n== webhook shapes: {', '.join(shapes)} alternating, {SHAPE_ROUNDS} x {SHORT} s each")
+    shape_rows = {k: [] for k in shapes}
+    for i in range(SHAPE_ROUNDS):
+        order = list(shapes)[i % len(shapes):] + list(shapes)[:i % len(shapes)]
+        for k in order:
+            label, body_path = shapes[k]
+            shape_rows[k].append(run(envoys[label], SHORT, body_path))
+        say(f"shapes round {i + 1}: CPU us/req " + " ".join(f"{k} {shape_rows[k][-1]['cpu_us']:.0f}" for k in shapes))
+    envoys.pop("F-ip").stop()
+    envoys.pop("B-exc").stop()
 
     # ---- growth with the number of variables: F and B alternating
     say(f"\n== variables per event: F and B alternating, {GROWTH_ROUNDS} x {SHORT} s each")
@@ -674,11 +717,13 @@ def write_report(v):
     w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     w(f"- Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; load average at the end "
       f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (other work was running: numbers are noisy, ratios of alternating rounds count)")
-    w(f"- Envoy {v['envoy_version']}, `--concurrency 1`; receiver nginx (1 worker, `return 200`, access log off); "
+    w(f"- Envoy {v['envoy_version']}, `--concurrency 1`; receiver nginx (1 worker, `return 200`, access log off) on "
+      f"{RECEIVER_IP}, a public address on the loopback of a network namespace with no other interface, webhooks to "
+      f"`{RECEIVER_NAME}` (resolving to it) with no exception: hookgate's plugin configuration and the guard as shipped; "
       f"wrk -t1 -c{CONNECTIONS}; rounds of {ROUND} s (main) and {SHORT} s (growth, refusals); "
       + (f"every Envoy pinned to CPU {ENVOY_CPUS}, wrk and nginx to CPU {LOAD_CPUS} (taskset)" if PIN else "not pinned"))
     w(f"- Event: 10 variables, {os.path.getsize(v['ev10'])} bytes (B); webhook payload {os.path.getsize(v['pl10'])} bytes (A and F forward it; "
-      f"checked equal to what B sends)")
+      f"checked equal to what B sends, to the name and to the IP literal)")
     w(f"- `hookgate.wasm`: {v['wasm_size']:,} bytes; floor filter: {v['floor_size']:,} bytes".replace(",", " "))
     w("")
     w("### A (plain Envoy), F (floor), B (hookgate), alternating rounds\n")
@@ -705,6 +750,20 @@ def write_report(v):
     w("")
     w(f"B's RSS after each main round, MB: {', '.join(f'{x:.1f}' for x in v['rss_rounds'])}; after the refusal runs: "
       f"{v['rss_end_b']:.1f}.\n")
+    w("### Webhook shapes: a name or an IP literal, with or without an exception\n")
+    sr = v["shape_rows"]
+    cpu = {k: med([r["cpu_us"] for r in rows]) for k, rows in sr.items()}
+    w(f"F and B as above, and beside them F-ip (the floor sending to {RECEIVER_IP}) and B-exc (hookgate with "
+      f"`destination.allow` {RECEIVER_IP}/32 added, an exception covering the receiver), in alternating rounds "
+      f"({SHAPE_ROUNDS} x {SHORT} s, the order turning). Envoy CPU µs per request, medians; B/F as CPU against "
+      f"the floor sending to the same target.\n")
+    w("| webhook URL | F | B | B/F | B-exc | B-exc/F | an exception costs |")
+    w("|---|---|---|---|---|---|---|")
+    for title, f, b, e in ((f"name (`{RECEIVER_NAME}`)", "F", "B", "B-exc"),
+                           (f"IP literal (`{RECEIVER_IP}`)", "F-ip", "B-ip", "B-exc-ip")):
+        w(f"| {title} | {cpu[f]:.0f} | {cpu[b]:.0f} | {cpu[f] / cpu[b]:.3f} | {cpu[e]:.0f} | {cpu[f] / cpu[e]:.3f} | "
+          f"{cpu[e] - cpu[b]:+.0f} µs ({cpu[e] / cpu[b]:.2f}x) |")
+    w("")
     w("### Variables per event (F forwards the payload, B gets the event)\n")
     w("| variables | event bytes | F req/s | B req/s | B/F | CPU µs/req F / B |")
     w("|---|---|---|---|---|---|")

@@ -4,14 +4,17 @@ rounds of the bench's delivery (bench.py's Envoy configurations, receiver and lo
 Envoy's CPU time per request. For measuring one change against another in the same run, where
 the machine's speed drifts between runs; `make bench` stays the reference (BENCHMARKS.md).
 
-  bench/compare.py ROUNDS SECONDS VARIABLES LABEL=WASM[:VARIANT] ...
+  bench/netns.sh bench/compare.py ROUNDS SECONDS VARIABLES LABEL=WASM[:VARIANT] ...
 
-VARIANT changes only that B's Envoy configuration, to measure what a part of it costs:
-`noafter` drops the check after DNS (hookgate's upstream filter), `norecord` the decision record
-from the access log line. Needs wrk, nginx and the floor filter built (bench/run.sh builds it;
-BENCH_FLOOR_WASM names it, default target/bench-floor's).
+Like the bench, it runs only inside bench/netns.sh's network namespace, sending to the receiver's
+name with no exception. VARIANT changes only that B's Envoy configuration, to measure what a part
+of it costs: `noafter` drops the check after DNS (hookgate's upstream filter), `norecord` the
+decision record from the access log line, `exception` adds an exception covering the receiver to
+the plugin configuration (what the guard's per-request pattern costs). Needs wrk, nginx and the
+floor filter built (bench/run.sh builds it; BENCH_FLOOR_WASM names it, default target/bench-floor's).
 """
 
+import json
 import os
 import shutil
 import statistics
@@ -30,12 +33,22 @@ def drop_record(cfg):
         fmt["json_format"].pop("hookgate", None)
 
 
-VARIANTS = {"noafter": drop_after_dns, "norecord": drop_record}
+def add_exception(cfg):
+    for f in b.find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") in ("hookgate", "hookgate-after-dns")
+                        and "typed_config" in v, []):
+        configuration = f["typed_config"]["config"]["configuration"]
+        plugin = json.loads(configuration["value"])
+        plugin.setdefault("destination", {})["allow"] = [{"cidr": f"{b.RECEIVER_IP}/32"}]
+        configuration["value"] = json.dumps(plugin)
+
+
+VARIANTS = {"noafter": drop_after_dns, "norecord": drop_record, "exception": add_exception}
 
 
 def main():
     if len(sys.argv) < 5:
         b.fail(__doc__)
+    b.require_namespace()
     rounds, seconds, variables = (int(a) for a in sys.argv[1:4])
     builds = []
     for arg in sys.argv[4:]:
@@ -48,10 +61,9 @@ def main():
         b.REPO, "target", "bench-floor", "wasm32-unknown-unknown", "release", "hookgate_bench_floor.wasm")
     shutil.copy(floor, os.path.join(b.WORK, "floor.wasm"))
     rport = b.start_receiver()
-    receiver = f"127.0.0.1:{rport}"
+    receiver = f"{b.RECEIVER_NAME}:{rport}"
     url = f"http://{receiver}/hook"
     plugin = b.hookgate_plugin_json(b.base_config())
-    plugin.setdefault("destination", {}).update({"allow": [{"cidr": "127.0.0.1/32"}]})
     plugin["limit"] = {**plugin.get("limit", {}), "verified": [{"name": b.BENCH_NAME, "url": url}]}
     envoys = {"F": b.Envoy("F", "F", floor_target=f"{receiver} /hook")}
     for label, path, edit in builds:

@@ -2,7 +2,9 @@
 # `make bench`: hookgate against plain Envoy (A) and the floor wasm filter (F), see BENCHMARKS.md.
 # On a fresh machine installs wrk and nginx (Debian packages, only if missing), builds
 # hookgate.wasm and the floor filter (bench/floor, same toolchain route as hookgate), then runs
-# bench/bench.py, which starts nginx and the Envoys on loopback and writes BENCHMARKS.md.
+# bench/bench.py inside a network namespace that has only loopback (bench/netns.sh; bench.py refuses
+# to run anywhere else), where it starts nginx on a public address on that loopback, the Envoys and
+# the load, and writes BENCHMARKS.md.
 # BENCH_QUICK=1: about 2 minutes instead of about 7. BENCH_FLEET=1: only the fleet case (hookgate
 # with its state in etcd against the local state; the full run does it too), which also needs etcd
 # (Debian's, installed by scripts/ensure-tool.sh when missing) and not the floor filter.
@@ -20,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     || apt-get install -y -qq --no-install-recommends "${missing[@]/nginx-light/nginx}" >&2
 fi
 # The Debian package may have started its own nginx (where no policy-rc.d prevents it): it does
-# not matter, the bench runs its own on a free loopback port.
+# not matter, the bench runs its own in its own network namespace.
 
 python=python3
 if ! "$python" -c 'import yaml' 2>/dev/null; then
@@ -38,7 +40,7 @@ if [ "${BENCH_FLEET:-}" = 1 ] || [ "${BENCH_QUICK:-}" != 1 ]; then
   scripts/ensure-tool.sh openssl openssl
 fi
 if [ "${BENCH_FLEET:-}" = 1 ]; then
-  exec "$python" bench/bench.py
+  exec bench/netns.sh "$python" bench/bench.py
 fi
 
 # The floor: its own crate ([workspace]), built the way scripts/build-wasm.sh builds hookgate.
@@ -55,4 +57,4 @@ fi
 export BENCH_FLOOR_WASM="$CARGO_TARGET_DIR/$target/release/hookgate_bench_floor.wasm"
 echo "built the floor filter ($(stat -c %s "$BENCH_FLOOR_WASM") bytes, $HOOKGATE_WASM_ROUTE toolchain)"
 
-exec "$python" bench/bench.py
+exec bench/netns.sh "$python" bench/bench.py

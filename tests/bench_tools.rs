@@ -60,7 +60,12 @@ fn bench_scripts_parse() {
             ],
         );
     }
-    for script in ["bench/run.sh", "bench/limit-table.sh", "fuzz/run.sh"] {
+    for script in [
+        "bench/run.sh",
+        "bench/netns.sh",
+        "bench/limit-table.sh",
+        "fuzz/run.sh",
+    ] {
         run("bash", &["-n", script]);
     }
     run("node", &["--check", "bench/wasm-profile.js"]);
