@@ -788,7 +788,7 @@ def write_report(v):
     w("")
     if per_webhook is not None:
         w(f"Memory per tracked webhook (RSS growth of one Envoy while {max(tr) - 1} webhooks were added, divided): about "
-          f"{per_webhook:.0f} bytes (names of ~10 bytes, 37-byte URL).\n")
+          f"{per_webhook:.0f} bytes (names of ~10 bytes, {len(v['url'])}-byte URL).\n")
     w("### Refusal paths against a delivery (on B)\n")
     w("| request | req/s | p50 ms | p99 ms | x a delivery | CPU µs/req |")
     w("|---|---|---|---|---|---|")
