@@ -16,7 +16,7 @@ echo "== build (outside the namespace: nothing can be downloaded inside it)"
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
 scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs validates the compose rig
-[ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet.rs
+[ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet/
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
 scripts/ensure-tool.sh node nodejs  # tests/bench_tools.rs runs bench/wasm-profile.js
