@@ -3,9 +3,7 @@
 
 use crate::etcd::Etcd;
 use crate::pki::Pki;
-use crate::rig::{
-    assert_unavailable, client_certificate, fleet, fleet_config, member_flags, race, races,
-};
+use crate::rig::{assert_unavailable, client_certificate, fleet, fleet_config, race};
 use crate::support::{
     self, assert_delivered, assert_over_limit, event, eventually, http, unique_name, Behaviour,
     Gateway, Receiver,
@@ -83,6 +81,25 @@ fn a_webhook_read_verified_is_cached_on_every_envoy_that_read_it() {
     assert_unavailable(&b.post(&unread));
     assert_eq!(receiver.received_on("/read"), 4);
     assert_eq!(receiver.received_on("/unread"), 1);
+}
+
+/// How many race webhooks member `i` holds.
+fn races(etcd: &Etcd, i: usize) -> usize {
+    etcd.keys(i)
+        .iter()
+        .filter(|(k, _)| k.contains("/FleetRace"))
+        .count()
+}
+
+/// The `health_flags` of the etcd member on `port`, as one Envoy's /clusters shows them.
+fn member_flags(gw: &Gateway, port: u16) -> String {
+    let clusters = http::get(gw.admin_port, "/clusters").unwrap().text();
+    let prefix = format!("etcd::127.0.0.1:{port}::health_flags::");
+    clusters
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]

@@ -2,9 +2,9 @@
 
 use crate::etcd::Etcd;
 use crate::pki::Pki;
-use crate::support::{self, http};
 use crate::support::{
-    assert_delivered, assert_over_limit, event, unique_name, EnvoyConfig, Gateway, Receiver, Reply,
+    self, assert_delivered, assert_over_limit, event, http, unique_name, EnvoyConfig, Gateway,
+    Receiver, Reply,
 };
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
@@ -140,23 +140,4 @@ pub fn race(a: &Gateway, b: &Gateway, receiver: &Receiver, trials: usize, per_tr
         }
         assert_eq!(receiver.received_on(&path), 1, "trial {trial}");
     }
-}
-
-/// How many race webhooks member `i` holds.
-pub fn races(etcd: &Etcd, i: usize) -> usize {
-    etcd.keys(i)
-        .iter()
-        .filter(|(k, _)| k.contains("/FleetRace"))
-        .count()
-}
-
-/// The `health_flags` of the etcd member on `port`, as one Envoy's /clusters shows them.
-pub fn member_flags(gw: &Gateway, port: u16) -> String {
-    let clusters = http::get(gw.admin_port, "/clusters").unwrap().text();
-    let prefix = format!("etcd::127.0.0.1:{port}::health_flags::");
-    clusters
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_default()
-        .to_string()
 }
