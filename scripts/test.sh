@@ -33,7 +33,7 @@ ip netns add "$ns"
 mkdir -p "/etc/netns/$ns"
 # Names the end-to-end tests resolve: loopback, one name with two loopback addresses, and one
 # blocked loopback address no test rig excepts. c-ares reads only the first hosts line of a name,
-# so names with several addresses are served by the DNS server tests/destination.rs runs on
+# so names with several addresses are served by the DNS server tests/destination/ runs on
 # 127.0.0.1:53 inside this namespace (other names get "connection refused" from it: fast failure).
 cat > "/etc/netns/$ns/hosts" <<'HOSTS'
 127.0.0.1 localhost

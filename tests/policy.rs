@@ -460,7 +460,7 @@ fn hookgate_explain_tells_why() {
 }
 
 /// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
-/// tests/destination.rs), rendered with this checkout's module (the files load it from
+/// tests/destination/shipped.rs), rendered with this checkout's module (the files load it from
 /// /etc/hookgate/hookgate.wasm). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates,
 /// which validation opens: tests/fleet/ and tests/walkthrough.rs start them with certificates.
 #[test]
