@@ -16,7 +16,7 @@ echo "== build (outside the namespace: nothing can be downloaded inside it)"
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
 scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs validates the compose rig
-[ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet.rs
+[ -n "${ETCD_BIN:-}" ] || scripts/ensure-tool.sh etcd etcd-server etcd-client  # tests/fleet/
 scripts/ensure-tool.sh wat2wasm wabt  # tests/fail_closed.rs assembles a trapping filter
 scripts/ensure-tool.sh openssl openssl  # tests/tls.rs makes a private CA and certificates
 scripts/ensure-tool.sh node nodejs  # tests/bench_tools.rs runs bench/wasm-profile.js
@@ -33,7 +33,7 @@ ip netns add "$ns"
 mkdir -p "/etc/netns/$ns"
 # Names the end-to-end tests resolve: loopback, one name with two loopback addresses, and one
 # blocked loopback address no test rig excepts. c-ares reads only the first hosts line of a name,
-# so names with several addresses are served by the DNS server tests/destination.rs runs on
+# so names with several addresses are served by the DNS server tests/destination/ runs on
 # 127.0.0.1:53 inside this namespace (other names get "connection refused" from it: fast failure).
 cat > "/etc/netns/$ns/hosts" <<'HOSTS'
 127.0.0.1 localhost

@@ -207,7 +207,7 @@ impl Delivery {
 
     /// A body may end with trailers instead (HTTP/2 carries them to the filters): the event is
     /// complete here. Without this the trailers went on with the default Continue and the
-    /// request with them, never checked nor rewritten (measured: tests/faults.rs). The engine's
+    /// request with them, never checked nor rewritten (measured: tests/faults/events.rs). The engine's
     /// trailers never travel.
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Flow {
         if !matches!(self.phase, Phase::Receiving) {

@@ -69,17 +69,22 @@
 //! `prepare`). An empty value is an empty bucket. Recovery: a new `namespace` (or `vm_id`).
 
 mod codec;
+mod config;
+mod decisions;
 pub mod etcd;
+mod key;
 pub mod slot;
 pub mod state;
 mod table;
 
+pub use config::{LimitConfig, VerifiedWebhook};
+use decisions::counts_at;
+pub use decisions::{give_back_send, Admission, Lift, Lifted, LimitState, Record};
+pub use key::KeyVerdict;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
-
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::error::Failure;
 use codec::Entry;
@@ -100,11 +105,6 @@ pub const MAX_REDIRECTS: u32 = 24;
 /// bucket on a loaded 2-core machine gave up now and then.
 pub const MAX_CAS_ATTEMPTS: u32 = 1024;
 
-const MAX_UNVERIFIED_PER_HOUR: u32 = 1000;
-const MAX_VERIFIED_PER_HOUR: u32 = 10_000;
-const MAX_TRACKED: u32 = 1_000_000;
-const MAX_NAMESPACE_LEN: usize = 64;
-
 /// Proxy-wasm shared data as the limiter needs it. The host adapter must map
 /// `Status::CasMismatch` to `Ok(false)` and `NotFound` to `Ok((None, None))`; a present key with
 /// an empty value may come back as `(None, Some(cas))` (the SDK does that) or as an empty vector.
@@ -112,51 +112,6 @@ pub trait SharedStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String>;
     /// Ok(true) stored, Ok(false) CAS mismatch, Err(host failure)
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
-}
-
-/// The `limit` section of the configuration.
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitConfig {
-    /// Sends allowed in any rolling hour before verification: 1..=1000, default 1.
-    pub unverified_per_hour: u32,
-    /// Sends allowed in any rolling hour once verified: 1..=10000; unset = unlimited.
-    pub verified_per_hour: Option<u32>,
-    /// Expected verification key per webhook name.
-    pub keys: BTreeMap<String, String>,
-    /// Expected key for names not in `keys`.
-    pub default_key: Option<String>,
-    /// Top-level field of the receiver's JSON answer that carries the key, default "key".
-    pub key_field: String,
-    /// Webhooks verified before this configuration (e.g. restored after a `vm_id` change).
-    pub verified: Vec<VerifiedWebhook>,
-    /// Webhooks the table can track: 1..=1000000, default 10000.
-    pub max_tracked: u32,
-    /// Two configurations in one `vm_id` share state iff they have the same namespace.
-    pub namespace: String,
-}
-
-impl Default for LimitConfig {
-    fn default() -> Self {
-        LimitConfig {
-            unverified_per_hour: 1,
-            verified_per_hour: None,
-            keys: BTreeMap::new(),
-            default_key: None,
-            key_field: "key".to_string(),
-            verified: Vec::new(),
-            max_tracked: 10_000,
-            namespace: "default".to_string(),
-        }
-    }
-}
-
-/// A webhook known to be verified; `url` is compared after normalisation.
-#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct VerifiedWebhook {
-    pub name: String,
-    pub url: String,
 }
 
 /// The webhook a request is about.
@@ -200,67 +155,6 @@ impl Ticket {
     }
 }
 
-/// What the receiver's answer said about verification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyVerdict {
-    /// The right key: the webhook is verified from now on.
-    Verified,
-    /// A key that does not match: report `Failure::WrongKey`; the webhook stays unverified.
-    WrongKey,
-    /// Nothing to judge (no key field, not JSON, no expected key configured, or the webhook
-    /// was already verified, whose answers are not checked any more). Nothing changes.
-    NoKey,
-}
-
-/// The limit state of one webhook, for the test report.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct LimitState {
-    pub verified: bool,
-    pub sends_in_window: u32,
-    /// None = unlimited.
-    pub allowed_per_hour: Option<u32>,
-    /// Seconds until the next send is allowed, when one would be refused now.
-    pub retry_after: Option<u64>,
-}
-
-/// One webhook's state, whatever stores it (a bucket entry in shared data, a value in etcd):
-/// what the decisions below read and change. The core decides; the backends only store.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Record {
-    pub verified: bool,
-    /// Unix seconds of the sends still counted, ascending.
-    pub sends: Vec<u64>,
-}
-
-/// What a support operator lifts from one webhook (the support listener, `crate::support`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lift {
-    /// Marks it verified, as the receiver's right key would.
-    Verify,
-    /// Forgets the sends counted in the window: its next send is allowed at once.
-    ResetWindow,
-}
-
-/// What a support operation saw and left: the state before and after (the same when it only
-/// looked, or there was nothing to change).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lifted {
-    pub before: LimitState,
-    pub after: LimitState,
-    pub changed: bool,
-}
-
-/// What the core decided for one send of a webhook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// Allowed, and counted at this time: the changed record must be stored.
-    Counted(u64),
-    /// Allowed without counting (verified and unlimited): nothing to store.
-    Free,
-    /// Over the limit: the seconds until the next send fits (Retry-After).
-    Refused(u64),
-}
-
 pub struct Limiter {
     unverified_per_hour: u32,
     verified_per_hour: Option<u32>,
@@ -278,158 +172,7 @@ struct Ident {
     url: String,
 }
 
-enum Answer {
-    Absent,
-    Match,
-    Mismatch,
-}
-
 impl Limiter {
-    pub fn new(config: &LimitConfig) -> Result<Self, String> {
-        if !(1..=MAX_UNVERIFIED_PER_HOUR).contains(&config.unverified_per_hour) {
-            return Err(format!(
-                "limit.unverified_per_hour: must be 1..={MAX_UNVERIFIED_PER_HOUR}"
-            ));
-        }
-        if let Some(v) = config.verified_per_hour {
-            if !(1..=MAX_VERIFIED_PER_HOUR).contains(&v) {
-                return Err(format!(
-                    "limit.verified_per_hour: must be 1..={MAX_VERIFIED_PER_HOUR}, or absent for unlimited"
-                ));
-            }
-        }
-        if !(1..=MAX_TRACKED).contains(&config.max_tracked) {
-            return Err(format!("limit.max_tracked: must be 1..={MAX_TRACKED}"));
-        }
-        if config.key_field.is_empty() {
-            return Err("limit.key_field: must not be empty".to_string());
-        }
-        for (name, key) in &config.keys {
-            if name.is_empty() {
-                return Err("limit.keys: a webhook name must not be empty".to_string());
-            }
-            if key.is_empty() {
-                return Err(format!("limit.keys.{name}: the key must not be empty"));
-            }
-        }
-        if config.default_key.as_deref() == Some("") {
-            return Err("limit.default_key: must not be empty".to_string());
-        }
-        let ns = &config.namespace;
-        if ns.is_empty()
-            || ns.len() > MAX_NAMESPACE_LEN
-            || !ns
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
-            return Err(format!(
-                "limit.namespace: must be 1..={MAX_NAMESPACE_LEN} characters of A-Z a-z 0-9 . _ -"
-            ));
-        }
-        let mut pre_verified = BTreeSet::new();
-        for (index, webhook) in config.verified.iter().enumerate() {
-            if webhook.name.is_empty() {
-                return Err(format!("limit.verified[{index}].name: must not be empty"));
-            }
-            let mut url = url::Url::parse(&webhook.url)
-                .map_err(|e| format!("limit.verified[{index}].url: {e}"))?;
-            url.set_fragment(None);
-            pre_verified.insert((webhook.name.clone(), String::from(url)));
-        }
-        Ok(Limiter {
-            unverified_per_hour: config.unverified_per_hour,
-            verified_per_hour: config.verified_per_hour,
-            keys: config.keys.clone(),
-            default_key: config.default_key.clone(),
-            key_field: config.key_field.clone(),
-            pre_verified,
-            max_tracked: config.max_tracked,
-            buckets: config.max_tracked.div_ceil(BUCKET_ENTRIES),
-            namespace: config.namespace.clone(),
-        })
-    }
-
-    // ---- The decisions, pure: the same for every backend ----
-
-    /// Brings a record to `now`: sends out of the window dropped, sends of a verified unlimited
-    /// webhook cleared. A record left unverified with no send carries nothing any more.
-    pub fn compact_record(&self, record: &mut Record, now: u64) {
-        if record.verified && self.verified_per_hour.is_none() {
-            record.sends.clear();
-        } else {
-            prune(&mut record.sends, now);
-        }
-    }
-
-    /// Decides one send now for a webhook with this record (`Record::default()` when none is
-    /// stored; `pre`: listed in `verified`), and changes the record accordingly: compacted,
-    /// verified when pre-verified, and with the send added when counted.
-    pub fn admit(&self, record: &mut Record, pre: bool, now: u64) -> Admission {
-        self.compact_record(record, now);
-        record.verified |= pre;
-        let Some(limit) = self.allowed(record.verified) else {
-            return Admission::Free;
-        };
-        if let Some(retry) = retry_after(&record.sends, limit, now) {
-            return Admission::Refused(retry);
-        }
-        let at = record.sends.partition_point(|&s| s <= now);
-        record.sends.insert(at, now);
-        Admission::Counted(now)
-    }
-
-    /// Marks a record verified (for ever); false when it already was.
-    pub fn verify_record(&self, record: &mut Record) -> bool {
-        if record.verified {
-            return false;
-        }
-        record.verified = true;
-        if self.verified_per_hour.is_none() {
-            record.sends.clear();
-        }
-        true
-    }
-
-    /// Applies a support operator's lift to a record brought to `now`; false when it changed
-    /// nothing (already verified, or no send in the window).
-    pub fn lift_record(&self, record: &mut Record, lift: Lift, now: u64) -> bool {
-        self.compact_record(record, now);
-        match lift {
-            Lift::Verify => self.verify_record(record),
-            Lift::ResetWindow => !std::mem::take(&mut record.sends).is_empty(),
-        }
-    }
-
-    /// The limit state a record gives now, for the test report.
-    pub fn record_state(&self, record: &Record, pre: bool, now: u64) -> LimitState {
-        let verified = record.verified || pre;
-        let mut sends = record.sends.clone();
-        prune(&mut sends, now);
-        let allowed = self.allowed(verified);
-        LimitState {
-            verified,
-            sends_in_window: u32::try_from(sends.len()).unwrap_or(u32::MAX),
-            allowed_per_hour: allowed,
-            retry_after: allowed.and_then(|limit| retry_after(&sends, limit, now)),
-        }
-    }
-
-    /// What the receiver's answer says about the key for this ticket's webhook (no store
-    /// touched): `Verified` means the backend must now record the verification.
-    pub fn judge_key(&self, ticket: &Ticket, answer_body: &[u8]) -> KeyVerdict {
-        if ticket.verified {
-            return KeyVerdict::NoKey;
-        }
-        let Some(expected) = self.keys.get(&ticket.name).or(self.default_key.as_ref()) else {
-            return KeyVerdict::NoKey;
-        };
-        match judge_answer(answer_body, &self.key_field, expected) {
-            Answer::Absent => KeyVerdict::NoKey,
-            Answer::Mismatch => KeyVerdict::WrongKey,
-            Answer::Match => KeyVerdict::Verified,
-        }
-    }
-
     /// Whether the webhook is listed in `verified` (normalised URL).
     pub fn pre_verified(&self, id: &WebhookId) -> bool {
         self.is_pre_verified(&Ident::new(id))
@@ -443,14 +186,6 @@ impl Limiter {
     /// Sends allowed per hour once verified (None = unlimited).
     pub fn verified_per_hour(&self) -> Option<u32> {
         self.verified_per_hour
-    }
-
-    fn allowed(&self, verified: bool) -> Option<u32> {
-        if verified {
-            self.verified_per_hour
-        } else {
-            Some(self.unverified_per_hour)
-        }
     }
 
     fn is_pre_verified(&self, ident: &Ident) -> bool {
@@ -518,83 +253,6 @@ pub fn normalise_url(raw: &str) -> String {
 
 fn unavailable(e: String) -> Failure {
     Failure::LimitUnavailable(format!("shared data: {e}"))
-}
-
-/// Keeps the sends within the window ending at `now`, sorted. After the clock went back, a
-/// send up to an hour "in the future" still counts (until an hour after its own time); one
-/// further ahead is taken for a clock error and dropped, so that no jump of the clock can
-/// block a webhook for longer than two hours.
-fn prune(sends: &mut Vec<u64>, now: u64) {
-    sends.sort_unstable();
-    sends.retain(|&s| counts_at(s, now));
-}
-
-/// Whether a send at `send` still counts at `now` (see `prune`).
-fn counts_at(send: u64, now: u64) -> bool {
-    send.saturating_add(WINDOW_SECS) > now && send <= now.saturating_add(WINDOW_SECS)
-}
-
-/// Removes one send at `taken` (this delivery's) from the record; false when it is not there
-/// (already given back, or out of the window and compacted away).
-pub fn give_back_send(record: &mut Record, taken: u64) -> bool {
-    match record.sends.iter().position(|&s| s == taken) {
-        Some(index) => {
-            record.sends.remove(index);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Seconds until one more send fits, when `sends` (pruned, ascending) already hold `limit`.
-fn retry_after(sends: &[u64], limit: u32, now: u64) -> Option<u64> {
-    let excess = sends.len().checked_sub(limit as usize)?;
-    let oldest_to_expire = sends.get(excess)?;
-    Some(
-        oldest_to_expire
-            .saturating_add(WINDOW_SECS)
-            .saturating_sub(now)
-            .max(1),
-    )
-}
-
-/// Finds the key field in a JSON object answer, or in the first element of an array answer.
-/// A string matches when equal to `expected`; a number when its literal text is; `null` counts
-/// as absent; any other value is a mismatch.
-fn judge_answer(body: &[u8], field: &str, expected: &str) -> Answer {
-    let Ok(raw) = serde_json::from_slice::<&RawValue>(body) else {
-        return Answer::Absent;
-    };
-    let text = raw.get().trim_start();
-    let object = if text.starts_with('{') {
-        text
-    } else if text.starts_with('[') {
-        let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(text) else {
-            return Answer::Absent;
-        };
-        match elements.first() {
-            Some(first) if first.get().trim_start().starts_with('{') => first.get(),
-            _ => return Answer::Absent,
-        }
-    } else {
-        return Answer::Absent;
-    };
-    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(object) else {
-        return Answer::Absent;
-    };
-    let Some(value) = fields.get(field) else {
-        return Answer::Absent;
-    };
-    let literal = value.get().trim();
-    match literal.chars().next() {
-        Some('"') => match serde_json::from_str::<String>(literal) {
-            Ok(key) if key == expected => Answer::Match,
-            _ => Answer::Mismatch,
-        },
-        Some('-' | '0'..='9') if literal == expected => Answer::Match,
-        Some('n') => Answer::Absent,
-        _ => Answer::Mismatch,
-    }
 }
 
 #[cfg(test)]

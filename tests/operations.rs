@@ -2,7 +2,7 @@
 //! configuration, a token-holder looks up one webhook's limit state and lifts it (reset the
 //! window, mark verified); what the engine gets afterwards, what the receiver got, and the audit
 //! line naming who asked. Refusals (wrong or missing token, the engine's listener) change
-//! nothing. The etcd backend's counterpart is in tests/fleet.rs.
+//! nothing. The etcd backend's counterpart is in tests/fleet/sharing.rs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

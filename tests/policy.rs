@@ -460,9 +460,9 @@ fn hookgate_explain_tells_why() {
 }
 
 /// Every shipped configuration passes `envoy --mode validate` (and `hookgate check`, in
-/// tests/destination.rs), rendered with this checkout's module (the files load it from
+/// tests/destination/shipped.rs), rendered with this checkout's module (the files load it from
 /// /etc/hookgate/hookgate.wasm). envoy/fleet.yaml and envoy/fleet-local.yaml name certificates,
-/// which validation opens: tests/fleet.rs and tests/walkthrough.rs start them with certificates.
+/// which validation opens: tests/fleet/ and tests/walkthrough.rs start them with certificates.
 #[test]
 fn envoy_validates_every_shipped_configuration() {
     let mut command = support::envoy_command();

@@ -235,7 +235,7 @@ fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{read_fields, KeySeed};
+    use super::super::read::{read_fields, KeySeed};
     use super::*;
     use serde::de::{
         Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,

@@ -2,6 +2,7 @@
 //! or pre-verified webhook costs.
 
 use super::*;
+use crate::limit::key::{judge_answer, Answer};
 
 #[test]
 fn right_key_in_an_object_verifies_for_ever() {

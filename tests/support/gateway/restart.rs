@@ -1,7 +1,8 @@
 //! Hot restart of a test gateway: the next epoch of Envoy, on the same configuration file, takes
 //! the listening sockets over from the running process.
 
-use super::{envoy_process, eventually, http, EnvoyConfig, Gateway};
+use super::super::{eventually, http, EnvoyConfig};
+use super::{envoy_process, Gateway};
 use std::fs::OpenOptions;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,234 @@
+//! Shipped Envoy configurations loaded for a test and edited: the module path made this
+//! checkout's, ports made free, plugin configurations and filters changed.
+
+use super::{envoy_process, free_port, repo, scratch};
+use serde_yaml::Value as Yaml;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Where the shipped configurations load the module from (every `envoy/*.yaml`).
+pub const SHIPPED_WASM: &str = "/etc/hookgate/hookgate.wasm";
+
+/// A shipped Envoy configuration, loaded for a test: ports and the wasm path made local.
+#[derive(Clone)]
+pub struct EnvoyConfig {
+    pub yaml: Yaml,
+}
+
+impl EnvoyConfig {
+    pub fn load(relative: &str) -> EnvoyConfig {
+        let text = std::fs::read_to_string(repo().join(relative)).unwrap();
+        EnvoyConfig {
+            yaml: serde_yaml::from_str(&text).unwrap(),
+        }
+    }
+
+    /// Every hookgate filter in the configuration: the engine-facing one (`hookgate`) and the
+    /// check after DNS (`hookgate-after-dns`), which share one plugin configuration.
+    pub fn hookgate_filters(&mut self) -> Vec<&mut Yaml> {
+        let mut found = Vec::new();
+        collect(
+            &mut self.yaml,
+            &mut |v| {
+                v.get("name")
+                    .and_then(Yaml::as_str)
+                    .is_some_and(|n| n == "hookgate" || n == "hookgate-after-dns")
+                    && v.get("typed_config").is_some()
+            },
+            &mut found,
+        );
+        found
+    }
+
+    /// Edits the plugin configuration (JSON) of every hookgate filter.
+    /// The same with IPv6 looked up too (`dns_lookup_family: ALL` on the webhooks cluster, as
+    /// docs/security.md describes).
+    pub fn dual_stack(self) -> Self {
+        self.edit(|yaml| {
+            let clusters = yaml["static_resources"]["clusters"]
+                .as_sequence_mut()
+                .unwrap();
+            let webhooks = clusters
+                .iter_mut()
+                .find(|c| c["name"] == "webhooks")
+                .unwrap();
+            assert_eq!(webhooks["dns_lookup_family"], "V4_ONLY");
+            webhooks["dns_lookup_family"] = "ALL".into();
+        })
+    }
+
+    pub fn edit_plugin_configs(mut self, edit: impl Fn(&mut serde_json::Value)) -> Self {
+        for filter in self.hookgate_filters() {
+            let value = &mut filter["typed_config"]["config"]["configuration"]["value"];
+            let mut json: serde_json::Value =
+                serde_json::from_str(value.as_str().unwrap()).unwrap();
+            edit(&mut json);
+            *value = Yaml::String(json.to_string());
+        }
+        self
+    }
+
+    /// Replaces the plugin configuration (JSON) of every hookgate filter.
+    pub fn plugin_config(mut self, json: &str) -> Self {
+        for filter in self.hookgate_filters() {
+            filter["typed_config"]["config"]["configuration"]["value"] = Yaml::String(json.into());
+        }
+        self
+    }
+
+    /// The plugin configuration of the first hookgate filter.
+    pub fn plugin_config_text(&mut self) -> String {
+        let filters = self.hookgate_filters();
+        let first = filters.into_iter().next().expect("a hookgate filter");
+        first["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sets the timeout of every route.
+    pub fn route_timeout(mut self, timeout: &str) -> Self {
+        let mut routes = Vec::new();
+        collect(
+            &mut self.yaml,
+            &mut |v| v.get("route").and_then(|r| r.get("cluster")).is_some(),
+            &mut routes,
+        );
+        for route in routes {
+            route["route"]["timeout"] = Yaml::String(timeout.into());
+        }
+        self
+    }
+
+    /// Writes the configuration into `dir` as Envoy will run it: the shipped module path
+    /// made this checkout's module, admin and listeners on free ports. (path, admin, listeners).
+    pub fn materialise(mut self, dir: &Path) -> (PathBuf, u16, Vec<u16>) {
+        let wasm = repo().join("hookgate.wasm");
+        assert!(
+            wasm.exists(),
+            "hookgate.wasm missing: run `make wasm` (make test does)"
+        );
+        // Every filter that loads the shipped module (the engine's and the support listener's);
+        // a test's own module stays.
+        let mut filenames = Vec::new();
+        collect(
+            &mut self.yaml,
+            &mut |v| v.get("filename").and_then(Yaml::as_str) == Some(SHIPPED_WASM),
+            &mut filenames,
+        );
+        for local in filenames {
+            local["filename"] = Yaml::String(wasm.display().to_string());
+        }
+        let admin_port = free_port();
+        self.yaml["admin"]["address"]["socket_address"]["port_value"] = admin_port.into();
+        let mut ports = Vec::new();
+        if let Some(listeners) = self.yaml["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                let port = free_port();
+                listener["address"]["socket_address"]["port_value"] = port.into();
+                ports.push(port);
+            }
+        }
+        let path = dir.join("envoy.yaml");
+        std::fs::write(&path, serde_yaml::to_string(&self.yaml).unwrap()).unwrap();
+        (path, admin_port, ports)
+    }
+
+    /// Runs Envoy on this configuration, expecting it to refuse to start; its log.
+    pub fn refused_by_envoy(self) -> String {
+        let dir = scratch("refused");
+        let (path, _, _) = self.materialise(&dir);
+        let mut child = envoy_process(&path, 1, None)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("Envoy started (still running after 30 s)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "Envoy exited successfully");
+        std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Gives the support listener's filter one token (its plugin configuration's `tokens`).
+    pub fn support_token(self, name: &str, token: &str) -> Self {
+        self.edit(|yaml| {
+            let mut found = Vec::new();
+            collect(
+                yaml,
+                &mut |v| {
+                    v.get("name").and_then(Yaml::as_str) == Some("hookgate-support")
+                        && v.get("typed_config").is_some()
+                },
+                &mut found,
+            );
+            assert_eq!(found.len(), 1, "one support filter");
+            let value = &mut found[0]["typed_config"]["config"]["configuration"]["value"];
+            let mut json: serde_json::Value =
+                serde_json::from_str(value.as_str().unwrap()).unwrap();
+            json["tokens"] = serde_json::json!([{"name": name, "token": token}]);
+            *value = Yaml::String(json.to_string());
+        })
+    }
+
+    pub fn edit(mut self, f: impl FnOnce(&mut Yaml)) -> Self {
+        f(&mut self.yaml);
+        self
+    }
+}
+
+fn collect<'a>(
+    value: &'a mut Yaml,
+    pick: &mut dyn FnMut(&Yaml) -> bool,
+    found: &mut Vec<&'a mut Yaml>,
+) {
+    if pick(value) {
+        found.push(value);
+        return;
+    }
+    match value {
+        Yaml::Mapping(map) => map.values_mut().for_each(|v| collect(v, pick, found)),
+        Yaml::Sequence(seq) => seq.iter_mut().for_each(|v| collect(v, pick, found)),
+        _ => {}
+    }
+}
+
+/// The production configuration with one exception: receivers on 127.0.0.1 (any port), in the
+/// plugin's policy and in Envoy's upstream RBAC alike.
+pub fn loopback_config() -> EnvoyConfig {
+    EnvoyConfig::load("envoy/envoy.yaml")
+        .plugin_config(r#"{"destination":{"allow":[{"cidr":"127.0.0.1/32"}]}}"#)
+}
+
+/// The first listener's router's upstream filters.
+pub fn upstream_filters(yaml: &mut Yaml) -> &mut Vec<Yaml> {
+    let filters = yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_sequence_mut()
+        .unwrap();
+    let router = filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.router")
+        .expect("a router");
+    router["typed_config"]["upstream_http_filters"]
+        .as_sequence_mut()
+        .expect("router upstream_http_filters")
+}
+
+/// The upstream RBAC's rules (the guard before connecting; plumbing, see `guard_rules`).
+pub fn guard_rules_of(yaml: &mut Yaml) -> &mut Yaml {
+    let rbac = upstream_filters(yaml)
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.upstream_rbac")
+        .expect("an upstream RBAC filter");
+    &mut rbac["typed_config"]["rules"]
+}
