@@ -3,7 +3,7 @@
 alike in everything but the wasm filter, measured in alternating wrk rounds on loopback.
 
 Run through bench/run.sh (`make bench`), which installs wrk and nginx, builds both wasm files and
-then runs this. Environment: BENCH_QUICK=1 (about 2 minutes instead of about 8), BENCH_OUT (the
+then runs this. Environment: BENCH_QUICK=1 (about 3 minutes instead of about 8), BENCH_OUT (the
 markdown file, default BENCHMARKS.md), BENCH_KEEP=1 (keep the scratch directory), BENCH_FLEET=1
 (only the fleet case, bench/fleet.py: three etcd members over mTLS, two Envoys sharing them, one
 send at a time against the local state and a bare etcd transaction, about a minute; the full run

@@ -5,7 +5,7 @@
 # bench/bench.py inside a network namespace that has only loopback (bench/netns.sh; bench.py refuses
 # to run anywhere else), where it starts nginx on a public address on that loopback, the Envoys and
 # the load, and writes BENCHMARKS.md.
-# BENCH_QUICK=1: about 2 minutes instead of about 7. BENCH_FLEET=1: only the fleet case (hookgate
+# BENCH_QUICK=1: about 3 minutes instead of about 8. BENCH_FLEET=1: only the fleet case (hookgate
 # with its state in etcd against the local state; the full run does it too), which also needs etcd
 # (Debian's, installed by scripts/ensure-tool.sh when missing) and not the floor filter.
 set -euo pipefail
