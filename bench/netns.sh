@@ -24,7 +24,6 @@ printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "/etc/netns/$ns/
 ip netns exec "$ns" ip link set lo up
 ip netns exec "$ns" ip addr add "$BENCH_RECEIVER_IP/32" dev lo
 echo "bench: in network namespace $ns (loopback only; $BENCH_RECEIVER_NAME is $BENCH_RECEIVER_IP on its lo)" >&2
-export BENCH_NETNS="$ns"
 status=0
 ip netns exec "$ns" "$@" || status=$?
 exit "$status"
