@@ -127,6 +127,10 @@ impl EnvoyConfig {
             for listener in listeners {
                 let port = free_port();
                 listener["address"]["socket_address"]["port_value"] = port.into();
+                // Envoy binds with SO_REUSEPORT by default: two test Envoys that drew the same
+                // free port would both listen on it and take each other's requests. Without it
+                // the second gets "Address already in use" and is started again on other ports.
+                listener["enable_reuse_port"] = false.into();
                 ports.push(port);
             }
         }
