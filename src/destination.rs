@@ -556,7 +556,10 @@ mod recent;
 mod resolved;
 mod spelling;
 use guard::Guard;
-pub use guard::{guard_rules, GUARD_ALLOW_HEADERS, GUARD_DENY_HEADERS, GUARD_SLOTS};
+pub use guard::{
+    guard_rules, EXCEPTED_POLICY, GUARD_ALLOW_HEADERS, GUARD_DENY_HEADERS, GUARD_SLOTS,
+    PUBLIC_POLICY,
+};
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS};

@@ -54,6 +54,11 @@ pub const GUARD_DENY_HEADERS: [&str; GUARD_SLOTS] = [
     ":hookgate-guard-deny-6",
     ":hookgate-guard-deny-7",
 ];
+/// The guard's policy for addresses outside the built-in list and the deny CIDRs; its name sorts
+/// before [`EXCEPTED_POLICY`]'s, so that Envoy evaluates it first.
+pub const PUBLIC_POLICY: &str = "1-public-destinations";
+/// The guard's policy for addresses an exception names.
+pub const EXCEPTED_POLICY: &str = "2-excepted-destinations";
 /// Envoy's limit on a pattern in CEL (`regex_max_program_size`, in RE2 instructions; a constant
 /// in Envoy's CEL evaluator).
 const PROGRAM_BUDGET: usize = 100;
@@ -400,18 +405,32 @@ pub fn guard_rules() -> serde_json::Value {
             .reduce(|rest, clause| call(function, vec![clause, rest]))
             .unwrap_or(serde_json::Value::Null)
     };
+    // hookgate fills the slots from 0 (`slotted`), so slot 0 absent means every slot is: the
+    // common case (no deny CIDRs, no exception) then reads one header per policy, not eight.
+    let [deny_0, ..] = GUARD_DENY_HEADERS;
+    let [allow_0, ..] = GUARD_ALLOW_HEADERS;
+    let unmatched_all = chain(
+        "_&&_",
+        GUARD_DENY_HEADERS.iter().map(|h| unmatched(h)).collect(),
+    );
+    let matched_any = chain(
+        "_||_",
+        GUARD_ALLOW_HEADERS.iter().map(|h| matched(h)).collect(),
+    );
+    // Envoy's RBAC evaluates its policies in name order and stops at the first that matches:
+    // the names put the common case (a public address) first.
     json!({
         "action": "ALLOW",
         "policies": {
-            "public-destinations": {
+            PUBLIC_POLICY: {
                 "principals": [{"any": true}],
                 "permissions": [{"not_rule": {"or_rules": {"rules": deny_list}}}],
-                "condition": chain("_&&_", GUARD_DENY_HEADERS.iter().map(|h| unmatched(h)).collect()),
+                "condition": call("_||_", vec![call("!_", vec![present(deny_0)]), unmatched_all]),
             },
-            "excepted-destinations": {
+            EXCEPTED_POLICY: {
                 "principals": [{"any": true}],
                 "permissions": [{"any": true}],
-                "condition": chain("_||_", GUARD_ALLOW_HEADERS.iter().map(|h| matched(h)).collect()),
+                "condition": call("_&&_", vec![present(allow_0), matched_any]),
             }
         }
     })

@@ -85,8 +85,8 @@ fn envoys_guard_is_hookgates_deny_list_and_plumbing_only() {
     for path in SHIPPED {
         let mut config = EnvoyConfig::load(path);
         let rules = support::guard_rules_of(&mut config.yaml).clone();
-        let deny: BTreeSet<Exception> = rules["policies"]["public-destinations"]["permissions"][0]
-            ["not_rule"]["or_rules"]["rules"]
+        let deny: BTreeSet<Exception> = rules["policies"][hookgate::destination::PUBLIC_POLICY]
+            ["permissions"][0]["not_rule"]["or_rules"]["rules"]
             .as_sequence()
             .unwrap()
             .iter()
