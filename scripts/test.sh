@@ -13,6 +13,9 @@ if [ -z "${HOOKGATE_SKIP_LINT:-}" ]; then
 fi
 
 echo "== build (outside the namespace: nothing can be downloaded inside it)"
+# The module the end-to-end tests load, rebuilt when a source changed (also when this script is
+# run directly rather than by `make test`, which would otherwise test a stale module).
+make --no-print-directory --quiet hookgate.wasm
 ENVOY_BIN=$(scripts/envoy.sh)
 export ENVOY_BIN
 scripts/ensure-tool.sh docker-compose docker-compose  # tests/operators.rs validates the compose rig
