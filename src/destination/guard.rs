@@ -211,19 +211,13 @@ fn address_piece(ip: IpAddr) -> Piece {
     }
 }
 
-/// The whole pattern over `ip:port` for these networks; `port` None: any port.
-fn pattern(pieces: &[Piece], port: Option<u16>) -> String {
-    let port = port.map_or(r"\d+".to_string(), |p| p.to_string());
-    format!("^{}:{port}$", alternation(pieces).text)
-}
-
 fn fits(pieces: &[Piece]) -> bool {
     alternation(pieces).cost + PATTERN_OVERHEAD <= PROGRAM_BUDGET
 }
 
-/// The networks as patterns each within Envoy's budget, in order (each pattern takes networks
-/// while they fit); None when they need more than [`GUARD_SLOTS`] patterns.
-fn packed(pieces: &[Piece], port: Option<u16>) -> Option<Vec<String>> {
+/// The networks as alternations each within Envoy's budget once made a pattern, in order (each
+/// takes networks while they fit); None when they need more than [`GUARD_SLOTS`] patterns.
+fn grouped(pieces: &[Piece]) -> Option<Vec<String>> {
     let mut groups: Vec<Vec<Piece>> = Vec::new();
     for piece in pieces {
         match groups.last_mut() {
@@ -234,7 +228,13 @@ fn packed(pieces: &[Piece], port: Option<u16>) -> Option<Vec<String>> {
             _ => return None,
         }
     }
-    (groups.len() <= GUARD_SLOTS).then(|| groups.iter().map(|g| pattern(g, port)).collect())
+    (groups.len() <= GUARD_SLOTS).then(|| groups.iter().map(|g| alternation(g).text).collect())
+}
+
+/// The whole pattern over `ip:port` for an alternation of [`grouped`]; `port` None: any port.
+fn port_pattern(alternation: &str, port: Option<u16>) -> String {
+    let port = port.map_or(r"\d+".to_string(), |p| p.to_string());
+    format!("^{alternation}:{port}$")
 }
 
 /// The slots' pseudo-headers for these patterns.
@@ -254,6 +254,10 @@ fn slotted(
 pub(super) struct Guard {
     /// (network, port) of each exception, and its pattern fragment.
     allow: Vec<(Net, Option<u16>, Piece)>,
+    /// For each exception's port (None: the exceptions for every port, which are also what
+    /// applies to a port no exception names), the alternations of what applies there, packed
+    /// once here rather than for every webhook.
+    allow_by_port: Vec<(Option<u16>, Vec<String>)>,
     /// The configured IPv4 deny CIDRs as patterns, one per slot.
     deny: Vec<String>,
 }
@@ -277,14 +281,20 @@ impl Guard {
             };
             rules.push((net, port, piece));
         }
-        let guard = Guard {
+        let mut guard = Guard {
             allow: rules,
+            allow_by_port: Vec::new(),
             deny: Vec::new(),
         };
         // Every set of exceptions a webhook can carry is the set of some exception's port.
-        for (_, port, _) in &guard.allow {
-            let applying = guard.applying(*port);
-            if packed(&applying, *port).is_none() {
+        let mut allow_by_port = Vec::new();
+        let ports = guard.allow.iter().map(|(_, port, _)| *port);
+        for port in ports.chain(std::iter::once(None)) {
+            if allow_by_port.iter().any(|(p, _)| *p == port) {
+                continue;
+            }
+            let applying = guard.applying(port);
+            let Some(groups) = grouped(&applying) else {
                 let which = port.map_or("every port".to_string(), |p| format!("port {p}"));
                 return Err(format!(
                     "destination.allow: too many exceptions apply to {which} for Envoy's guard \
@@ -293,8 +303,10 @@ impl Guard {
                      fewer, wider CIDRs, or spread them over ports",
                     applying.len()
                 ));
-            }
+            };
+            allow_by_port.push((port, groups));
         }
+        guard.allow_by_port = allow_by_port;
         let deny: Vec<Piece> = deny
             .iter()
             .filter_map(|net| match *net {
@@ -302,7 +314,7 @@ impl Guard {
                 Net::V6 { .. } => None,
             })
             .collect();
-        let Some(deny) = packed(&deny, None) else {
+        let Some(deny) = grouped(&deny) else {
             return Err(format!(
                 "destination.deny_cidrs: too many IPv4 CIDRs for Envoy's guard before connecting \
                  ({}; at most {GUARD_SLOTS} patterns of {PROGRAM_BUDGET} RE2 instructions, 2 to 8 \
@@ -310,6 +322,7 @@ impl Guard {
                 deny.len()
             ));
         };
+        let deny = deny.iter().map(|a| port_pattern(a, None)).collect();
         Ok(Guard { deny, ..guard })
     }
 
@@ -336,10 +349,15 @@ impl Guard {
                 .iter()
                 .filter(|(net, p, _)| (p.is_none() || *p == Some(port)) && net.contains(ip))
                 .take(1)
-                .map(|_| pattern(&[address_piece(ip)], Some(port)))
+                .map(|_| port_pattern(&address_piece(ip).text, Some(port)))
                 .collect(),
-            // Within the slots: Guard::new packed this very set for some exception's port.
-            None => packed(&self.applying(Some(port)), Some(port)).unwrap_or_default(),
+            None => self
+                .allow_by_port
+                .iter()
+                .find(|(p, _)| *p == Some(port))
+                .or_else(|| self.allow_by_port.iter().find(|(p, _)| p.is_none()))
+                .map(|(_, groups)| groups.iter().map(|a| port_pattern(a, Some(port))).collect())
+                .unwrap_or_default(),
         };
         let mut out = slotted(&GUARD_ALLOW_HEADERS, &allow);
         if literal.is_none() {

@@ -146,7 +146,7 @@ fn a_network_pattern_matches_exactly_its_addresses_and_port() {
     for text in cases {
         let n = net(text);
         let Net::V4 { addr, len } = n else { panic!() };
-        let pattern = pattern(&[ipv4_piece(addr, len)], Some(8443));
+        let pattern = port_pattern(&ipv4_piece(addr, len).text, Some(8443));
         let probe = |ip: u32| Ipv4Addr::from(ip);
         let span = 1_u64 << (32 - len);
         // The network's edges and some inside, and the addresses just outside.
@@ -177,7 +177,7 @@ fn a_network_pattern_matches_exactly_its_addresses_and_port() {
         }
     }
     assert_eq!(
-        pattern(&[ipv4_piece(0xac10_0000, 12)], Some(443)),
+        port_pattern(&ipv4_piece(0xac10_0000, 12).text, Some(443)),
         r"^172\.(?:1[6-9]|2\d|3[0-1])\.\d+\.\d+:443$"
     );
 }
