@@ -13,7 +13,7 @@ use super::tests::{event, post, respond, settings, T, URL};
 use super::{Delivery, Flow};
 use crate::config::Settings;
 use crate::limit::etcd::fake::Fake;
-use crate::limit::etcd::{Call, Reply};
+use crate::limit::etcd::Call;
 use std::rc::Rc;
 
 const ETCD: &str = r#"{"state":{"backend":"etcd"},"limit":{"default_key":"right"}}"#;
@@ -39,11 +39,8 @@ fn run_etcd(delivery: &mut Delivery, host: &FakeHost, etcd: &mut Fake) -> Vec<St
             path,
             body: dispatched.body,
         };
-        let (status, body) = etcd.answer(&call);
-        let reply = Reply {
-            status,
-            body: body.as_bytes(),
-        };
+        let answered = etcd.answer(&call);
+        let reply = answered.reply();
         delivery.on_etcd_reply(host, reply);
     }
     panic!("etcd calls did not end: {paths:?}");

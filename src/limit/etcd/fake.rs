@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use super::{Call, Etcd};
+use super::{Call, Etcd, Reply};
 use crate::limit::{Limiter, WebhookId};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -16,6 +16,21 @@ use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const LEASE_NOT_FOUND: &str = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+
+/// What the fake answered to one call; `reply()` hands it to an operation as Envoy would.
+pub(crate) struct Answered {
+    status: Option<u16>,
+    body: String,
+}
+
+impl Answered {
+    pub(crate) fn reply(&self) -> Reply<'_> {
+        Reply {
+            status: self.status,
+            body: self.body.as_bytes(),
+        }
+    }
+}
 
 /// A fake etcd: one revision counter, keys with create/mod revisions and leases.
 #[derive(Default)]
@@ -69,11 +84,17 @@ impl Fake {
         }
     }
 
-    pub(crate) fn answer(&mut self, call: &Call) -> (Option<u16>, String) {
+    pub(crate) fn answer(&mut self, call: &Call) -> Answered {
         self.calls.push(call.clone());
-        if !self.forced.is_empty() {
-            return self.forced.remove(0);
-        }
+        let (status, body) = if self.forced.is_empty() {
+            self.respond(call)
+        } else {
+            self.forced.remove(0)
+        };
+        Answered { status, body }
+    }
+
+    fn respond(&mut self, call: &Call) -> (Option<u16>, String) {
         let body: Json = serde_json::from_str(&call.body).unwrap();
         match call.path {
             "/v3/kv/range" => {

@@ -53,11 +53,8 @@ fn with_etcd_a_step_asks_for_calls_until_it_is_done() {
         };
         assert!(slot.in_flight());
         paths.push(call.path);
-        let (status, body) = fake.answer(&call);
-        let reply = Reply {
-            status,
-            body: body.as_bytes(),
-        };
+        let answered = fake.answer(&call);
+        let reply = answered.reply();
         match slot.on_reply(&limiter, Some(&etcd), &store, reply, &clock) {
             Some(Step::Call(next)) => step = Step::Call(next),
             Some(Step::Done(finished)) => break finished,

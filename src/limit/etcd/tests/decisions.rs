@@ -46,15 +46,8 @@ fn interleaved_first_sends_admit_exactly_the_limit() {
             for (op, call, now) in ops.iter_mut() {
                 if let Some(c) = call.take() {
                     moved = true;
-                    let (status, body) = fake.answer(&c);
-                    match op.on_reply(
-                        &limiter,
-                        Reply {
-                            status,
-                            body: body.as_bytes(),
-                        },
-                        now,
-                    ) {
+                    let answered = fake.answer(&c);
+                    match op.on_reply(&limiter, answered.reply(), now) {
                         Next::Call(next) => *call = Some(next),
                         Next::Done(decided) => outcomes.push(decided.result.is_ok()),
                     }
@@ -78,11 +71,8 @@ fn a_refusal_that_lost_a_race_to_a_later_second_says_at_most_an_hour() {
     // X's request arrives at T and its read goes out; before etcd answers it, Y sends at T + 1.
     let (mut x, call) = Acquire::start(&etcd(), &limiter, &HOOK, &T);
     drop(admitted(acquire(&mut fake, &limiter, &HOOK, T + 1)));
-    let (status, body) = fake.answer(&call);
-    let reply = Reply {
-        status,
-        body: body.as_bytes(),
-    };
+    let answered = fake.answer(&call);
+    let reply = answered.reply();
     // X's clock is read once Y's send is in hand: T + 1 too, so the hour is counted from there.
     match x.on_reply(&limiter, reply, &(T + 1)) {
         Next::Done(decided) => match refused(decided) {

@@ -88,15 +88,8 @@ fn endless_contention_gives_up_with_limit_unavailable() {
             let other = admitted(acquire(&mut fake, &limiter, &HOOK, T));
             drop(other);
         }
-        let (status, body) = fake.answer(&call);
-        match op.on_reply(
-            &limiter,
-            Reply {
-                status,
-                body: body.as_bytes(),
-            },
-            &T,
-        ) {
+        let answered = fake.answer(&call);
+        match op.on_reply(&limiter, answered.reply(), &T) {
             Next::Call(next) => call = next,
             Next::Done(decided) => break decided,
         }

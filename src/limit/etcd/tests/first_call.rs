@@ -131,11 +131,8 @@ fn racing_first_sends_that_start_with_the_write_admit_exactly_the_limit() {
             for (op, call, now) in ops.iter_mut() {
                 let Some(c) = call.take() else { continue };
                 moved = true;
-                let (status, body) = fake.answer(&c);
-                let reply = Reply {
-                    status,
-                    body: body.as_bytes(),
-                };
+                let answered = fake.answer(&c);
+                let reply = answered.reply();
                 match op.on_reply(&limiter, reply, now) {
                     Next::Call(next) => *call = Some(next),
                     Next::Done(decided) => admitted_sends += usize::from(decided.result.is_ok()),

@@ -185,13 +185,8 @@ fn the_tick_asks_a_writing_worker_for_its_next_lease_so_sends_never_wait_for_one
     assert!(worker.lease_ahead(due - 1).is_none());
     let call = worker.lease_ahead(due).unwrap();
     assert_eq!(call, lease_grant());
-    let (status, body) = fake.answer(&call);
-    worker
-        .on_lease_ahead(Reply {
-            status,
-            body: body.as_bytes(),
-        })
-        .unwrap();
+    let answered = fake.answer(&call);
+    worker.on_lease_ahead(answered.reply()).unwrap();
     // Past the minute of the first lease: the first send is still one transaction, with the new.
     let from = fake.calls.len();
     let later = T + lease::REUSE_SECS + 10;

@@ -10,11 +10,8 @@ fn support(
 ) -> crate::limit::Lifted {
     let (mut op, mut call) = Support::start(&etcd(), limiter, &HOOK, lift);
     for _ in 0..50 {
-        let (status, body) = fake.answer(&call);
-        let reply = Reply {
-            status,
-            body: body.as_bytes(),
-        };
+        let answered = fake.answer(&call);
+        let reply = answered.reply();
         match op.on_reply(limiter, reply, &now) {
             Next::Call(next) => call = next,
             Next::Done(result) => return result.unwrap(),
@@ -76,15 +73,8 @@ fn a_support_write_that_lost_a_race_decides_again() {
     let mut fake = Fake::new();
     admitted(acquire(&mut fake, &limiter, &HOOK, T));
     let (mut op, call) = Support::start(&etcd(), &limiter, &HOOK, Some(Lift::ResetWindow));
-    let (status, body) = fake.answer(&call);
-    let write = match op.on_reply(
-        &limiter,
-        Reply {
-            status,
-            body: body.as_bytes(),
-        },
-        &T,
-    ) {
+    let answered = fake.answer(&call);
+    let write = match op.on_reply(&limiter, answered.reply(), &T) {
         Next::Call(write) => write,
         Next::Done(_) => panic!("a reset of a send must write"),
     };
@@ -94,25 +84,11 @@ fn a_support_write_that_lost_a_race_decides_again() {
     moved.modified = fake.revision;
     let key = fake.keys.keys().next().unwrap().clone();
     fake.keys.insert(key, moved);
-    let (status, body) = fake.answer(&write);
-    match op.on_reply(
-        &limiter,
-        Reply {
-            status,
-            body: body.as_bytes(),
-        },
-        &T,
-    ) {
+    let answered = fake.answer(&write);
+    match op.on_reply(&limiter, answered.reply(), &T) {
         Next::Call(again) => {
-            let (status, body) = fake.answer(&again);
-            match op.on_reply(
-                &limiter,
-                Reply {
-                    status,
-                    body: body.as_bytes(),
-                },
-                &T,
-            ) {
+            let answered = fake.answer(&again);
+            match op.on_reply(&limiter, answered.reply(), &T) {
                 Next::Done(result) => assert!(result.unwrap().changed),
                 Next::Call(_) => panic!("one more round"),
             }

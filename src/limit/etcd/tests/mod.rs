@@ -72,15 +72,8 @@ fn acquire_on(
 ) -> Decided {
     let (mut op, mut call) = Acquire::start(etcd, limiter, id, &now);
     for _ in 0..50 {
-        let (status, body) = fake.answer(&call);
-        match op.on_reply(
-            limiter,
-            Reply {
-                status,
-                body: body.as_bytes(),
-            },
-            &now,
-        ) {
+        let answered = fake.answer(&call);
+        match op.on_reply(limiter, answered.reply(), &now) {
             Next::Call(next) => call = next,
             Next::Done(decided) => {
                 etcd.note(&decided);
@@ -100,14 +93,8 @@ fn update(
         return Ok(());
     };
     for _ in 0..50 {
-        let (status, body) = fake.answer(&call);
-        match op.on_reply(
-            limiter,
-            Reply {
-                status,
-                body: body.as_bytes(),
-            },
-        ) {
+        let answered = fake.answer(&call);
+        match op.on_reply(limiter, answered.reply()) {
             Next::Call(next) => call = next,
             Next::Done(result) => return result,
         }
