@@ -188,6 +188,12 @@ def hookgate_plugin_json(cfg):
     return json.loads(value) if value.strip() else {}
 
 
+def is_after_dns(f):
+    """The check after DNS in a router's upstream_http_filters: wrapped in its matcher (as shipped)
+    or not (as written before it)."""
+    return f.get("name") in ("hookgate-after-dns", "hookgate-after-dns-unless-ipv4")
+
+
 def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
     cfg = base_config()
     cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin)
@@ -201,7 +207,7 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
         # Plain Envoy and the floor filter run without hookgate's check after DNS.
         for chain in find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
             chain["upstream_http_filters"] = [
-                f for f in chain["upstream_http_filters"] if f.get("name") != "hookgate-after-dns"]
+                f for f in chain["upstream_http_filters"] if not is_after_dns(f)]
     if kind == "A":
         for chain in find_all(cfg, lambda v: isinstance(v, dict) and "http_filters" in v, []):
             chain["http_filters"] = [f for f in chain["http_filters"] if f.get("name") != "hookgate"]

@@ -8,7 +8,8 @@ the machine's speed drifts between runs; `make bench` stays the reference (BENCH
 
 Like the bench, it runs only inside bench/netns.sh's network namespace, sending to the receiver's
 name with no exception. VARIANT changes only that B's Envoy configuration, to measure what a part
-of it costs: `noafter` drops the check after DNS (hookgate's upstream filter), `norecord` the
+of it costs: `noafter` drops the check after DNS (hookgate's upstream filter), `unwrapped` runs it
+on every try (without the matcher that skips it for IPv4 addresses, as before it), `norecord` the
 decision record from the access log line, `exception` adds an exception covering the receiver to
 the plugin configuration (what the guard's per-request pattern costs). Needs wrk, nginx and the
 floor filter built (bench/run.sh builds it; BENCH_FLOOR_WASM names it, default target/bench-floor's).
@@ -23,9 +24,21 @@ import sys
 import bench as b
 
 
+def upstream_chains(cfg):
+    return b.find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, [])
+
+
 def drop_after_dns(cfg):
-    for chain in b.find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
-        chain["upstream_http_filters"] = [f for f in chain["upstream_http_filters"] if f.get("name") != "hookgate-after-dns"]
+    for chain in upstream_chains(cfg):
+        chain["upstream_http_filters"] = [f for f in chain["upstream_http_filters"] if not b.is_after_dns(f)]
+
+
+def unwrap_after_dns(cfg):
+    """The check after DNS without its matcher, run on every try (the configurations before it)."""
+    for chain in upstream_chains(cfg):
+        chain["upstream_http_filters"] = [
+            f["typed_config"]["extension_config"] if "extension_config" in f.get("typed_config", {}) else f
+            for f in chain["upstream_http_filters"]]
 
 
 def drop_record(cfg):
@@ -42,7 +55,8 @@ def add_exception(cfg):
         configuration["value"] = json.dumps(plugin)
 
 
-VARIANTS = {"noafter": drop_after_dns, "norecord": drop_record, "exception": add_exception}
+VARIANTS = {"noafter": drop_after_dns, "unwrapped": unwrap_after_dns, "norecord": drop_record,
+            "exception": add_exception}
 
 
 def main():

@@ -54,6 +54,10 @@ ip netns exec "$ns" ip link set lo up
 # A public address (not in any built-in deny range) on the namespace's loopback, for policies that
 # refuse what the defaults allow (tests/policy.rs); the namespace has no other interface.
 ip netns exec "$ns" ip addr add 100.0.0.7/32 dev lo
+# The same in IPv6, and an ISATAP interface id under it embedding 127.0.0.1 (tests/destination/
+# after_dns.rs: what only the check after DNS refuses, with a listener there that must get nothing).
+ip netns exec "$ns" ip addr add 2600::7/128 dev lo
+ip netns exec "$ns" ip addr add 2600::5efe:7f00:1/128 dev lo
 
 echo "== test (in network namespace $ns: loopback only)"
 output=$(mktemp)

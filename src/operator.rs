@@ -3,7 +3,7 @@
 //! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
 
 use crate::config::Settings;
-use crate::destination::guard_rules;
+use crate::destination::{after_dns_matcher, guard_rules};
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
 
@@ -14,6 +14,11 @@ pub use explain::explain;
 
 /// The name of the router's upstream filter that guards before connecting.
 const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
+/// The root id of hookgate's check after DNS.
+const AFTER_DNS: &str = "hookgate-after-dns";
+/// The type of the wrapper that skips the check after DNS where the guard suffices.
+const WRAPPER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
 
 /// Where a plugin configuration was found, and its text.
 #[derive(Debug, PartialEq)]
@@ -50,6 +55,13 @@ struct Guard {
     rules: serde_json::Value,
 }
 
+/// One filter chain's wrapper around the check after DNS: its `typed_config` but the wrapped
+/// filter, as JSON.
+struct Wrapper {
+    chain: String,
+    typed_config: serde_json::Value,
+}
+
 /// The source networks a listener's filter chain is chosen for (`source_prefix_ranges`).
 struct Chain {
     listener: String,
@@ -61,6 +73,7 @@ struct Chain {
 struct Walk {
     found: Vec<Found>,
     guards: Vec<Guard>,
+    wrappers: Vec<Wrapper>,
     chains: Vec<Chain>,
 }
 
@@ -90,6 +103,7 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
             default_chain: false,
         };
     }
+    record_wrapper(value, &at, out);
     let config = value.get("typed_config").and_then(|t| t.get("config"));
     let root_id = config
         .and_then(|c| c.get("root_id"))
@@ -150,6 +164,55 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
         }
         Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, &at, out)),
         _ => {}
+    }
+}
+
+/// A filter whose `typed_config` wraps the check after DNS (`extension_config`) is recorded; the
+/// walk goes on inside it and finds the wrapped filter.
+fn record_wrapper(value: &Value, at: &At, out: &mut Walk) {
+    let Some(Value::Mapping(typed)) = value.get("typed_config") else {
+        return;
+    };
+    let wrapped_root = typed
+        .get("extension_config")
+        .and_then(|e| e.get("typed_config"))
+        .and_then(|t| t.get("config"))
+        .and_then(|c| c.get("root_id"))
+        .and_then(Value::as_str);
+    if wrapped_root != Some(AFTER_DNS) {
+        return;
+    }
+    let mut typed = typed.clone();
+    typed.remove("extension_config");
+    out.wrappers.push(Wrapper {
+        chain: at.chain(),
+        typed_config: serde_json::to_value(&typed).unwrap_or_default(),
+    });
+}
+
+/// The check after DNS is skipped by hookgate's matcher alone (for IPv4 addresses, which the
+/// guard judges whole): another matcher could skip it where only it judges (IPv6). Without a
+/// wrapper (configurations written before it) the check runs on every try: correct, and a
+/// warning, as it costs a wasm call per delivery that the guard makes unnecessary.
+fn check_wrapper(
+    chain: &str,
+    wrapper: Option<&Wrapper>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let expected = serde_json::json!({"@type": WRAPPER_TYPE, "xds_matcher": after_dns_matcher()});
+    match wrapper {
+        None => warnings.push(format!(
+            "{chain}: the check after DNS runs on every try, IPv4 addresses included, which the \
+             guard before connecting already judges: wrap it as a shipped envoy/*.yaml does \
+             (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"
+        )),
+        Some(w) if w.typed_config != expected => problems.push(format!(
+            "{chain}: the matcher around the check after DNS differs from hookgate's: it is \
+             plumbing (it skips the check for IPv4 addresses alone, which the guard judges), \
+             copy it unchanged from a shipped envoy/*.yaml"
+        )),
+        Some(_) => {}
     }
 }
 
@@ -229,7 +292,7 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
         let (listener, chain) = (listener_of(&engine.place), chain_of(&engine.place));
         let after = found
             .iter()
-            .find(|f| f.root_id == "hookgate-after-dns" && chain_of(&f.place) == chain);
+            .find(|f| f.root_id == AFTER_DNS && chain_of(&f.place) == chain);
         match after {
             None => problems.push(format!(
                 "{chain}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
@@ -239,7 +302,10 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
                 "{chain}: the check after DNS has another plugin configuration than hookgate \
                  (use the YAML alias of the same block)"
             )),
-            Some(_) => {}
+            Some(_) => {
+                let wrapper = seen.wrappers.iter().find(|w| w.chain == chain);
+                check_wrapper(chain, wrapper, &mut problems, &mut warnings);
+            }
         }
         let first = engines.iter().find(|e| listener_of(&e.place) == listener);
         if let Some(first) = first.filter(|first| first.text != engine.text) {

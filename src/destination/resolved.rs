@@ -19,6 +19,40 @@ pub const REFUSED_AFTER_DNS: &str = "hookgate_refused_after_dns";
 /// (Not `x-hookgate-detail`: Envoy's local-reply mappers overwrite that one.)
 pub const REFUSAL_DETAIL_HEADER: &str = "x-hookgate-refusal";
 
+/// The matcher that wraps the check after DNS in every shipped configuration (an
+/// `ExtensionWithMatcher`'s `xds_matcher`; plumbing, compared by `hookgate check`): it skips the
+/// filter when the picked host's address is IPv4, `upstream.address >= "0" && upstream.address
+/// < ":"` (Envoy writes an IPv4 address `a.b.c.d:port`, the only form that starts with a digit).
+/// For IPv4 the guard before connecting already enforces the whole plugin policy (the built-in
+/// list, the configured deny_cidrs, the exceptions); what it cannot express is IPv6 (configured
+/// IPv6 deny_cidrs, ISATAP interface ids), so the check after DNS runs for every other address,
+/// and when the condition fails to evaluate (no match: the filter runs).
+pub fn after_dns_matcher() -> serde_json::Value {
+    use serde_json::json;
+    let address = json!({"select_expr": {"operand": {"ident_expr": {"name": "upstream"}}, "field": "address"}});
+    let compare = |function: &str, bound: &str| json!({"call_expr": {"function": function, "args": [address, {"const_expr": {"string_value": bound}}]}});
+    let ipv4 = json!({"call_expr": {"function": "_&&_", "args": [compare("_>=_", "0"), compare("_<_", ":")]}});
+    json!({"matcher_list": {"matchers": [{
+        "predicate": {"single_predicate": {
+            "input": {
+                "name": "envoy.matching.inputs.cel_data_input",
+                "typed_config": {"@type": "type.googleapis.com/xds.type.matcher.v3.HttpAttributesCelMatchInput"}
+            },
+            "custom_match": {
+                "name": "envoy.matching.matchers.cel_matcher",
+                "typed_config": {
+                    "@type": "type.googleapis.com/xds.type.matcher.v3.CelMatcher",
+                    "expr_match": {"cel_expr_parsed": {"expr": ipv4}}
+                }
+            }
+        }},
+        "on_match": {"action": {
+            "name": "skip",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}
+        }}
+    }]}})
+}
+
 /// The engine-facing filter's reading of a reply Envoy made: the upstream check's refusal, with
 /// its detail, or None for any other reply.
 pub fn refused_after_dns(

@@ -27,16 +27,58 @@ static_resources:
               - name: envoy.filters.http.upstream_rbac
                 typed_config:
                   rules: GUARD
-              - name: hookgate-after-dns
+              - name: hookgate-after-dns-unless-ipv4
                 typed_config:
-                  config:
-                    root_id: hookgate-after-dns
-                    configuration: *policy
+                  "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
+                  xds_matcher: MATCHER
+                  extension_config:
+                    name: hookgate-after-dns
+                    typed_config:
+                      config:
+                        root_id: hookgate-after-dns
+                        configuration: *policy
 "#;
 
-/// The fixture with the shipped guard's rules (JSON is YAML's flow style).
+/// The fixture with the shipped guard's rules and matcher (JSON is YAML's flow style).
 fn envoy() -> String {
-    ENVOY.replace("GUARD", &guard_rules().to_string())
+    ENVOY
+        .replace("GUARD", &guard_rules().to_string())
+        .replace("MATCHER", &after_dns_matcher().to_string())
+}
+
+#[test]
+fn the_check_after_dns_is_skipped_by_hookgates_matcher_alone() {
+    assert_eq!((check(&envoy()), warnings(&envoy())), (vec![], vec![]));
+    // Unwrapped, as written before the matcher: it runs on every try; allowed, with a warning.
+    let unwrapped = envoy().replace(
+        &envoy()[envoy()
+            .find("                  \"@type\": type.googleapis.com/envoy.extensions.common")
+            .unwrap()..envoy().find("                      config:").unwrap()],
+        "",
+    );
+    let unwrapped = unwrapped
+        .replace("                      config:", "                  config:")
+        .replace(
+            "                        root_id: hookgate-after-dns",
+            "                    root_id: hookgate-after-dns",
+        )
+        .replace(
+            "                        configuration: *policy",
+            "                    configuration: *policy",
+        );
+    assert_eq!(plugin_configs(&unwrapped).unwrap().len(), 2);
+    assert_eq!(check(&unwrapped), Vec::<String>::new());
+    assert_eq!(
+        warnings(&unwrapped),
+        ["listener engine: the check after DNS runs on every try, IPv4 addresses included, which the guard before connecting already judges: wrap it as a shipped envoy/*.yaml does (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"]
+    );
+    // Any other matcher could skip it where it alone judges (here: every address).
+    let wider = envoy().replace(r#"{"string_value":":"}"#, r#"{"string_value":"~"}"#);
+    assert_ne!(wider, envoy());
+    assert_eq!(
+        check(&wider),
+        ["listener engine: the matcher around the check after DNS differs from hookgate's: it is plumbing (it skips the check for IPv4 addresses alone, which the guard judges), copy it unchanged from a shipped envoy/*.yaml"]
+    );
 }
 
 #[test]

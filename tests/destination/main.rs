@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod after_dns;
 mod callers;
 mod destinations;
 mod shipped;

@@ -103,7 +103,8 @@ fn envoys_guard_is_hookgates_deny_list_and_plumbing_only() {
             "{path}: the guard is not hookgate's plumbing"
         );
         // The check after DNS follows the guard, with the engine-facing filter's own plugin
-        // configuration and VM.
+        // configuration and VM, wrapped in hookgate's matcher (skipped for IPv4 addresses, which
+        // the guard judges whole).
         let engine_facing = config.hookgate_filters()[0]["typed_config"]["config"].clone();
         let filters = upstream_filters(&mut config.yaml);
         let names: Vec<&str> = filters
@@ -114,12 +115,24 @@ fn envoys_guard_is_hookgates_deny_list_and_plumbing_only() {
             names,
             [
                 "envoy.filters.http.upstream_rbac",
-                "hookgate-after-dns",
+                "hookgate-after-dns-unless-ipv4",
                 "envoy.filters.http.upstream_codec"
             ],
             "{path}"
         );
-        let after_dns = &filters[1]["typed_config"]["config"];
+        let wrapper = &filters[1]["typed_config"];
+        let matcher: serde_json::Value =
+            serde_yaml::from_value(wrapper["xds_matcher"].clone()).unwrap();
+        assert_eq!(
+            matcher,
+            hookgate::destination::after_dns_matcher(),
+            "{path}"
+        );
+        assert_eq!(
+            wrapper["extension_config"]["name"], "hookgate-after-dns",
+            "{path}"
+        );
+        let after_dns = &wrapper["extension_config"]["typed_config"]["config"];
         assert_eq!(after_dns["root_id"], "hookgate-after-dns", "{path}");
         assert_eq!(after_dns["failure_policy"], "FAIL_CLOSED", "{path}");
         assert_eq!(after_dns["vm_config"], engine_facing["vm_config"], "{path}");

@@ -21,6 +21,10 @@ fn zone(name: &str) -> Option<Vec<IpAddr>> {
         "public.dns.test" => v4(&[PUBLIC]),
         "second.dns.test" => v4(&[[127, 0, 0, 2]]),
         "v6loopback.dns.test" => one("::1"),
+        // A public IPv6 address that scripts/test.sh puts on the namespace's loopback interface,
+        // and an ISATAP interface id there embedding 127.0.0.1 (also on it).
+        "v6public.dns.test" => one("2600::7"),
+        "isatap.dns.test" => one("2600::5efe:7f00:1"),
         // An allowed address first, a blocked one after it: the logical-host trap.
         "mixed.dns.test" => v4(&[[127, 0, 0, 2], [127, 0, 0, 1]]),
         "mixedrev.dns.test" => v4(&[[127, 0, 0, 1], [127, 0, 0, 2]]),

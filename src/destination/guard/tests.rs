@@ -3,6 +3,7 @@ use crate::cidr::parse_cidr;
 use std::net::Ipv4Addr;
 
 mod cel;
+mod ipv4;
 
 /// A matcher for the few RE2 forms the guard writes (literals, `\.`, `\[`, `\]`, `\d`, `\d+`, `[a-b]`,
 /// `(?:a|b)`, `^`, `$`), so that the patterns are checked against every address here; the end

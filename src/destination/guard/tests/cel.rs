@@ -5,7 +5,7 @@ use super::*;
 /// CEL as Envoy evaluates the guard's conditions, for the few forms they use: Err is CEL's error
 /// value, which `&&` and `||` absorb only when the other side decides alone. `too_large` stands
 /// for a pattern Envoy's RE2 limit refuses.
-fn eval(
+pub(super) fn eval(
     expr: &serde_json::Value,
     headers: &[(&str, String)],
     address: &str,
@@ -42,6 +42,16 @@ fn eval(
             }
         }
         "!_" => Ok(Value::Bool(!value(args[0])?.as_bool().unwrap())),
+        // String order, as CEL compares strings (by code point; these texts are ASCII).
+        compare @ ("_>=_" | "_<_") => {
+            let text = |e: &Value| -> Result<String, ()> {
+                let v = value(e)?;
+                let v = v.as_str().unwrap();
+                Ok(if v == "upstream.address" { address } else { v }.to_string())
+            };
+            let (a, b) = (text(args[0])?, text(args[1])?);
+            Ok(Value::Bool(if compare == "_>=_" { a >= b } else { a < b }))
+        }
         "@in" => Ok(Value::Bool(header(&value(args[0])?).is_some())),
         "_[_]" => header(&value(args[1])?).map(Value::String).ok_or(()),
         "matches" => {
