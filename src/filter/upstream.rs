@@ -1,14 +1,16 @@
 //! hookgate's second place in Envoy: an upstream filter of the forward-proxy route (root id
-//! `hookgate-after-dns`), with the same plugin configuration. Envoy runs it for every try, once
-//! the load balancer has picked the host; it judges that host's address with the destination
-//! policy and refuses it with a local reply, which the engine-facing filter turns into the
-//! envelope (`crate::destination::refused_after_dns`).
+//! `hookgate-after-dns`), with the same plugin configuration. Envoy runs it for every try whose
+//! picked host's address is not IPv4 (the shipped configurations wrap it in a matcher that skips
+//! it for IPv4, which the guard before connecting judges whole: `after_dns_matcher`); it judges
+//! that address with the destination policy and refuses it with a local reply, which the
+//! engine-facing filter turns into the envelope (`crate::destination::refused_after_dns`).
 //!
 //! Measured (docs/security.md): Envoy has already started the connection to the picked host
 //! when this filter runs (and, for https, sent the TLS ClientHello), so the upstream RBAC before
 //! it stays the guard that refuses before any connection (fed by the engine-facing filter with
 //! what of the plugin policy applies, `crate::destination` guard.rs); this filter applies the
-//! whole plugin policy again, IPv6 deny_cidrs included, before any byte of the request is sent.
+//! whole plugin policy where the guard cannot (IPv6 deny_cidrs, ISATAP interface ids), before any
+//! byte of the request is sent.
 
 use super::host;
 use crate::config::Settings;
