@@ -27,7 +27,10 @@ static_resources:
               - name: envoy.filters.http.upstream_rbac
                 typed_config:
                   rules: GUARD
-              - name: hookgate-after-dns-unless-ipv4
+AFTER_DNS"#;
+
+/// The check after DNS in hookgate's matcher, as shipped.
+const WRAPPED: &str = r#"              - name: hookgate-after-dns-unless-ipv4
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
                   xds_matcher: MATCHER
@@ -39,10 +42,19 @@ static_resources:
                         configuration: *policy
 "#;
 
+/// The check after DNS alone, as written before the matcher.
+const UNWRAPPED: &str = r#"              - name: hookgate-after-dns
+                typed_config:
+                  config:
+                    root_id: hookgate-after-dns
+                    configuration: *policy
+"#;
+
 /// The fixture with the shipped guard's rules and matcher (JSON is YAML's flow style).
 fn envoy() -> String {
     ENVOY
         .replace("GUARD", &guard_rules().to_string())
+        .replace("AFTER_DNS", WRAPPED)
         .replace("MATCHER", &after_dns_matcher().to_string())
 }
 
@@ -51,21 +63,9 @@ fn the_check_after_dns_is_skipped_by_hookgates_matcher_alone() {
     assert_eq!((check(&envoy()), warnings(&envoy())), (vec![], vec![]));
     // Unwrapped, as written before the matcher: it runs on every try; allowed, with a warning.
     let unwrapped = envoy().replace(
-        &envoy()[envoy()
-            .find("                  \"@type\": type.googleapis.com/envoy.extensions.common")
-            .unwrap()..envoy().find("                      config:").unwrap()],
-        "",
+        &WRAPPED.replace("MATCHER", &after_dns_matcher().to_string()),
+        UNWRAPPED,
     );
-    let unwrapped = unwrapped
-        .replace("                      config:", "                  config:")
-        .replace(
-            "                        root_id: hookgate-after-dns",
-            "                    root_id: hookgate-after-dns",
-        )
-        .replace(
-            "                        configuration: *policy",
-            "                    configuration: *policy",
-        );
     assert_eq!(plugin_configs(&unwrapped).unwrap().len(), 2);
     assert_eq!(check(&unwrapped), Vec::<String>::new());
     assert_eq!(
