@@ -59,6 +59,7 @@ struct Guard {
 /// filter, as JSON.
 struct Wrapper {
     chain: String,
+    name: String,
     typed_config: serde_json::Value,
 }
 
@@ -74,6 +75,8 @@ struct Walk {
     found: Vec<Found>,
     guards: Vec<Guard>,
     wrappers: Vec<Wrapper>,
+    /// The filter names routes give a configuration of their own (`typed_per_filter_config`).
+    per_route: Vec<String>,
     chains: Vec<Chain>,
 }
 
@@ -136,6 +139,14 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
         });
         return;
     }
+    if let Some(Value::Mapping(per_route)) = value.get("typed_per_filter_config") {
+        out.per_route.extend(
+            per_route
+                .keys()
+                .filter_map(Value::as_str)
+                .map(str::to_string),
+        );
+    }
     let ranges = value
         .get("filter_chain_match")
         .and_then(|m| m.get("source_prefix_ranges"))
@@ -186,6 +197,11 @@ fn record_wrapper(value: &Value, at: &At, out: &mut Walk) {
     typed.remove("extension_config");
     out.wrappers.push(Wrapper {
         chain: at.chain(),
+        name: value
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         typed_config: serde_json::to_value(&typed).unwrap_or_default(),
     });
 }
@@ -197,9 +213,18 @@ fn record_wrapper(value: &Value, at: &At, out: &mut Walk) {
 fn check_wrapper(
     chain: &str,
     wrapper: Option<&Wrapper>,
+    per_route: &[String],
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) {
+    // A route's own matcher (ExtensionWithMatcherPerRoute) would replace the shipped one.
+    if let Some(w) = wrapper.filter(|w| per_route.contains(&w.name)) {
+        problems.push(format!(
+            "{chain}: a route's typed_per_filter_config names {}, the matcher around the check \
+             after DNS: its matcher is plumbing, remove that entry",
+            w.name
+        ));
+    }
     let expected = serde_json::json!({"@type": WRAPPER_TYPE, "xds_matcher": after_dns_matcher()});
     match wrapper {
         None => warnings.push(format!(
@@ -304,7 +329,13 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
             )),
             Some(_) => {
                 let wrapper = seen.wrappers.iter().find(|w| w.chain == chain);
-                check_wrapper(chain, wrapper, &mut problems, &mut warnings);
+                check_wrapper(
+                    chain,
+                    wrapper,
+                    &seen.per_route,
+                    &mut problems,
+                    &mut warnings,
+                );
             }
         }
         let first = engines.iter().find(|e| listener_of(&e.place) == listener);

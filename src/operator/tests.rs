@@ -72,6 +72,15 @@ fn the_check_after_dns_is_skipped_by_hookgates_matcher_alone() {
         warnings(&unwrapped),
         ["listener engine: the check after DNS runs on every try, IPv4 addresses included, which the guard before connecting already judges: wrap it as a shipped envoy/*.yaml does (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"]
     );
+    // A route's own matcher would replace it.
+    let per_route = envoy().replace(
+        "          - name: router\n",
+        "          - name: router\n            typed_per_filter_config: {hookgate-after-dns-unless-ipv4: {}}\n",
+    );
+    assert_eq!(
+        check(&per_route),
+        ["listener engine: a route's typed_per_filter_config names hookgate-after-dns-unless-ipv4, the matcher around the check after DNS: its matcher is plumbing, remove that entry"]
+    );
     // Any other matcher could skip it where it alone judges (here: every address).
     let wider = envoy().replace(r#"{"string_value":":"}"#, r#"{"string_value":"~"}"#);
     assert_ne!(wider, envoy());
