@@ -157,12 +157,19 @@ impl<'a> Json<'a> {
                 return None;
             }
             self.expect(b':')?;
-            self.value()?;
-            self.expect(b'}')?;
-            if self.eat(b']') {
-                return Some(());
+            if self.peek() == Some(b'"') {
+                self.string()?;
+            } else {
+                self.value()?;
             }
-            self.expect(b',')?;
+            match self.bytes().get(self.at..self.at + 2)? {
+                [b'}', b','] => self.at += 2,
+                [b'}', b']'] => {
+                    self.at += 2;
+                    return Some(());
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -306,6 +313,7 @@ impl<'a> Json<'a> {
 pub(super) fn string_stop(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Zero bytes of `x` (and bytes above one) get their high bit set here, kept by `& !word`.
     let zero_in = |x: u64| x.wrapping_sub(ONES);
     let mut words = bytes.chunks_exact(8);
     let mut at = 0;
