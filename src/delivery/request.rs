@@ -81,8 +81,10 @@ impl Delivery {
             .recent_destinations
             .check(&settings.destinations, &webhook.url)?;
         self.destination = Some(destination.clone());
+        // Seven fixed headers, three for signing, the route marker and x-forwarded-proto, the
+        // guard's patterns and the static headers: one allocation.
         let mut headers: Vec<(&str, &str)> =
-            Vec::with_capacity(8 + settings.config.static_headers.len());
+            Vec::with_capacity(12 + destination.guard.len() + settings.config.static_headers.len());
         let mut length = itoa::Buffer::new();
         let length = length.format(payload.len());
         let scheme = if destination.https { "https" } else { "http" };
