@@ -64,7 +64,7 @@ write_seeds() {
   rm -rf "$CORPUS"/*/seed-* 2>/dev/null
   # event: the documented examples, the sample events and every JSON body of the unit tests.
   for f in "$ROOT"/examples/events/*.json; do [ -f "$f" ] && seed event "$(cat "$f")"; done
-  while IFS= read -r -d '' body; do seed event "$body"; done < <(raw_strings "$ROOT/src/event.rs")
+  while IFS= read -r -d '' body; do seed event "$body"; done < <(raw_strings "$ROOT/src/event.rs" "$ROOT"/src/event/*.rs)
   seed event '[{"webhook":{"name":"S","url":"https://x.example/"},"event":"spam","email":"a@b.c"},{"event":"unsubscribe"}]'
 
   # destination_url: the public SSRF spellings and every URL of the destination tests.

@@ -1,12 +1,13 @@
 //! The inbound event (automation engine -> gateway) and the documented webhook it becomes.
 //!
-//! Values are carried as raw JSON text (`RawValue`): what the engine sent travels byte for byte,
-//! in its order. The body is read in one pass (its objects' fields, keys borrowed where they
-//! hold no escape, values raw); only `webhook` and `variables` are then read once more, typed,
-//! from their own raw text. Error details name fields, never their values, so that no personal
-//! data reaches a log line.
+//! Values are carried as raw JSON text: what the engine sent travels byte for byte, in its
+//! order. The body is read and checked in one pass (`scan.rs`: its objects' fields, keys
+//! borrowed where they hold no escape, values raw); only `webhook`, and `variables` when it is
+//! not the documented array as written out, are then read once more from their own raw text.
+//! Error details name fields, never their values, so that no personal data reaches a log line.
 
 mod read;
+mod scan;
 mod variables;
 
 use read::read_objects;
@@ -15,7 +16,6 @@ use crate::clock::{format_utc, Clock};
 use crate::envelope::push_json_string;
 use crate::error::Failure;
 use serde::de::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The webhook the engine asked for: its name and the customer's URL as written.
@@ -54,11 +54,20 @@ pub fn check_name(name: &str, max_length: usize) -> Result<(), Failure> {
 /// to send. The clock gives the defaults (`execution_date`, `timestamp`); it is read only when
 /// an event lacks one.
 pub fn parse(body: &[u8], clock: &dyn Clock, max_name_length: usize) -> Result<Event, Failure> {
-    let objects = read_objects(body)?;
+    from_objects(read_objects(body)?, body.len(), clock, max_name_length)
+}
+
+/// The webhook the body's objects become (`size`: the body's, to size the payload).
+fn from_objects(
+    objects: Vec<Object>,
+    size: usize,
+    clock: &dyn Clock,
+    max_name_length: usize,
+) -> Result<Event, Failure> {
     let webhook = common_webhook(&objects)?;
     check_name(&webhook.name, max_name_length)?;
 
-    let mut payload = Vec::with_capacity(body.len());
+    let mut payload = Vec::with_capacity(size);
     payload.push(b'[');
     for (i, object) in objects.iter().enumerate() {
         if i > 0 {
@@ -90,17 +99,19 @@ fn common_webhook(objects: &[Object]) -> Result<Webhook, Failure> {
     found.ok_or_else(|| Failure::InvalidEvent("missing webhook".into()))
 }
 
-fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, what: &str) -> Result<T, Failure> {
-    serde_json::from_str(raw.get())
-        .map_err(|_| Failure::InvalidEvent(format!("wrong shape for {what}")))
+fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a str, what: &str) -> Result<T, Failure> {
+    serde_json::from_str(raw).map_err(|_| Failure::InvalidEvent(format!("wrong shape for {what}")))
 }
 
 /// A field name: borrowed from the body unless it held an escape.
 type Key<'a> = Cow<'a, str>;
 
-/// A JSON object with its fields in the order sent; values stay raw.
+/// A JSON object with its fields in the order sent; values stay raw JSON text.
 struct Object<'a> {
-    fields: Vec<(Key<'a>, &'a RawValue)>,
+    fields: Vec<(Key<'a>, &'a str)>,
+    /// `variables` was found to be the documented array exactly as written out, while the body
+    /// was read: it is copied whole.
+    variables_as_sent: bool,
 }
 
 impl<'a> Object<'a> {
@@ -125,13 +136,13 @@ impl<'a> Object<'a> {
         })
     }
 
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    fn get(&self, key: &str) -> Option<&'a str> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// The field if present and not null.
-    fn present(&self, key: &str) -> Option<&'a RawValue> {
-        self.get(key).filter(|v| v.get() != "null")
+    fn present(&self, key: &str) -> Option<&'a str> {
+        self.get(key).filter(|v| *v != "null")
     }
 
     fn write_webhook(&self, out: &mut Vec<u8>, clock: &dyn Clock) -> Result<(), Failure> {
@@ -146,7 +157,7 @@ impl<'a> Object<'a> {
     fn write_event_webhook(
         &self,
         out: &mut Vec<u8>,
-        event: &RawValue,
+        event: &str,
         clock: &dyn Clock,
     ) -> Result<(), Failure> {
         let kind: Cow<str> = parse_raw(event, "event (a string)")?;
@@ -158,7 +169,7 @@ impl<'a> Object<'a> {
         out.push(b'{');
         let mut first = true;
         for (key, value) in self.fields.iter().filter(|(k, _)| k != "webhook") {
-            write_field(out, &mut first, key, value.get().as_bytes());
+            write_field(out, &mut first, key, value.as_bytes());
         }
         if self.get("source").is_none() {
             write_field(out, &mut first, "source", b"\"automation360\"");
@@ -222,13 +233,18 @@ impl<'a> Object<'a> {
     }
 
     /// `variables`: the documented array of one-key objects, or a flat object turned into it;
-    /// written from its raw text (`variables.rs`).
+    /// copied whole when the body's reading found it as written out, else written from its raw
+    /// text (`variables.rs`).
     fn write_variables(&self, out: &mut Vec<u8>) -> Result<(), Failure> {
         let Some(raw) = self.present("variables") else {
             out.extend_from_slice(b"[]");
             return Ok(());
         };
-        variables::write(raw.get(), out).ok_or_else(|| {
+        if self.variables_as_sent {
+            out.extend_from_slice(raw.as_bytes());
+            return Ok(());
+        }
+        variables::write(raw, out).ok_or_else(|| {
             Failure::InvalidEvent(
                 "wrong shape for variables (an array of one-key objects, or an object)".into(),
             )
@@ -237,12 +253,7 @@ impl<'a> Object<'a> {
 }
 
 /// A string field as raw JSON; numbers (where allowed) become the string of their literal.
-fn stringish<'a>(
-    value: &'a RawValue,
-    field: &str,
-    numbers: bool,
-) -> Result<Cow<'a, [u8]>, Failure> {
-    let text = value.get();
+fn stringish<'a>(text: &'a str, field: &str, numbers: bool) -> Result<Cow<'a, [u8]>, Failure> {
     if text.starts_with('"') {
         return Ok(Cow::Borrowed(text.as_bytes()));
     }
@@ -286,5 +297,7 @@ fn write_field(out: &mut Vec<u8>, first: &mut bool, key: &str, raw_value: &[u8])
     out.extend_from_slice(raw_value);
 }
 
+#[cfg(test)]
+mod scan_tests;
 #[cfg(test)]
 mod tests;

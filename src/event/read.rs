@@ -1,7 +1,7 @@
-//! The body read in one pass: its event objects, keys borrowed where they hold no escape, values
-//! raw.
+//! The body's event objects: read by the hand-written pass (`scan.rs`), or by serde where that
+//! pass refuses the body, so that every error is named as serde names it.
 
-use super::{Key, Object};
+use super::{scan, Key, Object};
 use crate::error::Failure;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -11,34 +11,17 @@ use std::fmt;
 
 /// The body's event objects, in one pass over the bytes; no duplicate field in any of them.
 pub(super) fn read_objects(body: &[u8]) -> Result<Vec<Object<'_>>, Failure> {
-    // Which event a shape error is about: None for the body itself, Some(i) for array item i.
-    let at = Cell::new(None);
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let read = TopSeed(&at)
-        .deserialize(&mut deserializer)
-        .and_then(|top| deserializer.end().map(|()| top));
-    let what = |at: Option<usize>| match at {
-        None => "the event".to_string(),
-        Some(i) => format!("event [{i}]"),
-    };
-    let (objects, array) = match read {
-        Ok(read) => read,
-        // Shape errors of serde name the value they met: never echoed, only where it was.
-        Err(e) if e.is_data() => {
-            return Err(Failure::InvalidEvent(format!(
-                "wrong shape for {} (an object)",
-                what(at.get())
-            )))
-        }
-        Err(e) => {
-            return Err(Failure::InvalidEvent(format!(
-                "not JSON ({:?} at line {} column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            )))
-        }
-    };
+    match scan::objects(body) {
+        Some(read) => checked(read),
+        None => checked(serde_objects(body)?),
+    }
+}
+
+/// The objects read (and whether the body is an array) if there is at least one and none
+/// holds a field twice.
+pub(super) fn checked<'a>(
+    (objects, array): (Vec<Object<'a>>, bool),
+) -> Result<Vec<Object<'a>>, Failure> {
     if objects.is_empty() {
         return Err(Failure::InvalidEvent("empty event array".into()));
     }
@@ -51,6 +34,39 @@ pub(super) fn read_objects(body: &[u8]) -> Result<Vec<Object<'_>>, Failure> {
         }
     }
     Ok(objects)
+}
+
+/// Which event an error is about: None for the body itself, Some(i) for array item i.
+fn what(at: Option<usize>) -> String {
+    match at {
+        None => "the event".to_string(),
+        Some(i) => format!("event [{i}]"),
+    }
+}
+
+/// The body read by serde, into raw values: what is not JSON, or not an object or an array of
+/// objects, is named as serde finds it. With whether the body is an array.
+pub(super) fn serde_objects(body: &[u8]) -> Result<(Vec<Object<'_>>, bool), Failure> {
+    // Which event a shape error is about: None for the body itself, Some(i) for array item i.
+    let at = Cell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let read = TopSeed(&at)
+        .deserialize(&mut deserializer)
+        .and_then(|top| deserializer.end().map(|()| top));
+    match read {
+        Ok(read) => Ok(read),
+        // Shape errors of serde name the value they met: never echoed, only where it was.
+        Err(e) if e.is_data() => Err(Failure::InvalidEvent(format!(
+            "wrong shape for {} (an object)",
+            what(at.get())
+        ))),
+        Err(e) => Err(Failure::InvalidEvent(format!(
+            "not JSON ({:?} at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))),
+    }
 }
 
 /// A field name, borrowed when the body holds it without escapes.
@@ -83,10 +99,10 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 /// The fields of one object, keys borrowed and values raw.
 pub(super) fn read_fields<'de, M: MapAccess<'de>>(
     mut map: M,
-) -> Result<Vec<(Key<'de>, &'de RawValue)>, M::Error> {
+) -> Result<Vec<(Key<'de>, &'de str)>, M::Error> {
     let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
     while let Some(key) = map.next_key_seed(KeySeed)? {
-        fields.push((key, map.next_value::<&'de RawValue>()?));
+        fields.push((key, map.next_value::<&'de RawValue>()?.get()));
     }
     Ok(fields)
 }
@@ -101,6 +117,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
     fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Object<'de>, M::Error> {
         Ok(Object {
             fields: read_fields(map)?,
+            variables_as_sent: false,
         })
     }
 }

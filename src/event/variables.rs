@@ -1,9 +1,11 @@
-//! `variables` written as the documented array from its raw text. The body's first pass
-//! (serde_json, `RawValue`) has already checked that the text is JSON, so this only follows its
-//! structure: the documented array of one-key objects, or a flat object. Reading it with serde a
-//! second time was half of the cost of a large event, and serde's typed reading in the first
-//! pass cost more in wasm than this scan (BENCHMARKS.md, 1000 variables).
+//! `variables` written as the documented array from its raw text, when the body's reading
+//! (`scan.rs`) did not find it already written out so. That reading (or serde's) has checked that
+//! the text is JSON, so this only follows its structure: the documented array of one-key
+//! objects, or a flat object. Reading it with serde a second time was half of the cost of a
+//! large event, and serde's typed reading in the first pass cost more in wasm than this scan
+//! (BENCHMARKS.md, 1000 variables).
 
+use super::scan::string_stop;
 use super::{push_key, Key};
 use std::borrow::Cow;
 
@@ -37,7 +39,7 @@ pub(super) fn write(raw: &str, out: &mut Vec<u8>) -> Option<()> {
 /// Hands each pair (name, raw value text) of `variables` to `pair`, in order; None for any
 /// other shape, else whether the text is the documented array exactly as it is written out (no
 /// space between its tokens, no escaped name).
-fn scan<'a>(raw: &'a str, mut pair: impl FnMut(Key<'a>, &'a str)) -> Option<bool> {
+pub(super) fn scan<'a>(raw: &'a str, mut pair: impl FnMut(Key<'a>, &'a str)) -> Option<bool> {
     let mut scan = Scan {
         text: raw,
         at: 0,
@@ -153,7 +155,8 @@ impl<'a> Scan<'a> {
     }
 
     /// Past one string, its quotes included; whether it held an escape. Jumps from quote or
-    /// backslash to the next (a byte-by-byte cursor was a fifth of a large event's cost).
+    /// backslash to the next (a byte-by-byte cursor was a fifth of a large event's cost); the
+    /// text is JSON, so no control character stops it.
     fn string(&mut self) -> Option<bool> {
         if !self.eat(b'"') {
             return None;
@@ -161,7 +164,7 @@ impl<'a> Scan<'a> {
         let mut escaped = false;
         loop {
             let rest = self.text.as_bytes().get(self.at..)?;
-            let stop = quote_or_backslash(rest)?;
+            let stop = string_stop(rest)?;
             if rest.get(stop) == Some(&b'"') {
                 self.at += stop + 1;
                 return Some(escaped);
@@ -207,32 +210,6 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// The index of the first `"` or `\\`, eight bytes at a time (the SWAR test for a zero byte, as
-/// serde_json's own string scan does): 11% fewer instructions for the whole parse of a
-/// 1000-variable event than a byte-by-byte search.
-fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0;
-    for word in words.by_ref() {
-        let word = u64::from_le_bytes(<[u8; 8]>::try_from(word).ok()?);
-        // A byte's high bit is set where it is a quote or a backslash (and maybe above one:
-        // only the lowest is trusted).
-        let found =
-            zero_in(word ^ (ONES * u64::from(b'"'))) | zero_in(word ^ (ONES * u64::from(b'\\')));
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    let tail = words.remainder();
-    tail.iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|i| at + i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::read::{read_fields, KeySeed};
@@ -244,7 +221,7 @@ mod tests {
     use std::fmt;
 
     /// The reading this scan replaced (serde, typed), kept as its oracle.
-    struct Variables<'a>(Vec<(Key<'a>, &'a RawValue)>);
+    struct Variables<'a>(Vec<(Key<'a>, &'a str)>);
 
     impl<'de: 'a, 'a> Deserialize<'de> for Variables<'a> {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -275,11 +252,11 @@ mod tests {
     struct PairSeed;
 
     impl<'de> DeserializeSeed<'de> for PairSeed {
-        type Value = (Key<'de>, &'de RawValue);
+        type Value = (Key<'de>, &'de str);
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             struct PairVisitor;
             impl<'de> Visitor<'de> for PairVisitor {
-                type Value = (Key<'de>, &'de RawValue);
+                type Value = (Key<'de>, &'de str);
                 fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                     f.write_str("an object of one field")
                 }
@@ -288,7 +265,7 @@ mod tests {
                     let key = map
                         .next_key_seed(KeySeed)?
                         .ok_or_else(|| M::Error::custom("an empty variable"))?;
-                    let value = map.next_value::<&'de RawValue>()?;
+                    let value = map.next_value::<&'de RawValue>()?.get();
                     if map.next_key::<IgnoredAny>()?.is_some() {
                         return Err(M::Error::custom("a variable of several fields"));
                     }
@@ -304,7 +281,7 @@ mod tests {
         Some(
             read.0
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.get().to_string()))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
     }
@@ -379,28 +356,6 @@ mod tests {
         ];
         for raw in rewritten {
             assert_eq!(scan(raw, |_, _| ()), Some(false), "{raw}");
-        }
-    }
-
-    #[test]
-    fn finds_the_first_quote_or_backslash_at_every_offset() {
-        for len in 0..40 {
-            for at in 0..=len {
-                for (stop, other) in [(b'"', b'\\'), (b'\\', b'"')] {
-                    // Bytes close to the stops (and UTF-8) before it, the other stop after it.
-                    let mut bytes: Vec<u8> = (0..len)
-                        .map(|i| [b'!', b'#', b'[', 0xc3, 0xa2, 0xdc][i % 6])
-                        .collect();
-                    if at < len {
-                        bytes[at] = stop;
-                        if at + 1 < len {
-                            bytes[at + 1] = other;
-                        }
-                    }
-                    let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\');
-                    assert_eq!(quote_or_backslash(&bytes), expected, "{bytes:?}");
-                }
-            }
         }
     }
 
