@@ -239,7 +239,10 @@ def envoy_command():
 
 
 class Envoy:
-    def __init__(self, label, kind, plugin=None, floor_target=None, extra=(), wasm=None, edit=None):
+    def __init__(self, label, kind, plugin=None, floor_target=None, extra=(), wasm=None, edit=None,
+                 wrap=(), start_s=60):
+        """`wrap`: a command the Envoy runs under (bench/instructions.py: callgrind), which may
+        need `start_s` seconds to get ready."""
         self.label = label
         self.port, self.admin = free_port(), free_port()
         cfg = make_config(kind, self.port, self.admin, plugin, floor_target, wasm)
@@ -250,12 +253,12 @@ class Envoy:
         path = os.path.join(self.dir, "envoy.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
-        cmd = pinned(envoy_command() + ["-c", path, "--concurrency", "1", "--disable-hot-restart", *extra], ENVOY_CPUS)
+        cmd = pinned([*wrap, *envoy_command(), "-c", path, "--concurrency", "1", "--disable-hot-restart", *extra], ENVOY_CPUS)
         start = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "envoy.log"), "w"))
         PROCS.append(self.proc)
-        deadline = start + 60
+        deadline = start + start_s
         while True:
             if self.proc.poll() is not None:
                 fail(f"Envoy {label} exited during start; log: {self.dir}/envoy.log\n" + self.log_tail())
@@ -265,7 +268,7 @@ class Envoy:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                fail(f"Envoy {label} not ready in 60 s; log: {self.dir}/envoy.log")
+                fail(f"Envoy {label} not ready in {start_s} s; log: {self.dir}/envoy.log")
             time.sleep(0.01)
         self.ready_s = time.monotonic() - start
 

@@ -59,13 +59,11 @@ VARIANTS = {"noafter": drop_after_dns, "unwrapped": unwrap_after_dns, "norecord"
             "exception": add_exception}
 
 
-def main():
-    if len(sys.argv) < 5:
-        b.fail(__doc__)
-    b.require_namespace()
-    rounds, seconds, variables = (int(a) for a in sys.argv[1:4])
+def setup(args, variables, **envoy_options):
+    """The receiver and bodies, and how to start F and each B of `args` (LABEL=WASM[:VARIANT]):
+    a list of (label, start), start() giving the running Envoy; bodies by label."""
     builds = []
-    for arg in sys.argv[4:]:
+    for arg in args:
         label, _, spec = arg.partition("=")
         path, _, variant = spec.partition(":")
         if variant and variant not in VARIANTS:
@@ -79,12 +77,24 @@ def main():
     url = f"http://{receiver}/hook"
     plugin = b.hookgate_plugin_json(b.base_config())
     plugin["limit"] = {**plugin.get("limit", {}), "verified": [{"name": b.BENCH_NAME, "url": url}]}
-    envoys = {"F": b.Envoy("F", "F", floor_target=f"{receiver} /hook")}
+    options = lambda label: {k: v(label) if callable(v) else v for k, v in envoy_options.items()}
+    starts = [("F", lambda: b.Envoy("F", "F", floor_target=f"{receiver} /hook", **options("F")))]
     for label, path, edit in builds:
-        envoys[label] = b.Envoy(label, "B", plugin=plugin, wasm=path, edit=edit)
+        starts.append((label, lambda label=label, path=path, edit=edit: b.Envoy(
+            label, "B", plugin=plugin, wasm=path, edit=edit, **options(label))))
     event = b.body_file("event.json", b.event(b.BENCH_NAME, url, variables))
     payload = b.body_file("payload.json", b.payload(variables))
-    body = {label: (payload if label == "F" else event) for label in envoys}
+    bodies = {label: (payload if label == "F" else event) for label, _ in starts}
+    return starts, bodies
+
+
+def main():
+    if len(sys.argv) < 5:
+        b.fail(__doc__)
+    b.require_namespace()
+    rounds, seconds, variables = (int(a) for a in sys.argv[1:4])
+    starts, body = setup(sys.argv[4:], variables)
+    envoys = {label: start() for label, start in starts}
     for label, e in envoys.items():
         b.run(e, 1, body[label])
     cpu = {label: [] for label in envoys}

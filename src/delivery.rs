@@ -234,7 +234,7 @@ impl Delivery {
         if end_of_stream {
             // No body to write into: answer with a local reply instead.
             let (outcome, response) = self.conclude(host, &[]);
-            return self.reply(host, outcome.as_deref(), response.as_ref());
+            return self.reply(host, outcome.as_ref().copied(), response.as_ref());
         }
         Flow::Pause
     }
@@ -254,6 +254,9 @@ impl Delivery {
         if self.truncated || self.answer_body.len() + chunk.len() > limit {
             self.truncated = true;
             self.answer_body = Vec::new();
+        } else if self.answer_body.is_empty() {
+            // The common answer comes in one chunk: kept as the host handed it, not copied.
+            self.answer_body = chunk;
         } else {
             self.answer_body.extend_from_slice(&chunk);
         }
@@ -268,7 +271,12 @@ impl Delivery {
         }
         let body = std::mem::take(&mut self.answer_body);
         let (outcome, response) = self.conclude(host, &body);
-        self.rewrite_answer(host, outcome.as_deref(), response.as_ref(), body_size);
+        self.rewrite_answer(
+            host,
+            outcome.as_ref().copied(),
+            response.as_ref(),
+            body_size,
+        );
         if self.slot.in_flight() {
             // The answer is written; it leaves once etcd has the give-back or verification.
             self.holding_response = true;

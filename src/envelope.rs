@@ -24,7 +24,7 @@ fn render(status: bool, message: &str, code: Code) -> Vec<u8> {
     out.extend_from_slice(b",\"message\":");
     push_json_string(&mut out, message);
     out.extend_from_slice(b",\"code\":");
-    out.extend_from_slice(code.number().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(code.number()).as_bytes());
     out.extend_from_slice(b"}]");
     out
 }

@@ -50,7 +50,12 @@ fn wasm_profile_runs_a_delivery_through_the_built_filter() {
 
 #[test]
 fn bench_scripts_parse() {
-    for script in ["bench/bench.py", "bench/fleet.py", "bench/compare.py"] {
+    for script in [
+        "bench/bench.py",
+        "bench/fleet.py",
+        "bench/compare.py",
+        "bench/instructions.py",
+    ] {
         run(
             "python3",
             &[
@@ -69,4 +74,37 @@ fn bench_scripts_parse() {
         run("bash", &["-n", script]);
     }
     run("node", &["--check", "bench/wasm-profile.js"]);
+}
+
+/// bench/instructions.py adds up callgrind's self costs by object: a call's inclusive cost (the
+/// line after `calls=`) is the callee's, counted where it ran, not again in the caller's object;
+/// compressed names (`ob=(2)`) are the object first named `cob=(2) ???`.
+#[test]
+fn instruction_counts_are_self_costs_by_object() {
+    let dump = std::env::temp_dir().join(format!("hookgate-callgrind-{}.out", std::process::id()));
+    std::fs::write(
+        &dump,
+        "events: Ir\n\
+         ob=(1) /opt/envoy/bin/envoy\nfl=(1) ???\nfn=(1) 0x1\n0 100\n\
+         cob=(2) ???\ncfn=(2) 0x2\ncalls=1 0\n0 50\n+1 3\n\
+         ob=(2)\nfn=(2)\n0 50\n\
+         ob=(3) /usr/lib/x86_64-linux-gnu/libc.so.6\nfn=(3) memcpy\n0 7\n",
+    )
+    .unwrap();
+    let out = run(
+        "python3",
+        &[
+            "-c",
+            "import sys; sys.path.insert(0, 'bench'); import instructions as i\n\
+             c = {}\n\
+             for obj, n in i.self_cost_by_object(sys.argv[1]).items(): c[i.where(obj)] = c.get(i.where(obj), 0) + n\n\
+             print(sorted(c.items()))",
+            dump.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(&dump).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[('Envoy', 103), ('generated code', 50), ('libc', 7)]"
+    );
 }

@@ -98,11 +98,11 @@ impl Delivery {
     }
 
     /// The final outcome once the whole answer is here.
-    pub(super) fn conclude(
+    pub(super) fn conclude<'b>(
         &mut self,
         host: &dyn Host,
-        body: &[u8],
-    ) -> (Result<String, Failure>, Option<ReceivedResponse>) {
+        body: &'b [u8],
+    ) -> (Result<&'b str, Failure>, Option<ReceivedResponse>) {
         let Some(upstream) = self.upstream.take() else {
             return (
                 Err(Failure::Internal("response without a request".into())),
@@ -122,8 +122,7 @@ impl Delivery {
             headers: std::mem::take(&mut self.received_headers),
             body: body.to_vec(),
         });
-        let judged =
-            judge_receiver(status, body, self.truncated.then_some(limit)).map(str::to_owned);
+        let judged = judge_receiver(status, body, self.truncated.then_some(limit));
         let outcome = match judged {
             Ok(text) => self.verify_key(host, body).map(|()| text),
             Err(failure) => Err(failure),
@@ -170,12 +169,12 @@ impl Delivery {
         body_size: usize,
     ) {
         let answer = self.build_answer(host, outcome, response);
-        let status = answer.status.to_string();
-        let length = answer.body.len().to_string();
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":status", status.as_str()),
-            ("content-length", length.as_str()),
-        ];
+        let (mut status, mut length) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + answer.headers.len());
+        headers.extend([
+            (":status", status.format(answer.status)),
+            ("content-length", length.format(answer.body.len())),
+        ]);
         headers.extend(answer.headers.iter().map(|(k, v)| (*k, v.as_ref())));
         let written = host
             .set_response_headers(&headers)
@@ -305,7 +304,7 @@ impl Delivery {
         }
         if let Some(code) = code {
             record.push_str(" code=");
-            record.push_str(&code.to_string());
+            record.push_str(itoa::Buffer::new().format(code));
         }
         record.push_str(rest);
         if let Err(e) = host.set_decision(&record) {

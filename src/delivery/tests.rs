@@ -427,6 +427,26 @@ fn a_large_answer_is_moved_out_chunk_by_chunk_and_judged_whole() {
 }
 
 #[test]
+fn an_answer_in_several_chunks_is_joined_in_order() {
+    let host = FakeHost::at(T);
+    let settings = settings("{}");
+    let (mut delivery, _) = post(&host, &settings, &event("orders", URL));
+    *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+    assert_eq!(delivery.on_response_headers(&host, false), Flow::Pause);
+    let chunks = [r#"{"ok":"#, r#"true,"#, r#""n":1}"#];
+    for (i, chunk) in chunks.iter().enumerate() {
+        *host.response_body.borrow_mut() = chunk.as_bytes().to_vec();
+        delivery.on_response_body(&host, chunk.len(), i == chunks.len() - 1);
+    }
+    assert_answer(
+        &host.answer(),
+        200,
+        "yes",
+        r#"[{"status":true,"message":"{\"ok\":true,\"n\":1}","code":1}]"#,
+    );
+}
+
+#[test]
 fn a_test_request_gets_the_report_with_what_was_sent_and_the_limit() {
     let host = FakeHost::at(T);
     let settings = settings("{}");
