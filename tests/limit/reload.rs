@@ -68,6 +68,38 @@ impl FileListener {
     /// Writes the listener with this plugin configuration (renamed into place, as Envoy expects).
     fn write(&mut self, plugin: &Value) {
         set_plugin_config(&mut self.listener, plugin);
+        self.store();
+    }
+
+    /// Starts Envoy on `bootstrap` and waits until it has served the written listener: exactly
+    /// one update taken, none refused. The listener's "free" port can be taken by another test
+    /// between its pick and Envoy's bind (Envoy then refuses the update, not the start): that
+    /// case alone is retried, on a fresh port.
+    fn serve(&mut self, bootstrap: &EnvoyConfig) -> Gateway {
+        for _ in 0..5 {
+            let gw = Gateway::start_with(bootstrap.clone(), 2, &[]);
+            eventually("the listener file's first update", || {
+                gw.stat("listener_manager.lds.update_success") == Some(1)
+                    || gw.stat("listener_manager.lds.update_rejected") == Some(1)
+            });
+            if gw.stat("listener_manager.lds.update_rejected") == Some(0) {
+                assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+                return gw;
+            }
+            assert!(
+                gw.logs().contains("Address already in use"),
+                "listener refused:\n{}",
+                gw.logs()
+            );
+            drop(gw);
+            self.port = support::free_port();
+            self.listener["address"]["socket_address"]["port_value"] = self.port.into();
+            self.store();
+        }
+        panic!("no free port for the listener in 5 tries");
+    }
+
+    fn store(&self) {
         let mut resource = self.listener.clone();
         resource["@type"] = self.kind.clone();
         let mut document = serde_yaml::Mapping::new();
@@ -85,8 +117,7 @@ fn configuration_reload_keeps_limit_and_verification_state() {
     let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
     let limit = json!({"keys": {name.clone(): "s3cret"}});
     file.write(&plugin_with(&limit, &[]));
-    let gw = Gateway::start_with(bootstrap, 2, &[]);
-    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let gw = file.serve(&bootstrap);
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let limited = event(&name, &receiver.url("/limited"));
     let verified = event(&name, &receiver.url("/verified"));
@@ -156,8 +187,7 @@ fn a_policy_change_by_listener_update_takes_effect_and_keeps_the_limit_state() {
     let dir = support::scratch("lds-policy");
     let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
     file.write(&plugin_with(&json!({}), &[]));
-    let gw = Gateway::start_with(bootstrap, 2, &[]);
-    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let gw = file.serve(&bootstrap);
     let kept = Receiver::start(Behaviour::json(200, r#"{"kept":1}"#));
     let dropped = Receiver::start(Behaviour::json(200, r#"{"dropped":1}"#));
     let limited = event(&unique_name("Kept"), &kept.url("/"));
@@ -225,8 +255,7 @@ fn a_callers_change_by_listener_update_takes_effect_and_keeps_the_limit_state() 
     let (bootstrap, mut file) = FileListener::split(config(&json!({})), &dir);
     let callers = |cidr: &str| plugin_with(&json!({}), &[("callers", json!([cidr]))]);
     file.write(&callers("127.0.0.1/32"));
-    let gw = Gateway::start_with(bootstrap, 2, &[]);
-    assert_eq!(gw.stat("listener_manager.lds.update_success"), Some(1));
+    let gw = file.serve(&bootstrap);
     let receiver = Receiver::start(Behaviour::json(200, "{}"));
     let fresh = || event(&unique_name("Callers"), &receiver.url("/"));
     let limited = event(&unique_name("Callers"), &receiver.url("/"));
