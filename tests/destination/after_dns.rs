@@ -3,7 +3,9 @@
 //! and still refuses what the guard cannot express, an IPv6 address in a configured deny_cidr
 //! or with an ISATAP interface id embedding a refused IPv4 address, before any byte is sent.
 
-use crate::support::{self, event, isolated, unique_name, upstream_filters, EnvoyConfig, Gateway};
+use crate::support::{
+    self, event, isolated, unique_name, upstream_filters, EnvoyConfig, Gateway, Reply,
+};
 use crate::{assert_refused, Counter, HIGH_LIMIT};
 use serde_yaml::Value as Yaml;
 use std::net::Ipv4Addr;
@@ -74,16 +76,13 @@ fn the_check_after_dns_is_skipped_for_an_ipv4_address() {
 
     let gw = Gateway::start(unwrapped(config));
     let reply = post(&gw, &url);
-    assert_refused(&reply, &url);
-    assert_eq!(
-        reply.header("x-hookgate-detail"),
-        Some(
-            format!(
-                "destination blocked: \"public.dns.test:{}\" resolved: {public} is in {public}/32 (configured deny_cidrs)",
-                receiver.port
-            )
-            .as_str()
-        )
+    assert_refused_after_dns(
+        &reply,
+        &url,
+        &format!(
+            "destination blocked: \"public.dns.test:{}\" resolved: {public} is in {public}/32 (configured deny_cidrs)",
+            receiver.port
+        ),
     );
     assert_eq!(
         receiver.requests().len(),
@@ -108,32 +107,26 @@ fn the_check_after_dns_refuses_what_only_it_can_refuse() {
     assert_delivered(&post(&gw, &url), &url);
     assert_eq!(receiver.requests(), ["POST /hook HTTP/1.1"]);
     let reply = post(&gw, &isatap);
-    assert_refused(&reply, &isatap);
-    assert_eq!(
-        reply.header("x-hookgate-detail"),
-        Some(
-            format!(
-                "destination blocked: \"isatap.dns.test:{}\" resolved: {ISATAP_V6} has an ISATAP interface id (::5efe:a.b.c.d in the last 64 bits) and embeds 127.0.0.1, which is in 127.0.0.0/8 (loopback)",
-                receiver.port
-            )
-            .as_str()
-        )
+    assert_refused_after_dns(
+        &reply,
+        &isatap,
+        &format!(
+            "destination blocked: \"isatap.dns.test:{}\" resolved: {ISATAP_V6} has an ISATAP interface id (::5efe:a.b.c.d in the last 64 bits) and embeds 127.0.0.1, which is in 127.0.0.0/8 (loopback)",
+            receiver.port
+        ),
     );
     drop(gw);
 
     let denying = format!(r#"{{"destination":{{"deny_cidrs":["2600::/16"]}},{HIGH_LIMIT}}}"#);
     let gw = Gateway::start(shipped(&denying).dual_stack());
     let reply = post(&gw, &url);
-    assert_refused(&reply, &url);
-    assert_eq!(
-        reply.header("x-hookgate-detail"),
-        Some(
-            format!(
-                "destination blocked: \"v6public.dns.test:{}\" resolved: {PUBLIC_V6} is in 2600::/16 (configured deny_cidrs)",
-                receiver.port
-            )
-            .as_str()
-        )
+    assert_refused_after_dns(
+        &reply,
+        &url,
+        &format!(
+            "destination blocked: \"v6public.dns.test:{}\" resolved: {PUBLIC_V6} is in 2600::/16 (configured deny_cidrs)",
+            receiver.port
+        ),
     );
     assert_eq!(
         receiver.requests().len(),
@@ -141,4 +134,10 @@ fn the_check_after_dns_refuses_what_only_it_can_refuse() {
         "only the delivery without the deny_cidr"
     );
     assert_eq!(embedded.requests(), Vec::<String>::new());
+}
+
+/// Refused 403 / 11110114, named by the check after DNS in the detail header, exactly.
+fn assert_refused_after_dns(reply: &Reply, url: &str, detail: &str) {
+    assert_refused(reply, url);
+    assert_eq!(reply.header("x-hookgate-detail"), Some(detail), "{url}");
 }
