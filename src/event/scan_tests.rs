@@ -300,8 +300,14 @@ fn the_documented_array_as_written_out_is_found_while_reading() {
     };
     let hook = r#""webhook":{"name":"A1","url":"u"},"automation_id":"1""#;
     let with = |variables: &str| format!("{{{hook},\"variables\":{variables}}}");
-    assert_eq!(read(&with(r#"[{"a":"1"},{"b":{"x" : [1]}}]"#)), [true]);
-    assert_eq!(read(&with("[]")), [true]);
+    for as_sent in [
+        r#"[{"a":"1"},{"b":{"x" : [1]}}]"#,
+        "[]",
+        r#"[{"a":"1"},{"b":{"x" : [1, 2]}},{"":null}]"#,
+        r#"[{"k":"v\"q"}]"#,
+    ] {
+        assert_eq!(read(&with(as_sent)), [true], "{as_sent}");
+    }
     for other in [
         "{}",
         "[ ]",
@@ -310,6 +316,7 @@ fn the_documented_array_as_written_out_is_found_while_reading() {
         r#"[{"a" :1}]"#,
         r#"[{"a":1 }]"#,
         r#"[{"\u0041":1}]"#,
+        "[{\"a\":1}\n]",
         "null",
         "[1]",
     ] {
