@@ -56,14 +56,32 @@ impl Pki {
     }
 
     fn ca(&self, name: &str, cn: &str) {
-        let (key, crt, subject) = (
+        self.new_key_request(
+            name,
+            cn,
+            "crt",
+            &[
+                "-x509",
+                "-days",
+                "2",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+
+    /// `openssl req` with a new P-256 key `<name>.key` and subject CN `cn`, written to
+    /// `<name>.<out_ext>`: a self-signed certificate with `-x509` in `extra`, else a request.
+    fn new_key_request(&self, name: &str, cn: &str, out_ext: &str, extra: &[&str]) {
+        let (key, out, subject) = (
             format!("{name}.key"),
-            format!("{name}.crt"),
+            format!("{name}.{out_ext}"),
             format!("/CN={cn}"),
         );
-        self.openssl(&[
+        let mut args = vec![
             "req",
-            "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
@@ -72,41 +90,22 @@ impl Pki {
             "-keyout",
             &key,
             "-out",
-            &crt,
-            "-days",
-            "2",
+            &out,
             "-subj",
             &subject,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        self.openssl(&args);
     }
 
     fn issue(&self, name: &str, ca: &str, cn: &str, extensions: &str) {
-        let (key, csr, crt, ext) = (
-            format!("{name}.key"),
+        let (csr, crt, ext) = (
             format!("{name}.csr"),
             format!("{name}.crt"),
             format!("{name}.ext"),
         );
         support::write(&self.path(&ext), &format!("{extensions}\n"));
-        let subject = format!("/CN={cn}");
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subject,
-        ]);
+        self.new_key_request(name, cn, "csr", &[]);
         let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
         self.openssl(&[
             "x509",
