@@ -563,7 +563,8 @@ pub use guard::{
 use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
 pub use recent::RecentChecks;
 pub use resolved::{
-    after_dns_matcher, refused_after_dns, REFUSAL_DETAIL_HEADER, REFUSED_AFTER_DNS,
+    after_dns_matcher, refused_after_dns, AFTER_DNS_ROOT_ID, REFUSAL_DETAIL_HEADER,
+    REFUSED_AFTER_DNS,
 };
 use spelling::{digits_as_ipv4, ipv4_of, is_invisible, precheck, zoned_address, DigitsVerdict};
 

@@ -3,7 +3,7 @@
 //! with the filter's own code ([`Settings::parse`], [`crate::destination::DestinationPolicy`]).
 
 use crate::config::Settings;
-use crate::destination::{after_dns_matcher, guard_rules};
+use crate::destination::{after_dns_matcher, guard_rules, AFTER_DNS_ROOT_ID as AFTER_DNS};
 use crate::support::{is_support_config, SupportConfig};
 use serde_yaml::Value;
 
@@ -14,8 +14,6 @@ pub use explain::explain;
 
 /// The name of the router's upstream filter that guards before connecting.
 const GUARD_FILTER: &str = "envoy.filters.http.upstream_rbac";
-/// The root id of hookgate's check after DNS.
-const AFTER_DNS: &str = "hookgate-after-dns";
 /// The type of the wrapper that skips the check after DNS where the guard suffices.
 const WRAPPER_TYPE: &str =
     "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";

@@ -19,6 +19,10 @@ pub const REFUSED_AFTER_DNS: &str = "hookgate_refused_after_dns";
 /// (Not `x-hookgate-detail`: Envoy's local-reply mappers overwrite that one.)
 pub const REFUSAL_DETAIL_HEADER: &str = "x-hookgate-refusal";
 
+/// The root id that selects the check after DNS (hookgate's upstream filter) in the plugin's
+/// `config` (envoy/*.yaml); `hookgate check` finds it by this id too.
+pub const AFTER_DNS_ROOT_ID: &str = "hookgate-after-dns";
+
 /// The matcher that wraps the check after DNS in every shipped configuration (an
 /// `ExtensionWithMatcher`'s `xds_matcher`; plumbing, compared by `hookgate check`): it skips the
 /// filter when the picked host's address is IPv4, `upstream.address >= "0" && upstream.address

@@ -23,7 +23,7 @@ use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
 /// The root id that selects this filter in the plugin's `config` (envoy/*.yaml).
-pub const ROOT_ID: &str = "hookgate-after-dns";
+pub use crate::destination::AFTER_DNS_ROOT_ID as ROOT_ID;
 
 pub struct AfterDns {
     settings: Option<Rc<Settings>>,
