@@ -2,6 +2,11 @@
 //! do. It buffers the request body, rewrites `:authority` and `:path` and sets the route marker,
 //! puts the same request bytes back, then buffers the response body and puts the same bytes back.
 //! No parsing, no policy, no logging. Plugin configuration: `<authority> <path>` (plain text).
+//!
+//! With `<authority> <path> contract`, the contract floor (`contract.rs`): the same bytes through,
+//! with exactly the host calls hookgate's delivery of a verified webhook makes.
+
+mod contract;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -9,11 +14,13 @@ use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| Box::new(Root { target: Rc::new((String::new(), String::new())) }));
+    proxy_wasm::set_root_context(|_| Box::new(Root { target: Rc::new((String::new(), String::new())), contract: None }));
 }}
 
 struct Root {
     target: Rc<(String, String)>,
+    /// Set by the `contract` configuration: every stream is a contract floor's.
+    contract: Option<Rc<contract::Target>>,
 }
 
 impl Context for Root {}
@@ -25,9 +32,13 @@ impl RootContext for Root {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let mut parts = text.split_whitespace();
-        match (parts.next(), parts.next()) {
-            (Some(authority), Some(path)) => {
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(authority), Some(path), None, None) => {
                 self.target = Rc::new((authority.to_string(), path.to_string()));
+                true
+            }
+            (Some(authority), Some(path), Some("contract"), None) => {
+                self.contract = Some(Rc::new(contract::Target::new(authority, path)));
                 true
             }
             _ => false,
@@ -39,6 +50,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some(target) = &self.contract {
+            return Some(Box::new(contract::ContractFloor::new(target.clone())));
+        }
         Some(Box::new(Floor {
             target: self.target.clone(),
         }))
@@ -64,9 +78,7 @@ impl HttpContext for Floor {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = self
-            .get_http_request_body(0, body_size)
-            .unwrap_or_default();
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         self.set_http_request_header(":authority", Some(&self.target.0));
         self.set_http_request_header(":path", Some(&self.target.1));
         self.set_http_request_header("x-hookgate-route", Some("http"));
