@@ -218,7 +218,7 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
             c = f["typed_config"]["config"]
             f["name"] = "floor"
             c["name"] = c["root_id"] = c["vm_config"]["vm_id"] = "floor"
-            c["vm_config"]["code"]["local"]["filename"] = os.path.join(WORK, "floor.wasm")
+            c["vm_config"]["code"]["local"]["filename"] = wasm or os.path.join(WORK, "floor.wasm")
             c["configuration"]["value"] = floor_target
     else:
         # Both hookgate filters: the engine-facing one and the check after DNS.

@@ -11,8 +11,13 @@ name with no exception. VARIANT changes only that B's Envoy configuration, to me
 of it costs: `noafter` drops the check after DNS (hookgate's upstream filter), `unwrapped` runs it
 on every try (without the matcher that skips it for IPv4 addresses, as before it), `norecord` the
 decision record from the access log line, `exception` adds an exception covering the receiver to
-the plugin configuration (what the guard's per-request pattern costs). Needs wrk, nginx and the
-floor filter built (bench/run.sh builds it; BENCH_FLOOR_WASM names it, default target/bench-floor's).
+the plugin configuration (what the guard's per-request pattern costs). WASM `floor` is the floor
+filter, and two variants run a floor build instead of a B: `floor` the floor as F runs it, and
+`contract` the contract floor (F-contract: the floor's bytes through with exactly the host calls of
+hookgate's delivery, bench/floor/src/contract.rs), so `fc=floor:contract` runs it beside F and the
+Bs, and `f0=/tmp/old-floor.wasm:floor` another floor build. Every floor build gets F's Envoy
+configuration and body (the payload). Needs wrk, nginx and the floor filter built (bench/run.sh
+builds it; BENCH_FLOOR_WASM names it, default target/bench-floor's).
 """
 
 import json
@@ -57,21 +62,29 @@ def add_exception(cfg):
 
 VARIANTS = {"noafter": drop_after_dns, "unwrapped": unwrap_after_dns, "norecord": drop_record,
             "exception": add_exception}
+# Floor builds: what follows the receiver's authority and path in the floor's plugin configuration.
+FLOOR_VARIANTS = {"floor": "", "contract": " contract"}
 
 
 def setup(args, variables, **envoy_options):
-    """The receiver and bodies, and how to start F and each B of `args` (LABEL=WASM[:VARIANT]):
-    a list of (label, start), start() giving the running Envoy; bodies by label."""
-    builds = []
-    for arg in args:
-        label, _, spec = arg.partition("=")
-        path, _, variant = spec.partition(":")
-        if variant and variant not in VARIANTS:
-            b.fail(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
-        builds.append((label, os.path.abspath(path), VARIANTS.get(variant)))
+    """The receiver and bodies, and how to start F and each build of `args`
+    (LABEL=WASM[:VARIANT]): a list of (label, start), start() giving the running Envoy; bodies by
+    label."""
     floor = os.environ.get("BENCH_FLOOR_WASM") or os.path.join(
         b.REPO, "target", "bench-floor", "wasm32-unknown-unknown", "release", "hookgate_bench_floor.wasm")
     shutil.copy(floor, os.path.join(b.WORK, "floor.wasm"))
+    builds, labels = [], {"F"}
+    for arg in args:
+        label, _, spec = arg.partition("=")
+        path, _, variant = spec.partition(":")
+        if path == "floor":
+            path, variant = os.path.join(b.WORK, "floor.wasm"), variant or "floor"
+        if variant and variant not in VARIANTS and variant not in FLOOR_VARIANTS:
+            b.fail(f"unknown variant {variant!r} (known: {', '.join([*VARIANTS, *FLOOR_VARIANTS])})")
+        if not label or label in labels:
+            b.fail(f"{arg!r}: every build needs a label of its own (F is the floor's)")
+        labels.add(label)
+        builds.append((label, os.path.abspath(path), variant))
     rport = b.start_receiver()
     receiver = f"{b.RECEIVER_NAME}:{rport}"
     url = f"http://{receiver}/hook"
@@ -79,12 +92,19 @@ def setup(args, variables, **envoy_options):
     plugin["limit"] = {**plugin.get("limit", {}), "verified": [{"name": b.BENCH_NAME, "url": url}]}
     options = lambda label: {k: v(label) if callable(v) else v for k, v in envoy_options.items()}
     starts = [("F", lambda: b.Envoy("F", "F", floor_target=f"{receiver} /hook", **options("F")))]
-    for label, path, edit in builds:
-        starts.append((label, lambda label=label, path=path, edit=edit: b.Envoy(
-            label, "B", plugin=plugin, wasm=path, edit=edit, **options(label))))
+    floors = {"F"}
+    for label, path, variant in builds:
+        if variant in FLOOR_VARIANTS:
+            floors.add(label)
+            target = f"{receiver} /hook{FLOOR_VARIANTS[variant]}"
+            starts.append((label, lambda label=label, path=path, target=target: b.Envoy(
+                label, "F", floor_target=target, wasm=path, **options(label))))
+        else:
+            starts.append((label, lambda label=label, path=path, edit=VARIANTS.get(variant): b.Envoy(
+                label, "B", plugin=plugin, wasm=path, edit=edit, **options(label))))
     event = b.body_file("event.json", b.event(b.BENCH_NAME, url, variables))
     payload = b.body_file("payload.json", b.payload(variables))
-    bodies = {label: (payload if label == "F" else event) for label, _ in starts}
+    bodies = {label: (payload if label in floors else event) for label, _ in starts}
     return starts, bodies
 
 

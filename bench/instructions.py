@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Envoy's instructions per request, counted by callgrind, for the floor (F) and one B per wasm
-file: the cost of a change without the machine's noise. CPU time per request (bench/compare.py)
-moves by ±15% between runs and by more while other work runs; an instruction count moves by about
-1% (B) between runs, whatever else the machine does, so steps of a few thousand instructions
-(one host call) show in one run.
+"""Envoy's instructions per request, counted by callgrind, for the floor (F) and each build given
+(a B per hookgate wasm file, or a floor build): the cost of a change without the machine's noise.
+CPU time per request (bench/compare.py) moves by ±15% between runs and by more while other work
+runs; an instruction count moves by about 1% (B) between runs, whatever else the machine does, so
+steps of a few thousand instructions (one host call) show in one run.
 
-  bench/netns.sh bench/instructions.py SECONDS LABEL=WASM[:VARIANT] ...   # SECONDS: 10 or 20
+  bench/netns.sh bench/instructions.py SECONDS [VARIABLES] LABEL=WASM[:VARIANT] ...
 
-The builds, variants, receiver, event and plugin configuration are bench/compare.py's. Each Envoy
+SECONDS: 10 or 20. VARIABLES: the event's variables (default 10; 1000 for a 28 KB event). The
+builds, variants (`fc=floor:contract`: the contract floor), receiver, event and plugin
+configuration are bench/compare.py's. Each Envoy
 runs under valgrind's callgrind, one after the other (counts need no alternating rounds): started
 uninstrumented, warmed up, then instrumented and warmed again, counters zeroed, SECONDS of one
 connection sending one request at a time (no batching of requests per wake-up, which differs
@@ -108,7 +110,11 @@ def main():
         b.fail("valgrind not found (apt-get install valgrind)")
     b.require_namespace()
     seconds = int(sys.argv[1])
-    starts, bodies = compare.setup(sys.argv[2:], 10, wrap=lambda label: [
+    variables = int(sys.argv[2]) if sys.argv[2].isdigit() else 10
+    builds = sys.argv[3:] if sys.argv[2].isdigit() else sys.argv[2:]
+    if not builds:
+        b.fail(__doc__)
+    starts, bodies = compare.setup(builds, variables, wrap=lambda label: [
         "valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
         f"--callgrind-out-file={os.path.join(b.WORK, label, 'callgrind.out')}"], start_s=600)
     parts = ("Envoy", "generated code", "libc", "other")
@@ -121,6 +127,10 @@ def main():
         split = ", ".join(f"{p} {counts[label].get(p, 0):,.0f}" for p in parts)
         over = f" ({total - sum(counts['F'].values()):+,.0f} against F)" if label != "F" else ""
         print(f"{label}: {total:,.0f} instructions a request{over}: {split}; {n} requests", flush=True)
+    # As the bench states B/F: the cheaper build's count over the dearer's (a throughput ratio).
+    totals = {label: sum(c.values()) for label, c in counts.items()}
+    print(f"{variables} variables; ratios X/Y (Y's instructions over X's): " + "; ".join(
+        f"{x}/{y} {totals[y] / totals[x]:.3f}" for x in totals for y in totals if totals[y] < totals[x]))
 
 
 if __name__ == "__main__":
