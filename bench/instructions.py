@@ -9,17 +9,19 @@ steps of a few thousand instructions (one host call) show in one run.
 
 SECONDS: 10 or 20. VARIABLES: the event's variables (default 10; 1000 for a 28 KB event). The
 builds, variants (`fc=floor:contract`: the contract floor), receiver, event and plugin
-configuration are bench/compare.py's. Each Envoy
-runs under valgrind's callgrind, one after the other (counts need no alternating rounds): started
-uninstrumented, warmed up, then instrumented and warmed again, counters zeroed, SECONDS of one
-connection sending one request at a time (no batching of requests per wake-up, which differs
-with speed), counters dumped, then as long with no request, taken off (a multiple of 10 s puts as
-many of the limit table's scans, one every 10 s, in both). Printed per request, by where the instructions ran: Envoy's binary
-(its own code and V8's runtime), generated code (`???` to callgrind: the wasm module compiled by
-V8 and V8's stubs and builtins around each call between Envoy and the VM), libc. Instruction
-counts are not time (a cache miss costs more than an add) but follow it closely here (B/F in
-instructions 1.50 against 1.4-1.5 in CPU time). Needs valgrind (Debian's package); an Envoy takes
-about 30 s to start under it, and serves about 100 requests a second.
+configuration are bench/compare.py's. Each Envoy runs under valgrind's callgrind, one after the
+other (counts need no alternating rounds): started uninstrumented, warmed up, then instrumented
+and warmed again, counters zeroed, SECONDS of one connection sending one request at a time (no
+batching of requests per wake-up, which differs with speed), counters dumped, then as long with
+no request, taken off (a multiple of 10 s puts as many of the limit table's scans, one every
+10 s, in both). Printed per request, by where the instructions ran: Envoy's binary (its own code
+and V8's runtime), generated code (`???` to callgrind: the wasm module compiled by V8 and V8's
+stubs and builtins around each call between Envoy and the VM), libc; then the ratios between the
+builds (X/Y: Y's count over X's, as the bench states B/F). Instruction counts are not time (a
+cache miss costs more than an add; no kernel work is counted) but follow it closely at 10
+variables (B/F 0.74 in instructions, 0.69-0.83 in CPU time); at 1000 variables B/F in
+instructions is lower than in CPU time (0.49 against 0.63-0.65). Needs valgrind (Debian's
+package); an Envoy takes about 30 s to start under it, and serves about 100 requests a second.
 """
 
 import collections

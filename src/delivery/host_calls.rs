@@ -59,11 +59,19 @@ fn expect(pairs: &[(&'static str, usize)]) -> BTreeMap<&'static str, usize> {
 #[test]
 fn host_calls_per_outcome() {
     let settings = settings("{}");
+    // The bench's webhook: listed in `limit.verified`, so its delivery never touches the table.
+    let verified = super::tests::settings(&format!(
+        r#"{{"limit":{{"verified":[{{"name":"orders","url":"{URL}"}}]}}}}"#
+    ));
     let nothing = |_: &FakeHost| {};
     let outcomes = [
         (
             "delivery",
             calls(&settings, &nothing, &|h| delivered(h, &settings, &[])),
+        ),
+        (
+            "delivery of a verified webhook",
+            calls(&verified, &nothing, &|h| delivered(h, &verified, &[])),
         ),
         (
             "refusal: bad name",
@@ -129,6 +137,12 @@ fn host_calls_per_outcome() {
     ];
     let both = |rest: &[(&'static str, usize)]| expect(&[&request[..], rest].concat());
     let over_limit = [&refusal[..], &[("clock", 1), ("shared_data_get", 1)]].concat();
+    // A verified webhook's delivery: neither the clock nor its bucket (bench/floor's contract
+    // variant makes these calls; it follows this list).
+    let mut verified_delivery = both(&delivery);
+    for name in ["clock", "shared_data_get", "shared_data_set"] {
+        verified_delivery.remove(name);
+    }
     // A test request reads every answer header (`:status` among them) instead of `:status`
     // alone, and the limit state as the answer is written, for its report.
     let mut test = both(&delivery);
@@ -138,6 +152,7 @@ fn host_calls_per_outcome() {
     test.insert("shared_data_get", 2);
     let expected = [
         ("delivery", both(&delivery)),
+        ("delivery of a verified webhook", verified_delivery),
         ("refusal: bad name", both(&refusal)),
         ("refusal: blocked address", both(&refusal)),
         ("refusal: over limit", both(&over_limit)),
