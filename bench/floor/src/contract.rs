@@ -101,11 +101,7 @@ impl HttpContext for ContractFloor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         read_request_headers();
         read_source_address();
-        if end_of_stream {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        crate::until_end(end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -132,11 +128,7 @@ impl HttpContext for ContractFloor {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.status = self.get_http_response_header(":status").unwrap_or_default();
-        if end_of_stream {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        crate::until_end(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

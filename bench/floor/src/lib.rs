@@ -59,6 +59,15 @@ impl RootContext for Root {
     }
 }
 
+/// Headers go on with their body: the filter holds them until the whole body is here.
+fn until_end(end_of_stream: bool) -> Action {
+    if end_of_stream {
+        Action::Continue
+    } else {
+        Action::Pause
+    }
+}
+
 struct Floor {
     target: Rc<(String, String)>,
 }
@@ -67,11 +76,7 @@ impl Context for Floor {}
 
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if end_of_stream {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        until_end(end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -87,11 +92,7 @@ impl HttpContext for Floor {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if end_of_stream {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        until_end(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
