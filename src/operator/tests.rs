@@ -1,5 +1,7 @@
 use super::*;
 
+mod lookup;
+
 const ENVOY: &str = r#"
 static_resources:
   listeners:
