@@ -219,7 +219,7 @@ fn check_wrapper(
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) {
-    // A route's own matcher (ExtensionWithMatcherPerRoute) would replace the shipped one.
+    // A route's own matcher (ExtensionWithMatcherPerRoute) would replace the documented one.
     if let Some(w) = wrapper.filter(|w| per_route.contains(&w.name)) {
         problems.push(format!(
             "{chain}: a route's typed_per_filter_config names {}, the matcher around the check \
@@ -231,13 +231,14 @@ fn check_wrapper(
     match wrapper {
         None => warnings.push(format!(
             "{chain}: the check after DNS runs on every try, IPv4 addresses included, which the \
-             guard before connecting already judges: wrap it as a shipped envoy/*.yaml does \
-             (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"
+             guard before connecting already judges: wrap it as docs/security.md shows \
+             (\"Looking up IPv6\": its matcher skips it for IPv4 addresses), to spare a wasm \
+             call per delivery"
         )),
         Some(w) if w.typed_config != expected => problems.push(format!(
             "{chain}: the matcher around the check after DNS differs from hookgate's: it is \
              plumbing (it skips the check for IPv4 addresses alone, which the guard judges), \
-             copy it unchanged from a shipped envoy/*.yaml"
+             copy it unchanged from docs/security.md (\"Looking up IPv6\")"
         )),
         Some(_) => {}
     }
