@@ -58,32 +58,9 @@
 //! * The failure details are ASCII only (anything else from the raw URL is escaped) and name the
 //!   reason and the address or host meant, e.g. `127.0.0.1 is in 127.0.0.0/8 (loopback)`.
 
-use crate::cidr::{parse_cidr, Net};
 use crate::error::Failure;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use url::{Host, Url};
-
-#[derive(serde::Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DestinationConfig {
-    /// Extra CIDRs to refuse, on top of the default list, e.g. "203.0.113.7/32", "fd12::/16".
-    /// A bare address means that one address.
-    pub deny_cidrs: Vec<String>,
-    /// Extra host names to refuse; "*.corp.example" refuses every subdomain (and the name itself).
-    pub deny_hosts: Vec<String>,
-    /// Exceptions for internal receivers and test rigs: {"cidr": "127.0.0.1/32", "port": 18080};
-    /// port optional. See the module documentation for what an exception does not lift.
-    pub allow: Vec<AllowRule>,
-}
-
-#[derive(serde::Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AllowRule {
-    pub cidr: String,
-    #[serde(default)]
-    pub port: Option<u16>,
-}
 
 /// The default deny list: each CIDR (IPv4 and IPv6) with the reason a refusal names and the
 /// document that defines the range. Envoy's RBAC in the shipped configs enforces the same CIDRs on
@@ -91,109 +68,6 @@ pub struct AllowRule {
 /// the IPv4 address they embed: a CIDR-only enforcer cannot look inside an address.
 pub fn default_deny_list() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
     DEFAULT_RANGES.iter().map(|r| (r.cidr, r.reason, r.source))
-}
-
-const CONFIGURED_CIDR_REASON: &str = "configured deny_cidrs";
-const CONFIGURED_HOST_REASON: &str = "configured deny_hosts";
-
-/// Why an address is refused: the range it is in, or the IPv4 address it embeds and its range.
-enum Refusal<'a> {
-    Address {
-        ip: IpAddr,
-        range: &'a DenyRange,
-    },
-    Embedding {
-        ip: Ipv6Addr,
-        outer: Outer<'a>,
-        v4: Ipv4Addr,
-        inner: &'a DenyRange,
-    },
-}
-
-/// What carries an embedded IPv4 address: a range, or an ISATAP interface id.
-enum Outer<'a> {
-    Range(&'a DenyRange),
-    Isatap,
-}
-
-impl fmt::Display for Refusal<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::Address { ip, range } => {
-                write!(f, "{ip} is in {} ({})", range.text, range.reason)?;
-                if let (IpAddr::V6(v6), Judged::Tunnel) = (ip, range.judged) {
-                    let (server, client) = teredo_endpoints(*v6);
-                    write!(f, " and tunnels to client {client} via server {server}")?;
-                }
-                Ok(())
-            }
-            Refusal::Embedding {
-                ip,
-                outer,
-                v4,
-                inner,
-            } => {
-                match outer {
-                    Outer::Range(range) => {
-                        write!(f, "{ip} is in {} ({})", range.text, range.reason)?
-                    }
-                    Outer::Isatap => write!(f, "{ip} has {ISATAP}")?,
-                }
-                write!(
-                    f,
-                    " and embeds {v4}, which is in {} ({})",
-                    inner.text, inner.reason
-                )
-            }
-        }
-    }
-}
-
-/// A refused range.
-#[derive(Clone, Debug)]
-struct DenyRange {
-    net: Net,
-    text: String,
-    reason: &'static str,
-    judged: Judged,
-}
-
-/// A host-name pattern: the name itself, and every subdomain when `subdomains`.
-#[derive(Clone, Debug)]
-struct HostPattern {
-    name: String,
-    subdomains: bool,
-    text: String,
-    reason: &'static str,
-}
-
-impl HostPattern {
-    fn matches(&self, host: &str) -> bool {
-        if host == self.name {
-            return true;
-        }
-        self.subdomains
-            && host
-                .strip_suffix(self.name.as_str())
-                .is_some_and(|head| head.ends_with('.'))
-    }
-}
-
-/// An exception.
-#[derive(Clone, Debug)]
-struct Allow {
-    net: Net,
-    port: Option<u16>,
-    text: String,
-}
-
-/// The destination rules in their parsed, ready-to-check form.
-#[derive(Clone, Debug)]
-pub struct DestinationPolicy {
-    deny: Vec<DenyRange>,
-    hosts: Vec<HostPattern>,
-    allow: Vec<Allow>,
-    guard: Guard,
 }
 
 /// What will be sent.
@@ -214,92 +88,6 @@ pub struct Destination {
 }
 
 impl DestinationPolicy {
-    /// Err names the key: e.g. `destination.deny_cidrs[2]: invalid CIDR "10.0.0.0/33"`.
-    pub fn new(config: &DestinationConfig) -> Result<Self, String> {
-        let mut deny = Vec::with_capacity(DEFAULT_RANGES.len() + config.deny_cidrs.len());
-        for range in DEFAULT_RANGES {
-            let text = range.cidr;
-            let net = parse_cidr(text)
-                .ok_or_else(|| format!("destination: built-in CIDR {text:?} does not parse"))?;
-            deny.push(DenyRange {
-                net,
-                text: text.to_string(),
-                reason: range.reason,
-                judged: range.judged,
-            });
-        }
-        for (i, text) in config.deny_cidrs.iter().enumerate() {
-            let net = parse_cidr(text).ok_or_else(|| {
-                format!("destination.deny_cidrs[{i}]: invalid CIDR {}", quote(text))
-            })?;
-            deny.push(DenyRange {
-                net,
-                text: text.clone(),
-                reason: CONFIGURED_CIDR_REASON,
-                judged: Judged::Whole,
-            });
-        }
-
-        let mut hosts = Vec::with_capacity(DEFAULT_HOSTS.len() + config.deny_hosts.len());
-        for &(text, reason) in DEFAULT_HOSTS {
-            let (name, subdomains) = parse_host_pattern(text)
-                .map_err(|why| format!("destination: built-in host {text:?}: {why}"))?;
-            hosts.push(HostPattern {
-                name,
-                subdomains,
-                text: text.to_string(),
-                reason,
-            });
-        }
-        for (i, text) in config.deny_hosts.iter().enumerate() {
-            let (name, subdomains) = parse_host_pattern(text).map_err(|why| {
-                format!(
-                    "destination.deny_hosts[{i}]: invalid host name {}: {why}",
-                    quote(text)
-                )
-            })?;
-            hosts.push(HostPattern {
-                name,
-                subdomains,
-                text: text.clone(),
-                reason: CONFIGURED_HOST_REASON,
-            });
-        }
-
-        let mut allow = Vec::with_capacity(config.allow.len());
-        for (i, rule) in config.allow.iter().enumerate() {
-            let net = parse_cidr(&rule.cidr).ok_or_else(|| {
-                format!(
-                    "destination.allow[{i}].cidr: invalid CIDR {}",
-                    quote(&rule.cidr)
-                )
-            })?;
-            if rule.port == Some(0) {
-                return Err(format!(
-                    "destination.allow[{i}].port: must be 1..=65535, got 0"
-                ));
-            }
-            allow.push(Allow {
-                net,
-                port: rule.port,
-                text: rule.cidr.clone(),
-            });
-        }
-        let configured: Vec<Net> = deny
-            .iter()
-            .filter(|r| r.reason == CONFIGURED_CIDR_REASON)
-            .map(|r| r.net)
-            .collect();
-        let exceptions: Vec<(Net, Option<u16>)> = allow.iter().map(|a| (a.net, a.port)).collect();
-        let guard = Guard::new(&exceptions, &configured)?;
-        Ok(DestinationPolicy {
-            deny,
-            hosts,
-            allow,
-            guard,
-        })
-    }
-
     /// Parse once with the url crate, apply every rule, return what will be sent.
     pub fn check(&self, raw_url: &str) -> Result<Destination, Failure> {
         let authority = precheck(raw_url)?;
@@ -489,41 +277,6 @@ impl DestinationPolicy {
     }
 }
 
-/// A deny_hosts entry: `name` or `*.name`, normalised like a URL host; not an IP address.
-fn parse_host_pattern(text: &str) -> Result<(String, bool), &'static str> {
-    let (rest, subdomains) = match text.strip_prefix("*.") {
-        Some(rest) => (rest, true),
-        None => (text, false),
-    };
-    if rest.is_empty() {
-        return Err("empty");
-    }
-    if rest.chars().any(|c| {
-        c.is_whitespace()
-            || c.is_control()
-            || is_invisible(c)
-            || matches!(
-                c,
-                '/' | '?' | '#' | '@' | ':' | '[' | ']' | '\\' | '%' | '*'
-            )
-    }) {
-        return Err("only a name, or *. and a name");
-    }
-    let url = Url::parse(&format!("http://{rest}/")).map_err(|_| "not a valid host name")?;
-    let name = match url.host() {
-        Some(Host::Domain(d)) => d.trim_end_matches('.').to_string(),
-        Some(_) => return Err("an IP address, put it in deny_cidrs"),
-        None => return Err("not a valid host name"),
-    };
-    if name.is_empty() || name.split('.').any(str::is_empty) {
-        return Err("empty label");
-    }
-    if ipv4_of(&name).is_some() {
-        return Err("an IP address, put it in deny_cidrs");
-    }
-    Ok((name, subdomains))
-}
-
 /// The host of a URL as the engine wrote it, for the log line of a refusal (where no normalised
 /// host exists): what stands between `://` (or the start) and the next `/`, `?` or `#`, without
 /// userinfo, quoted ASCII-only and bounded like every detail.
@@ -551,22 +304,26 @@ fn quote(text: &str) -> String {
 }
 
 mod guard;
+mod policy;
 mod ranges;
 mod recent;
+mod refusal;
 mod resolved;
 mod spelling;
-use guard::Guard;
 pub use guard::{
     guard_rules, EXCEPTED_POLICY, GUARD_ALLOW_HEADERS, GUARD_DENY_HEADERS, GUARD_SLOTS,
     PUBLIC_POLICY,
 };
-use ranges::{isatap_ipv4, teredo_endpoints, Judged, DEFAULT_HOSTS, DEFAULT_RANGES, ISATAP};
+use policy::DenyRange;
+pub use policy::{AllowRule, DestinationConfig, DestinationPolicy};
+use ranges::{isatap_ipv4, Judged, DEFAULT_RANGES};
 pub use recent::RecentChecks;
+use refusal::{Outer, Refusal};
 pub use resolved::{
     after_dns_matcher, refused_after_dns, AFTER_DNS_ROOT_ID, REFUSAL_DETAIL_HEADER,
     REFUSED_AFTER_DNS,
 };
-use spelling::{digits_as_ipv4, ipv4_of, is_invisible, precheck, zoned_address, DigitsVerdict};
+use spelling::{digits_as_ipv4, precheck, zoned_address, DigitsVerdict};
 
 #[cfg(test)]
 mod tests;

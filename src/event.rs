@@ -6,6 +6,7 @@
 //! not the documented array as written out, are then read once more from their own raw text.
 //! Error details name fields, never their values, so that no personal data reaches a log line.
 
+mod cursor;
 mod read;
 mod scan;
 mod variables;

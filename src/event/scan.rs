@@ -13,8 +13,8 @@
 //! follows the body but spaces. Whatever it refuses, or any other shape than an object or an
 //! array of objects, is read again by serde (`read.rs`), which names the error as before.
 
+use super::cursor::Cursor;
 use super::{Key, Object};
-use std::borrow::Cow;
 
 /// The body's event objects (one object, or an array of them: true); None where serde must read
 /// it.
@@ -54,44 +54,21 @@ struct Json<'a> {
     frames: Vec<u8>,
 }
 
+impl<'a> Cursor<'a> for Json<'a> {
+    fn text(&self) -> &'a str {
+        self.text
+    }
+
+    fn at(&self) -> usize {
+        self.at
+    }
+
+    fn at_mut(&mut self) -> &mut usize {
+        &mut self.at
+    }
+}
+
 impl<'a> Json<'a> {
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes().get(self.at).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        let found = self.peek() == Some(byte);
-        if found {
-            self.at += 1;
-        }
-        found
-    }
-
-    fn expect(&mut self, byte: u8) -> Option<()> {
-        self.eat(byte).then_some(())
-    }
-
-    fn space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
-    }
-
-    /// After an element: Some(true) at a comma (another follows), Some(false) at `end`.
-    fn next_or_end(&mut self, end: u8) -> Option<bool> {
-        self.space();
-        if self.eat(b',') {
-            self.space();
-            Some(true)
-        } else {
-            self.expect(end).map(|()| false)
-        }
-    }
-
     /// One event object: its fields in order, values raw.
     fn object(&mut self) -> Option<Object<'a>> {
         self.expect(b'{')?;
@@ -122,17 +99,11 @@ impl<'a> Json<'a> {
         })
     }
 
-    /// A field name of an event, borrowed unless it holds an escape (decoded by serde, which
-    /// refuses a lone surrogate in a name as it did reading the body).
+    /// A field name of an event.
     fn key(&mut self) -> Option<Key<'a>> {
         let start = self.at;
         let escaped = self.string()?;
-        let quoted = self.text.get(start..self.at)?;
-        if escaped {
-            serde_json::from_str(quoted).ok().map(Cow::Owned)
-        } else {
-            quoted.get(1..quoted.len() - 1).map(Cow::Borrowed)
-        }
+        self.key_since(start, escaped)
     }
 
     /// Past `variables`' value; whether it is the documented array as written out (no space

@@ -5,9 +5,9 @@
 //! large event, and serde's typed reading in the first pass cost more in wasm than this scan
 //! (BENCHMARKS.md, 1000 variables).
 
+use super::cursor::Cursor;
 use super::scan::string_stop;
 use super::{push_key, Key};
-use std::borrow::Cow;
 
 /// Appends `variables` to `out` as the documented array of one-key objects; None for any other
 /// shape (`out` then holds part of it).
@@ -94,17 +94,17 @@ struct Scan<'a> {
     escaped_key: bool,
 }
 
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
+impl<'a> Cursor<'a> for Scan<'a> {
+    fn text(&self) -> &'a str {
+        self.text
     }
 
-    fn eat(&mut self, byte: u8) -> bool {
-        let found = self.peek() == Some(byte);
-        if found {
-            self.at += 1;
-        }
-        found
+    fn at(&self) -> usize {
+        self.at
+    }
+
+    fn at_mut(&mut self) -> &mut usize {
+        &mut self.at
     }
 
     fn space(&mut self) {
@@ -114,32 +114,16 @@ impl<'a> Scan<'a> {
         }
         self.spaced |= self.at != start;
     }
+}
 
-    /// After an element: Some(true) at a comma (another follows), Some(false) at `end`.
-    fn next_or_end(&mut self, end: u8) -> Option<bool> {
-        self.space();
-        if self.eat(b',') {
-            self.space();
-            Some(true)
-        } else if self.eat(end) {
-            Some(false)
-        } else {
-            None
-        }
-    }
-
+impl<'a> Scan<'a> {
     /// `"name": value`, the name borrowed unless it holds an escape.
     fn field(&mut self) -> Option<(Key<'a>, &'a str)> {
         self.space();
         let start = self.at;
         let escaped = self.string()?;
-        let quoted = self.text.get(start..self.at)?;
         self.escaped_key |= escaped;
-        let key = if escaped {
-            Cow::Owned(serde_json::from_str::<String>(quoted).ok()?)
-        } else {
-            Cow::Borrowed(quoted.get(1..quoted.len() - 1)?)
-        };
+        let key = self.key_since(start, escaped)?;
         self.space();
         if !self.eat(b':') {
             return None;
@@ -214,6 +198,7 @@ mod tests {
         Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
     };
     use serde_json::value::RawValue;
+    use std::borrow::Cow;
     use std::fmt;
 
     /// The reading this scan replaced (serde, typed), kept as its oracle.

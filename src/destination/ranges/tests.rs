@@ -1,8 +1,10 @@
 //! The default deny list, rule by rule: what each range refuses, what it lets through, and the
 //! detail a refusal carries.
 
+use super::super::policy::parse_host_pattern;
 use super::super::*;
 use super::*;
+use crate::cidr::{parse_cidr, Net};
 
 fn policy() -> DestinationPolicy {
     DestinationPolicy::new(&DestinationConfig::default()).unwrap()
