@@ -54,12 +54,7 @@ impl EnvoyConfig {
         let clusters: Yaml = serde_yaml::from_str(&clusters).unwrap();
         self.edit(|yaml| {
             for documented in clusters.as_sequence().unwrap() {
-                let cluster = yaml["static_resources"]["clusters"]
-                    .as_sequence_mut()
-                    .unwrap()
-                    .iter_mut()
-                    .find(|c| c["name"] == documented["name"])
-                    .expect("the documented cluster");
+                let cluster = cluster(yaml, documented["name"].as_str().unwrap());
                 assert_eq!(cluster["dns_lookup_family"], "V4_ONLY");
                 cluster["dns_lookup_family"] = documented["dns_lookup_family"].clone();
             }
@@ -266,6 +261,16 @@ fn documented_ipv6_lookup() -> (String, String) {
         .skip(1)
         .map(|block| block.split("```").next().unwrap().to_string());
     (blocks.next().unwrap(), blocks.next().unwrap())
+}
+
+/// The cluster of this name in `static_resources`.
+pub fn cluster<'a>(yaml: &'a mut Yaml, name: &str) -> &'a mut Yaml {
+    yaml["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
 }
 
 /// The `http_filters` of every filter chain whose router has the guard before connecting (every
