@@ -188,12 +188,6 @@ def hookgate_plugin_json(cfg):
     return json.loads(value) if value.strip() else {}
 
 
-def is_after_dns(f):
-    """The check after DNS in a router's upstream_http_filters: wrapped in its matcher (as shipped)
-    or not (as written before it)."""
-    return f.get("name") in ("hookgate-after-dns", "hookgate-after-dns-unless-ipv4")
-
-
 def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
     cfg = base_config()
     cfg["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin)
@@ -203,17 +197,12 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
     if len(listeners) != 1:
         fail("envoy/envoy.yaml: expected one listener")
     listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
-    if kind in ("A", "F"):
-        # Plain Envoy and the floor filter run without hookgate's check after DNS.
-        for chain in find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, []):
-            chain["upstream_http_filters"] = [
-                f for f in chain["upstream_http_filters"] if not is_after_dns(f)]
     if kind == "A":
         for chain in find_all(cfg, lambda v: isinstance(v, dict) and "http_filters" in v, []):
             chain["http_filters"] = [f for f in chain["http_filters"] if f.get("name") != "hookgate"]
     elif kind == "F":
         for f in wasm_filters(cfg):
-            # Its own copy: the YAML alias shares vm_config with the (removed) check after DNS.
+            # Its own copy: YAML aliases share the block with other filters.
             f["typed_config"]["config"] = copy.deepcopy(f["typed_config"]["config"])
             c = f["typed_config"]["config"]
             f["name"] = "floor"
@@ -221,9 +210,7 @@ def make_config(kind, port, admin, plugin=None, floor_target=None, wasm=None):
             c["vm_config"]["code"]["local"]["filename"] = wasm or os.path.join(WORK, "floor.wasm")
             c["configuration"]["value"] = floor_target
     else:
-        # Both hookgate filters: the engine-facing one and the check after DNS.
-        for f in find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") == "hookgate-after-dns"
-                          and "typed_config" in v, []) + wasm_filters(cfg):
+        for f in wasm_filters(cfg):
             f["typed_config"]["config"] = copy.deepcopy(f["typed_config"]["config"])
             c = f["typed_config"]["config"]
             c["vm_config"]["code"]["local"]["filename"] = wasm or os.path.join(WORK, "hookgate.wasm")

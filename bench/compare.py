@@ -8,14 +8,15 @@ the machine's speed drifts between runs; `make bench` stays the reference (BENCH
 
 Like the bench, it runs only inside bench/netns.sh's network namespace, sending to the receiver's
 name with no exception. VARIANT changes only that B's Envoy configuration, to measure what a part
-of it costs: `noafter` drops the check after DNS (hookgate's upstream filter), `unwrapped` runs it
-on every try (without the matcher that skips it for IPv4 addresses, as before it), `norecord` the
-decision record from the access log line, `exception` adds an exception covering the receiver to
-the plugin configuration (what the guard's per-request pattern costs). WASM `floor` is the floor
-filter, and two variants run a floor build instead of a B: `floor` the floor as F runs it, and
-`contract` the contract floor (F-contract: the floor's bytes through with exactly the host calls of
-hookgate's delivery, bench/floor/src/contract.rs), so `fc=floor:contract` runs it beside F and the
-Bs, and `f0=/tmp/old-floor.wasm:floor` another floor build. Every floor build gets F's Envoy
+of it costs: `afterdns` adds the check after DNS (hookgate's upstream filter) in its matcher, as
+docs/security.md shows it for looking up IPv6 (the lookup family kept: the receiver is IPv4),
+`unwrapped` the same without the matcher (run on every try), `norecord` drops the decision record
+from the access log line, `exception` adds an exception covering the receiver to the plugin
+configuration (what the guard's per-request pattern costs). WASM `floor` is the floor filter, and
+two variants run a floor build instead of a B: `floor` the floor as F runs it, and `contract` the
+contract floor (F-contract: the floor's bytes through with exactly the host calls of hookgate's
+delivery, bench/floor/src/contract.rs), so `fc=floor:contract` runs it beside F and the Bs, and
+`f0=/tmp/old-floor.wasm:floor` another floor build. Every floor build gets F's Envoy
 configuration and body (the payload). Needs wrk, nginx and the floor filter built (bench/run.sh
 builds it; BENCH_FLOOR_WASM names it, default target/bench-floor's).
 """
@@ -26,24 +27,40 @@ import shutil
 import statistics
 import sys
 
+import yaml
+
 import bench as b
 
 
-def upstream_chains(cfg):
-    return b.find_all(cfg, lambda v: isinstance(v, dict) and "upstream_http_filters" in v, [])
+def documented_after_dns():
+    """The check after DNS as docs/security.md ("Looking up IPv6") shows it: the second `yaml`
+    block of that section, as text (its aliases name the chain's hookgate VM and policy)."""
+    with open(os.path.join(b.REPO, "docs", "security.md")) as f:
+        page = f.read()
+    section = page[page.index("#### Looking up IPv6"):]
+    return section.split("```yaml\n")[2].split("```")[0]
 
 
-def drop_after_dns(cfg):
-    for chain in upstream_chains(cfg):
-        chain["upstream_http_filters"] = [f for f in chain["upstream_http_filters"] if not b.is_after_dns(f)]
-
-
-def unwrap_after_dns(cfg):
-    """The check after DNS without its matcher, run on every try (the configurations before it)."""
-    for chain in upstream_chains(cfg):
-        chain["upstream_http_filters"] = [
-            f["typed_config"]["extension_config"] if "extension_config" in f.get("typed_config", {}) else f
-            for f in chain["upstream_http_filters"]]
+def add_after_dns(cfg, wrapped=True):
+    """The documented check after DNS right after the guard of every chain, its aliases bound to
+    the chain's hookgate filter; `wrapped=False` leaves out its matcher (run on every try)."""
+    block = documented_after_dns()
+    done = set()
+    for hcm in b.find_all(cfg, lambda v: isinstance(v, dict) and "http_filters" in v, []):
+        filters = hcm["http_filters"]
+        engine = [f for f in filters if f.get("name") == "hookgate"]
+        routers = [f for f in filters if "upstream_http_filters" in f.get("typed_config", {})]
+        # Chains that share their filters (a YAML alias) get the check once.
+        if id(filters) in done or not engine or not routers:
+            continue
+        done.add(id(filters))
+        config = engine[0]["typed_config"]["config"]
+        bound = yaml.safe_load("bound: [&hookgate-vm %s, &hookgate-policy %s]\nfilters:\n%s" % (
+            json.dumps(config["vm_config"]), json.dumps(config["configuration"]), block))
+        added = [f if wrapped else f["typed_config"]["extension_config"] for f in bound["filters"]]
+        upstream = routers[0]["typed_config"]["upstream_http_filters"]
+        guard = [f.get("name") for f in upstream].index("envoy.filters.http.upstream_rbac")
+        upstream[guard + 1:guard + 1] = added
 
 
 def drop_record(cfg):
@@ -52,7 +69,7 @@ def drop_record(cfg):
 
 
 def add_exception(cfg):
-    for f in b.find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") in ("hookgate", "hookgate-after-dns")
+    for f in b.find_all(cfg, lambda v: isinstance(v, dict) and v.get("name") == "hookgate"
                         and "typed_config" in v, []):
         configuration = f["typed_config"]["config"]["configuration"]
         plugin = json.loads(configuration["value"])
@@ -60,7 +77,8 @@ def add_exception(cfg):
         configuration["value"] = json.dumps(plugin)
 
 
-VARIANTS = {"noafter": drop_after_dns, "unwrapped": unwrap_after_dns, "norecord": drop_record,
+VARIANTS = {"afterdns": add_after_dns, "unwrapped": lambda cfg: add_after_dns(cfg, wrapped=False),
+            "norecord": drop_record,
             "exception": add_exception}
 # Floor builds: what follows the receiver's authority and path in the floor's plugin configuration.
 FLOOR_VARIANTS = {"floor": "", "contract": " contract"}

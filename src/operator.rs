@@ -9,6 +9,7 @@ use serde_yaml::Value;
 
 mod callers;
 mod explain;
+mod lookup;
 
 pub use explain::explain;
 
@@ -76,6 +77,8 @@ struct Walk {
     /// The filter names routes give a configuration of their own (`typed_per_filter_config`).
     per_route: Vec<String>,
     chains: Vec<Chain>,
+    /// The forward proxy's DNS lookups, and the clusters each chain's routes name.
+    lookups: lookup::Lookups,
 }
 
 /// Where the walk is: the listener, and whether in its `default_filter_chain`.
@@ -105,6 +108,7 @@ fn walk(value: &Value, at: &At, out: &mut Walk) {
         };
     }
     record_wrapper(value, &at, out);
+    out.lookups.record(value, &at.chain());
     let config = value.get("typed_config").and_then(|t| t.get("config"));
     let root_id = config
         .and_then(|c| c.get("root_id"))
@@ -215,7 +219,7 @@ fn check_wrapper(
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) {
-    // A route's own matcher (ExtensionWithMatcherPerRoute) would replace the shipped one.
+    // A route's own matcher (ExtensionWithMatcherPerRoute) would replace the documented one.
     if let Some(w) = wrapper.filter(|w| per_route.contains(&w.name)) {
         problems.push(format!(
             "{chain}: a route's typed_per_filter_config names {}, the matcher around the check \
@@ -227,13 +231,14 @@ fn check_wrapper(
     match wrapper {
         None => warnings.push(format!(
             "{chain}: the check after DNS runs on every try, IPv4 addresses included, which the \
-             guard before connecting already judges: wrap it as a shipped envoy/*.yaml does \
-             (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"
+             guard before connecting already judges: wrap it as docs/security.md shows \
+             (\"Looking up IPv6\": its matcher skips it for IPv4 addresses), to spare a wasm \
+             call per delivery"
         )),
         Some(w) if w.typed_config != expected => problems.push(format!(
             "{chain}: the matcher around the check after DNS differs from hookgate's: it is \
              plumbing (it skips the check for IPv4 addresses alone, which the guard judges), \
-             copy it unchanged from a shipped envoy/*.yaml"
+             copy it unchanged from docs/security.md (\"Looking up IPv6\")"
         )),
         Some(_) => {}
     }
@@ -254,9 +259,10 @@ fn check_guard(chain: &str, guard: &Guard, problems: &mut Vec<String>) {
 }
 
 /// Every problem of a configuration file: each plugin configuration is validated by the
-/// filter's own parser, and every engine-facing filter needs its check after DNS with the same
-/// plugin configuration in the same filter chain, as every chain of the listener does. One line
-/// per problem, naming place and key.
+/// filter's own parser; every engine-facing filter whose webhooks may go to IPv6 addresses (a
+/// forward-proxy lookup of its routes other than `V4_ONLY`, or none found) needs its check after
+/// DNS, and a check after DNS has the same plugin configuration in the same filter chain, as
+/// every chain of the listener does. One line per problem, naming place and key.
 pub fn check(text: &str) -> Vec<String> {
     review(text).0
 }
@@ -316,16 +322,24 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
         let after = found
             .iter()
             .find(|f| f.root_id == AFTER_DNS && chain_of(&f.place) == chain);
-        match after {
-            None => problems.push(format!(
+        match (after, seen.lookups.need(chain)) {
+            (None, lookup::Need::Optional) => {}
+            (None, lookup::Need::Unknown) => problems.push(format!(
                 "{chain}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
                  the router's upstream_http_filters)"
             )),
-            Some(after) if after.text != engine.text => problems.push(format!(
+            (None, lookup::Need::Ipv6(lookups)) => problems.push(format!(
+                "{chain}: {}: IPv6 addresses need the check after DNS, which is missing (Envoy's \
+                 guard cannot judge them by the whole policy): add it in its matcher to the \
+                 router's upstream_http_filters as docs/security.md shows (\"Looking up IPv6\"), \
+                 or set dns_lookup_family: V4_ONLY",
+                lookups.join("; ")
+            )),
+            (Some(after), _) if after.text != engine.text => problems.push(format!(
                 "{chain}: the check after DNS has another plugin configuration than hookgate \
                  (use the YAML alias of the same block)"
             )),
-            Some(_) => {
+            (Some(_), _) => {
                 let wrapper = seen.wrappers.iter().find(|w| w.chain == chain);
                 check_wrapper(
                     chain,

@@ -1,4 +1,5 @@
-//! `failure_policy: FAIL_CLOSED` in every shipped configuration, and what it does. A filter
+//! `failure_policy: FAIL_CLOSED` in every shipped configuration (and in the check after DNS that
+//! looking up IPv6 adds), and what it does. A filter
 //! that cannot run refuses requests instead of letting them through unchecked, and a module that
 //! cannot load stops Envoy with a clear message.
 #![allow(
@@ -31,9 +32,16 @@ fn every_shipped_configuration_fails_closed() {
     let paths = shipped();
     assert!(paths.len() >= 3, "{paths:?}");
     for path in paths {
-        let mut config = EnvoyConfig::load(&path);
+        // With IPv6 looked up as documented, its check after DNS too.
+        let mut config = EnvoyConfig::load(&path).dual_stack();
         let filters = config.hookgate_filters();
         assert!(!filters.is_empty(), "{path}: no hookgate filter");
+        assert!(
+            filters
+                .iter()
+                .any(|f| f["typed_config"]["config"]["root_id"] == "hookgate-after-dns"),
+            "{path}: no check after DNS"
+        );
         for filter in filters {
             let plugin = &filter["typed_config"]["config"];
             assert_eq!(plugin["failure_policy"], "FAIL_CLOSED", "{path}");

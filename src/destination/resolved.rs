@@ -23,10 +23,11 @@ pub const REFUSAL_DETAIL_HEADER: &str = "x-hookgate-refusal";
 /// `config` (envoy/*.yaml); `hookgate check` finds it by this id too.
 pub const AFTER_DNS_ROOT_ID: &str = "hookgate-after-dns";
 
-/// The matcher that wraps the check after DNS in every shipped configuration (an
-/// `ExtensionWithMatcher`'s `xds_matcher`; plumbing, compared by `hookgate check`): it skips the
-/// filter when the picked host's address is IPv4, `upstream.address >= "0" && upstream.address
-/// < ":"` (Envoy writes an IPv4 address `a.b.c.d:port`, the only form that starts with a digit).
+/// The matcher that wraps the check after DNS where IPv6 is looked up (an
+/// `ExtensionWithMatcher`'s `xds_matcher`, docs/security.md; plumbing, compared by `hookgate
+/// check`): it skips the filter when the picked host's address is IPv4,
+/// `upstream.address >= "0" && upstream.address < ":"` (Envoy writes an IPv4 address
+/// `a.b.c.d:port`, the only form that starts with a digit).
 /// For IPv4 the guard before connecting already enforces the whole plugin policy (the built-in
 /// list, the configured deny_cidrs, the exceptions); what it cannot express is IPv6 (configured
 /// IPv6 deny_cidrs, ISATAP interface ids), so the check after DNS runs for every other address,

@@ -1,7 +1,8 @@
-//! hookgate's second place in Envoy: an upstream filter of the forward-proxy route (root id
+//! hookgate's second place in Envoy, where IPv6 is looked up (the shipped configurations look up
+//! IPv4 only and have none): an upstream filter of the forward-proxy route (root id
 //! `hookgate-after-dns`), with the same plugin configuration. Envoy runs it for every try whose
-//! picked host's address is not IPv4 (the shipped configurations wrap it in a matcher that skips
-//! it for IPv4, which the guard before connecting judges whole: `after_dns_matcher`); it judges
+//! picked host's address is not IPv4 (docs/security.md wraps it in a matcher that skips it for
+//! IPv4, which the guard before connecting judges whole: `after_dns_matcher`); it judges
 //! that address with the destination policy and refuses it with a local reply, which the
 //! engine-facing filter turns into the envelope (`crate::destination::refused_after_dns`).
 //!

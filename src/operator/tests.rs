@@ -1,5 +1,7 @@
 use super::*;
 
+mod lookup;
+
 const ENVOY: &str = r#"
 static_resources:
   listeners:
@@ -29,7 +31,7 @@ static_resources:
                   rules: GUARD
 AFTER_DNS"#;
 
-/// The check after DNS in hookgate's matcher, as shipped.
+/// The check after DNS in hookgate's matcher, as docs/security.md shows it.
 const WRAPPED: &str = r#"              - name: hookgate-after-dns-unless-ipv4
                 typed_config:
                   "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
@@ -70,7 +72,7 @@ fn the_check_after_dns_is_skipped_by_hookgates_matcher_alone() {
     assert_eq!(check(&unwrapped), Vec::<String>::new());
     assert_eq!(
         warnings(&unwrapped),
-        ["listener engine: the check after DNS runs on every try, IPv4 addresses included, which the guard before connecting already judges: wrap it as a shipped envoy/*.yaml does (its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"]
+        ["listener engine: the check after DNS runs on every try, IPv4 addresses included, which the guard before connecting already judges: wrap it as docs/security.md shows (\"Looking up IPv6\": its matcher skips it for IPv4 addresses), to spare a wasm call per delivery"]
     );
     // A route's own matcher would replace it.
     let per_route = envoy().replace(
@@ -86,7 +88,7 @@ fn the_check_after_dns_is_skipped_by_hookgates_matcher_alone() {
     assert_ne!(wider, envoy());
     assert_eq!(
         check(&wider),
-        ["listener engine: the matcher around the check after DNS differs from hookgate's: it is plumbing (it skips the check for IPv4 addresses alone, which the guard judges), copy it unchanged from a shipped envoy/*.yaml"]
+        ["listener engine: the matcher around the check after DNS differs from hookgate's: it is plumbing (it skips the check for IPv4 addresses alone, which the guard judges), copy it unchanged from docs/security.md (\"Looking up IPv6\")"]
     );
 }
 

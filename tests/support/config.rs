@@ -41,23 +41,68 @@ impl EnvoyConfig {
         found
     }
 
-    /// Edits the plugin configuration (JSON) of every hookgate filter.
-    /// The same with IPv6 looked up too (`dns_lookup_family: ALL` on the webhooks cluster, as
-    /// docs/security.md describes).
+    /// The same with IPv6 looked up too, as docs/security.md's "Looking up IPv6" shows an
+    /// operator: the forward-proxy cluster's lookup family and the check after DNS.
     pub fn dual_stack(self) -> Self {
+        self.ipv6_lookup_family().check_after_dns()
+    }
+
+    /// The first of the documented blocks alone: the forward-proxy cluster's `dns_lookup_family`
+    /// (`V4_ONLY` as shipped) changed to the documented one.
+    pub fn ipv6_lookup_family(self) -> Self {
+        let (clusters, _) = documented_ipv6_lookup();
+        let clusters: Yaml = serde_yaml::from_str(&clusters).unwrap();
         self.edit(|yaml| {
-            let clusters = yaml["static_resources"]["clusters"]
-                .as_sequence_mut()
-                .unwrap();
-            let webhooks = clusters
-                .iter_mut()
-                .find(|c| c["name"] == "webhooks")
-                .unwrap();
-            assert_eq!(webhooks["dns_lookup_family"], "V4_ONLY");
-            webhooks["dns_lookup_family"] = "ALL".into();
+            for documented in clusters.as_sequence().unwrap() {
+                let cluster = cluster(yaml, documented["name"].as_str().unwrap());
+                assert_eq!(cluster["dns_lookup_family"], "V4_ONLY");
+                cluster["dns_lookup_family"] = documented["dns_lookup_family"].clone();
+            }
         })
     }
 
+    /// The second documented block alone: the check after DNS added right after the guard of
+    /// every filter chain, its YAML aliases naming the chain's hookgate VM and plugin
+    /// configuration.
+    pub fn check_after_dns(mut self) -> Self {
+        let (_, filter) = documented_ipv6_lookup();
+        for http_filters in engine_chains(&mut self.yaml) {
+            let config = &http_filters
+                .iter()
+                .find(|f| f["typed_config"]["config"]["root_id"] == "hookgate")
+                .expect("the chain's hookgate filter")["typed_config"]["config"];
+            let bound = format!(
+                "bound: [&hookgate-vm {}, &hookgate-policy {}]\nfilters:\n{filter}",
+                serde_json::to_string(&config["vm_config"]).unwrap(),
+                serde_json::to_string(&config["configuration"]).unwrap()
+            );
+            let added: Yaml = serde_yaml::from_str(&bound).unwrap();
+            let router = http_filters
+                .iter_mut()
+                .find(|f| f["name"] == "envoy.filters.http.router")
+                .expect("a router");
+            let upstream = router["typed_config"]["upstream_http_filters"]
+                .as_sequence_mut()
+                .unwrap();
+            let guard = upstream
+                .iter()
+                .position(|f| f["name"] == "envoy.filters.http.upstream_rbac")
+                .expect("the guard");
+            let added = added["filters"].as_sequence().unwrap();
+            assert!(upstream.iter().all(|f| !added.contains(f)));
+            for (at, f) in added.iter().enumerate() {
+                upstream.insert(guard + 1 + at, f.clone());
+            }
+        }
+        self
+    }
+
+    /// The configuration as a file (aliases written out), for `hookgate check`.
+    pub fn text(&self) -> String {
+        serde_yaml::to_string(&self.yaml).unwrap()
+    }
+
+    /// Edits the plugin configuration (JSON) of every hookgate filter.
     pub fn edit_plugin_configs(mut self, edit: impl Fn(&mut serde_json::Value)) -> Self {
         for filter in self.hookgate_filters() {
             let value = &mut filter["typed_config"]["config"]["configuration"]["value"];
@@ -204,6 +249,56 @@ fn collect<'a>(
         Yaml::Sequence(seq) => seq.iter_mut().for_each(|v| collect(v, pick, found)),
         _ => {}
     }
+}
+
+/// The two `yaml` blocks of docs/security.md's "Looking up IPv6", as text: the cluster's lookup
+/// family and the check after DNS (whose YAML aliases only a configuration can bind).
+fn documented_ipv6_lookup() -> (String, String) {
+    let page = std::fs::read_to_string(repo().join("docs/security.md")).unwrap();
+    let section = &page[page.find("#### Looking up IPv6").unwrap()..];
+    let mut blocks = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_string());
+    (blocks.next().unwrap(), blocks.next().unwrap())
+}
+
+/// The cluster of this name in `static_resources`.
+pub fn cluster<'a>(yaml: &'a mut Yaml, name: &str) -> &'a mut Yaml {
+    yaml["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+/// The `http_filters` of every filter chain whose router has the guard before connecting (every
+/// engine chain: listeners' `filter_chains` and `default_filter_chain`).
+fn engine_chains(yaml: &mut Yaml) -> Vec<&mut Vec<Yaml>> {
+    let mut found = Vec::new();
+    collect(
+        yaml,
+        &mut |v| {
+            v.get("http_filters")
+                .and_then(Yaml::as_sequence)
+                .is_some_and(|filters| {
+                    filters.iter().any(|f| {
+                        f["typed_config"]["upstream_http_filters"]
+                            .as_sequence()
+                            .is_some_and(|u| {
+                                u.iter()
+                                    .any(|g| g["name"] == "envoy.filters.http.upstream_rbac")
+                            })
+                    })
+                })
+        },
+        &mut found,
+    );
+    found
+        .into_iter()
+        .map(|hcm| hcm["http_filters"].as_sequence_mut().unwrap())
+        .collect()
 }
 
 /// The production configuration with one exception: receivers on 127.0.0.1 (any port), in the

@@ -9,7 +9,9 @@ pub mod h2;
 pub mod http;
 pub mod receiver;
 
-pub use config::{guard_rules_of, loopback_config, upstream_filters, EnvoyConfig, SHIPPED_WASM};
+pub use config::{
+    cluster, guard_rules_of, loopback_config, upstream_filters, EnvoyConfig, SHIPPED_WASM,
+};
 use gateway::envoy_process;
 pub use gateway::{envoy_command, Gateway, DECISION_LINES};
 pub use http::Reply;

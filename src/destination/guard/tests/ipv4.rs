@@ -1,6 +1,7 @@
-//! Why the check after DNS may skip IPv4 addresses: for every IPv4 address the guard before
-//! connecting decides as the check after DNS would, and the wrapper in the shipped
-//! configurations skips the check exactly for the addresses Envoy writes as IPv4.
+//! Why the check after DNS may skip IPv4 addresses (and is not needed where only IPv4 is looked
+//! up): for every IPv4 address the guard before connecting decides as the check after DNS
+//! would, and the documented wrapper skips the check exactly for the addresses Envoy writes as
+//! IPv4.
 
 use super::cel::eval;
 use super::*;
