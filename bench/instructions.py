@@ -19,8 +19,8 @@ and V8's runtime), generated code (`???` to callgrind: the wasm module compiled 
 stubs and builtins around each call between Envoy and the VM), libc; then the ratios between the
 builds (X/Y: Y's count over X's, as the bench states B/F). Instruction counts are not time (a
 cache miss costs more than an add; no kernel work is counted) but follow it closely at 10
-variables (B/F 0.74 in instructions, 0.69-0.83 in CPU time); at 1000 variables B/F in
-instructions is lower than in CPU time (0.49 against 0.63-0.65). Needs valgrind (Debian's
+variables (B/F 0.74-0.77 in instructions, 0.69-0.83 in CPU time); at 1000 variables B/F in
+instructions is lower than in CPU time (0.49-0.50 against 0.63-0.69). Needs valgrind (Debian's
 package); an Envoy takes about 30 s to start under it, and serves about 100 requests a second.
 """
 
