@@ -5,7 +5,7 @@
 //! which include their timeouts) together with a [`Host`]; the delivery reads what it needs
 //! through the host and answers with its effects: headers and bodies set, a local reply, a call
 //! to etcd, a stream resumed, counters and the decision record. Each callback returns the
-//! [`Flow`] the host should take. Unit tests drive it with a recording host (`tests.rs`).
+//! [`Flow`] the host should take. Unit tests drive it with a recording host (`tests/`).
 
 mod answer;
 #[cfg(test)]
