@@ -22,19 +22,18 @@ pub(super) fn objects(body: &[u8]) -> Option<(Vec<Object<'_>>, bool)> {
     // One check of the whole text: JSON's text outside strings is ASCII, so no byte escapes it.
     let text = core::str::from_utf8(body).ok()?;
     let mut json = Json {
-        text,
-        at: 0,
+        cursor: Cursor::new(text),
         frames: Vec::new(),
     };
-    json.space();
+    json.cursor.space();
     let mut objects = Vec::new();
-    let array = json.eat(b'[');
+    let array = json.cursor.eat(b'[');
     if array {
-        json.space();
-        if !json.eat(b']') {
+        json.cursor.space();
+        if !json.cursor.eat(b']') {
             loop {
                 objects.push(json.object()?);
-                if !json.next_or_end(b']')? {
+                if !json.cursor.next_or_end(b']')? {
                     break;
                 }
             }
@@ -42,53 +41,38 @@ pub(super) fn objects(body: &[u8]) -> Option<(Vec<Object<'_>>, bool)> {
     } else {
         objects.push(json.object()?);
     }
-    json.space();
-    (json.at == text.len()).then_some((objects, array))
+    json.cursor.space();
+    (json.cursor.at == text.len()).then_some((objects, array))
 }
 
 /// A cursor over the body.
 struct Json<'a> {
-    text: &'a str,
-    at: usize,
+    cursor: Cursor<'a, false>,
     /// The closing bytes of the arrays and objects a value is inside, innermost last.
     frames: Vec<u8>,
-}
-
-impl<'a> Cursor<'a> for Json<'a> {
-    fn text(&self) -> &'a str {
-        self.text
-    }
-
-    fn at(&self) -> usize {
-        self.at
-    }
-
-    fn at_mut(&mut self) -> &mut usize {
-        &mut self.at
-    }
 }
 
 impl<'a> Json<'a> {
     /// One event object: its fields in order, values raw.
     fn object(&mut self) -> Option<Object<'a>> {
-        self.expect(b'{')?;
+        self.cursor.expect(b'{')?;
         let mut fields = Vec::with_capacity(8);
         let mut variables_as_sent = false;
-        self.space();
-        if !self.eat(b'}') {
+        self.cursor.space();
+        if !self.cursor.eat(b'}') {
             loop {
                 let key = self.key()?;
-                self.space();
-                self.expect(b':')?;
-                self.space();
-                let start = self.at;
+                self.cursor.space();
+                self.cursor.expect(b':')?;
+                self.cursor.space();
+                let start = self.cursor.at;
                 if key == "variables" {
                     variables_as_sent = self.variables()?;
                 } else {
                     self.value()?;
                 }
-                fields.push((key, self.text.get(start..self.at)?));
-                if !self.next_or_end(b'}')? {
+                fields.push((key, self.cursor.text.get(start..self.cursor.at)?));
+                if !self.cursor.next_or_end(b'}')? {
                     break;
                 }
             }
@@ -101,42 +85,46 @@ impl<'a> Json<'a> {
 
     /// A field name of an event.
     fn key(&mut self) -> Option<Key<'a>> {
-        let start = self.at;
+        let start = self.cursor.at;
         let escaped = self.string()?;
-        self.key_since(start, escaped)
+        self.cursor.key_since(start, escaped)
     }
 
     /// Past `variables`' value; whether it is the documented array as written out (no space
     /// between its tokens, one unescaped name per object).
     fn variables(&mut self) -> Option<bool> {
-        let start = self.at;
+        let start = self.cursor.at;
         if self.documented_variables().is_some() {
             return Some(true);
         }
-        self.at = start;
+        self.cursor.at = start;
         self.value().map(|()| false)
     }
 
     fn documented_variables(&mut self) -> Option<()> {
-        self.expect(b'[')?;
-        if self.eat(b']') {
+        self.cursor.expect(b'[')?;
+        if self.cursor.eat(b']') {
             return Some(());
         }
         loop {
-            self.expect(b'{')?;
+            self.cursor.expect(b'{')?;
             if self.string()? {
                 return None;
             }
-            self.expect(b':')?;
-            if self.peek() == Some(b'"') {
+            self.cursor.expect(b':')?;
+            if self.cursor.peek() == Some(b'"') {
                 self.string()?;
             } else {
                 self.value()?;
             }
-            match self.bytes().get(self.at..self.at + 2)? {
-                [b'}', b','] => self.at += 2,
+            match self
+                .cursor
+                .bytes()
+                .get(self.cursor.at..self.cursor.at + 2)?
+            {
+                [b'}', b','] => self.cursor.at += 2,
                 [b'}', b']'] => {
-                    self.at += 2;
+                    self.cursor.at += 2;
                     return Some(());
                 }
                 _ => return None,
@@ -146,13 +134,13 @@ impl<'a> Json<'a> {
 
     /// Past one string, its quotes included; whether it held an escape.
     fn string(&mut self) -> Option<bool> {
-        self.expect(b'"')?;
+        self.cursor.expect(b'"')?;
         let mut escaped = false;
         loop {
-            self.at += string_stop(self.bytes().get(self.at..)?)?;
-            match self.peek()? {
+            self.cursor.at += string_stop(self.cursor.bytes().get(self.cursor.at..)?)?;
+            match self.cursor.peek()? {
                 b'"' => {
-                    self.at += 1;
+                    self.cursor.at += 1;
                     return Some(escaped);
                 }
                 b'\\' => {
@@ -166,15 +154,15 @@ impl<'a> Json<'a> {
 
     /// Past one escape, at its backslash.
     fn escape(&mut self) -> Option<()> {
-        let at = self.at;
-        match self.bytes().get(at + 1)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+        let at = self.cursor.at;
+        match self.cursor.bytes().get(at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.cursor.at += 2,
             b'u' => {
-                let hex = self.bytes().get(at + 2..at + 6)?;
+                let hex = self.cursor.bytes().get(at + 2..at + 6)?;
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
                     return None;
                 }
-                self.at += 6;
+                self.cursor.at += 6;
             }
             _ => return None,
         }
@@ -186,23 +174,23 @@ impl<'a> Json<'a> {
     fn value(&mut self) -> Option<()> {
         self.frames.clear();
         loop {
-            match self.peek()? {
+            match self.cursor.peek()? {
                 b'"' => {
                     self.string()?;
                 }
                 b'{' => {
-                    self.at += 1;
-                    self.space();
-                    if !self.eat(b'}') {
+                    self.cursor.at += 1;
+                    self.cursor.space();
+                    if !self.cursor.eat(b'}') {
                         self.frames.push(b'}');
                         self.member_name()?;
                         continue;
                     }
                 }
                 b'[' => {
-                    self.at += 1;
-                    self.space();
-                    if !self.eat(b']') {
+                    self.cursor.at += 1;
+                    self.cursor.space();
+                    if !self.cursor.eat(b']') {
                         self.frames.push(b']');
                         continue;
                     }
@@ -217,7 +205,7 @@ impl<'a> Json<'a> {
                 let Some(&close) = self.frames.last() else {
                     return Some(());
                 };
-                if self.next_or_end(close)? {
+                if self.cursor.next_or_end(close)? {
                     if close == b'}' {
                         self.member_name()?;
                     }
@@ -231,34 +219,34 @@ impl<'a> Json<'a> {
     /// `"name":` inside a value, up to the member's value.
     fn member_name(&mut self) -> Option<()> {
         self.string()?;
-        self.space();
-        self.expect(b':')?;
-        self.space();
+        self.cursor.space();
+        self.cursor.expect(b':')?;
+        self.cursor.space();
         Some(())
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.at + word.len();
-        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
+        let end = self.cursor.at + word.len();
+        (self.cursor.bytes().get(self.cursor.at..end)? == word).then(|| self.cursor.at = end)
     }
 
     /// JSON's number: `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
     fn number(&mut self) -> Option<()> {
-        self.eat(b'-');
-        match self.peek()? {
-            b'0' => self.at += 1,
+        self.cursor.eat(b'-');
+        match self.cursor.peek()? {
+            b'0' => self.cursor.at += 1,
             b'1'..=b'9' => {
                 self.digits();
             }
             _ => return None,
         }
-        if self.eat(b'.') && self.digits() == 0 {
+        if self.cursor.eat(b'.') && self.digits() == 0 {
             return None;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.at += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.at += 1;
+        if matches!(self.cursor.peek(), Some(b'e' | b'E')) {
+            self.cursor.at += 1;
+            if matches!(self.cursor.peek(), Some(b'+' | b'-')) {
+                self.cursor.at += 1;
             }
             if self.digits() == 0 {
                 return None;
@@ -269,11 +257,11 @@ impl<'a> Json<'a> {
 
     /// Past a run of digits; how many.
     fn digits(&mut self) -> usize {
-        let start = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
+        let start = self.cursor.at;
+        while matches!(self.cursor.peek(), Some(b'0'..=b'9')) {
+            self.cursor.at += 1;
         }
-        self.at - start
+        self.cursor.at - start
     }
 }
 

@@ -37,9 +37,7 @@ pub(super) fn write(raw: &str, out: &mut Vec<u8>) -> Option<()> {
 /// (`scan_tests.rs`, its oracle).
 pub(super) fn scan<'a>(raw: &'a str, mut pair: impl FnMut(Key<'a>, &'a str)) -> Option<bool> {
     let mut scan = Scan {
-        text: raw,
-        at: 0,
-        spaced: false,
+        cursor: Cursor::new(raw),
         escaped_key: false,
     };
     let array = raw.starts_with('[');
@@ -48,31 +46,31 @@ pub(super) fn scan<'a>(raw: &'a str, mut pair: impl FnMut(Key<'a>, &'a str)) -> 
         pair(key, value);
         Some(())
     };
-    scan.space();
-    if scan.eat(b'[') {
-        scan.space();
-        if !scan.eat(b']') {
+    scan.cursor.space();
+    if scan.cursor.eat(b'[') {
+        scan.cursor.space();
+        if !scan.cursor.eat(b']') {
             loop {
-                scan.space();
-                if !scan.eat(b'{') {
+                scan.cursor.space();
+                if !scan.cursor.eat(b'{') {
                     return None;
                 }
                 field(&mut scan)?;
-                scan.space();
-                if !scan.eat(b'}') {
+                scan.cursor.space();
+                if !scan.cursor.eat(b'}') {
                     return None; // a second field
                 }
-                if !scan.next_or_end(b']')? {
+                if !scan.cursor.next_or_end(b']')? {
                     break;
                 }
             }
         }
-    } else if scan.eat(b'{') {
-        scan.space();
-        if !scan.eat(b'}') {
+    } else if scan.cursor.eat(b'{') {
+        scan.cursor.space();
+        if !scan.cursor.eat(b'}') {
             loop {
                 field(&mut scan)?;
-                if !scan.next_or_end(b'}')? {
+                if !scan.cursor.next_or_end(b'}')? {
                     break;
                 }
             }
@@ -80,88 +78,63 @@ pub(super) fn scan<'a>(raw: &'a str, mut pair: impl FnMut(Key<'a>, &'a str)) -> 
     } else {
         return None;
     }
-    scan.space();
-    (scan.at == raw.len()).then_some(array && !scan.spaced && !scan.escaped_key)
+    scan.cursor.space();
+    (scan.cursor.at == raw.len()).then_some(array && !scan.cursor.spaced && !scan.escaped_key)
 }
 
 /// A cursor over JSON text known to be valid.
 struct Scan<'a> {
-    text: &'a str,
-    at: usize,
-    /// Set once a space between tokens was skipped.
-    spaced: bool,
+    cursor: Cursor<'a, true>,
     /// Set once a field name held an escape.
     escaped_key: bool,
-}
-
-impl<'a> Cursor<'a> for Scan<'a> {
-    fn text(&self) -> &'a str {
-        self.text
-    }
-
-    fn at(&self) -> usize {
-        self.at
-    }
-
-    fn at_mut(&mut self) -> &mut usize {
-        &mut self.at
-    }
-
-    fn space(&mut self) {
-        let start = self.at;
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
-        self.spaced |= self.at != start;
-    }
 }
 
 impl<'a> Scan<'a> {
     /// `"name": value`, the name borrowed unless it holds an escape.
     fn field(&mut self) -> Option<(Key<'a>, &'a str)> {
-        self.space();
-        let start = self.at;
+        self.cursor.space();
+        let start = self.cursor.at;
         let escaped = self.string()?;
         self.escaped_key |= escaped;
-        let key = self.key_since(start, escaped)?;
-        self.space();
-        if !self.eat(b':') {
+        let key = self.cursor.key_since(start, escaped)?;
+        self.cursor.space();
+        if !self.cursor.eat(b':') {
             return None;
         }
-        self.space();
-        let value_start = self.at;
+        self.cursor.space();
+        let value_start = self.cursor.at;
         self.value()?;
-        Some((key, self.text.get(value_start..self.at)?))
+        Some((key, self.cursor.text.get(value_start..self.cursor.at)?))
     }
 
     /// Past one string, its quotes included; whether it held an escape. Jumps from quote or
     /// backslash to the next (a byte-by-byte cursor was a fifth of a large event's cost); the
     /// text is JSON, so no control character stops it.
     fn string(&mut self) -> Option<bool> {
-        if !self.eat(b'"') {
+        if !self.cursor.eat(b'"') {
             return None;
         }
         let mut escaped = false;
         loop {
-            let rest = self.text.as_bytes().get(self.at..)?;
+            let rest = self.cursor.text.as_bytes().get(self.cursor.at..)?;
             let stop = string_stop(rest)?;
             if rest.get(stop) == Some(&b'"') {
-                self.at += stop + 1;
+                self.cursor.at += stop + 1;
                 return Some(escaped);
             }
             escaped = true;
-            self.at += stop + 2;
+            self.cursor.at += stop + 2;
         }
     }
 
     /// Past one value: a string, an object or array (nested to any depth), or a literal.
     fn value(&mut self) -> Option<()> {
-        match self.peek()? {
+        match self.cursor.peek()? {
             b'"' => self.string().map(|_| ()),
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
-                    match self.peek()? {
+                    match self.cursor.peek()? {
                         b'"' => {
                             self.string()?;
                             continue;
@@ -170,21 +143,21 @@ impl<'a> Scan<'a> {
                         b'}' | b']' => depth = depth.checked_sub(1)?,
                         _ => {}
                     }
-                    self.at += 1;
+                    self.cursor.at += 1;
                     if depth == 0 {
                         return Some(());
                     }
                 }
             }
             _ => {
-                let start = self.at;
+                let start = self.cursor.at;
                 while !matches!(
-                    self.peek(),
+                    self.cursor.peek(),
                     None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
                 ) {
-                    self.at += 1;
+                    self.cursor.at += 1;
                 }
-                (self.at > start).then_some(())
+                (self.cursor.at > start).then_some(())
             }
         }
     }

@@ -1,12 +1,5 @@
 //! Refusals through the recording host: the engine's request refused (name, address, caller,
 //! limit, internal failure) with the answer table's status and code.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use super::*;
 
 #[test]

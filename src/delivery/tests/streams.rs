@@ -1,12 +1,5 @@
 //! How Envoy hands the callbacks over: answers before the event is read, trailers, answers in
 //! chunks, an engine that resets.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use super::*;
 
 #[test]
