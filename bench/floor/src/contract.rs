@@ -11,6 +11,7 @@
 //! log prints as `%FILTER_STATE(wasm.hookgate:PLAIN)%`), the answer's header map written whole
 //! (hookgate's five headers) and its body written (the receiver's bytes, not an envelope).
 
+use super::{until_end, whole_body, Target};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::ptr::null_mut;
@@ -60,34 +61,13 @@ fn write_record(record: &str) {
     unsafe { proxy_set_property(name.as_ptr(), name.len(), record.as_ptr(), record.len()) };
 }
 
-/// The receiver, and the decision record every delivery writes.
-pub struct Target {
-    authority: String,
-    path: String,
-    record: String,
-}
-
-impl Target {
-    pub fn new(authority: &str, path: &str) -> Self {
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host);
-        Target {
-            authority: authority.to_string(),
-            path: path.to_string(),
-            // hookgate's record of the bench's delivery, with a name of the same length.
-            record: format!("webhook=FloorHook host={host} outcome=delivered code=1"),
-        }
-    }
-}
-
-pub struct ContractFloor {
+pub(crate) struct ContractFloor {
     target: Rc<Target>,
     status: String,
 }
 
 impl ContractFloor {
-    pub fn new(target: Rc<Target>) -> Self {
+    pub(crate) fn new(target: Rc<Target>) -> Self {
         ContractFloor {
             target,
             status: String::new(),
@@ -101,14 +81,14 @@ impl HttpContext for ContractFloor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         read_request_headers();
         read_source_address();
-        crate::until_end(end_of_stream)
+        until_end(end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !end_of_stream {
+        let Some(body) = whole_body(end_of_stream, || self.get_http_request_body(0, body_size))
+        else {
             return Action::Pause;
-        }
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        };
         let length = body.len().to_string();
         self.set_http_request_headers(vec![
             (":method", "POST"),
@@ -128,16 +108,14 @@ impl HttpContext for ContractFloor {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.status = self.get_http_response_header(":status").unwrap_or_default();
-        crate::until_end(end_of_stream)
+        until_end(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !end_of_stream {
+        let Some(body) = whole_body(end_of_stream, || self.get_http_response_body(0, body_size))
+        else {
             return Action::Pause;
-        }
-        let body = self
-            .get_http_response_body(0, body_size)
-            .unwrap_or_default();
+        };
         write_record(&self.target.record);
         let length = body.len().to_string();
         self.set_http_response_headers(vec![
