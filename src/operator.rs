@@ -325,8 +325,8 @@ fn review(text: &str) -> (Vec<String>, Vec<String>) {
         match (after, seen.lookups.need(chain)) {
             (None, lookup::Need::Optional) => {}
             (None, lookup::Need::Unknown) => problems.push(format!(
-                "{chain}: no check after DNS (a wasm filter with root_id hookgate-after-dns in \
-                 the router's upstream_http_filters)"
+                "{chain}: no check after DNS (a wasm filter with root_id {AFTER_DNS} in the \
+                 router's upstream_http_filters)"
             )),
             (None, lookup::Need::Ipv6(lookups)) => problems.push(format!(
                 "{chain}: {}: IPv6 addresses need the check after DNS, which is missing (Envoy's \
